@@ -1,0 +1,383 @@
+"""Admin for Nettsoft staff: customers with their subscription, settings and users, price lists."""
+
+import datetime as dt
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.forms.models import BaseInlineFormSet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
+
+from customers import services
+from customers.models import (
+    WEEKDAYS,
+    Contact,
+    Customer,
+    CustomerSettings,
+    PriceList,
+    PriceListRow,
+    ServiceUser,
+    Subscription,
+    Term,
+)
+from kalenderpush.formatting import format_nok
+
+
+class CachedProfileChoicesMixin:
+    """Evaluates the absence-profile choices once per request instead of once per inline row."""
+
+    cached_choice_fields: tuple[str, ...] = ("default_profile", "out_of_office_profile")
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        field = super().formfield_for_foreignkey(db_field, request, **kwargs)  # type: ignore[misc]
+        if field is not None and db_field.name in self.cached_choice_fields:
+            cache: dict[str, list[Any]] = request.__dict__.setdefault("_kp_choice_cache", {})
+            key = db_field.related_model._meta.label
+            if key not in cache:
+                cache[key] = list(field.choices)
+            field.choices = cache[key]
+        return field
+
+
+# --- Inlines on the customer page ------------------------------------------------------------------
+
+
+class CustomerSettingsInline(CachedProfileChoicesMixin, admin.StackedInline):
+    model = CustomerSettings
+    can_delete = False
+    min_num = 1
+    max_num = 1
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "timezone",
+                    ("default_profile", "out_of_office_profile"),
+                    ("divert_by_default", "include_tentative"),
+                    ("office_hours_only", "public_holidays"),
+                ]
+            },
+        ),
+        (_("Office hours"), {"fields": [(f"{day}_start", f"{day}_end") for day, _label in WEEKDAYS]}),
+    ]
+
+
+class SubscriptionInline(admin.TabularInline):
+    model = Subscription
+    extra = 0
+    show_change_link = True
+    fields = [
+        "term_months",
+        "signed_on",
+        "go_live",
+        "status",
+        "monthly_price",
+        "setup_fee",
+        "notice_received",
+        "binding_end_display",
+        "effective_end_display",
+    ]
+    readonly_fields = ["binding_end_display", "effective_end_display"]
+
+    @admin.display(description=_("binding end"))
+    def binding_end_display(self, obj: Subscription) -> str:
+        return _format_date(obj.binding_end)
+
+    @admin.display(description=_("effective end"))
+    def effective_end_display(self, obj: Subscription) -> str:
+        return _format_date(obj.effective_end)
+
+
+class ContactInline(admin.TabularInline):
+    model = Contact
+    extra = 0
+    fields = ["name", "role", "email", "phone"]
+
+
+class ServiceUserInline(CachedProfileChoicesMixin, admin.TabularInline):
+    model = ServiceUser
+    extra = 0
+    show_change_link = True
+    fields = ["email", "name", "msisdn", "msisdn_set_by_hand", "active", "default_profile", "divert_by_default"]
+
+
+def _format_date(value: dt.date | None) -> str:
+    return value.strftime("%d.%m.%Y") if value else "–"
+
+
+# --- Customer -------------------------------------------------------------------------------------
+
+
+class SubscriptionStatusFilter(admin.SimpleListFilter):
+    title = _("subscription status")
+    parameter_name = "subscription_status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [*Subscription.Status.choices, ("none", gettext("No subscription"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Customer]) -> QuerySet[Customer]:
+        value = self.value()
+        if value == "none":
+            return queryset.filter(subscriptions__isnull=True)
+        if value:
+            return queryset.filter(subscriptions__status=value).distinct()
+        return queryset
+
+
+@admin.register(Customer)
+class CustomerAdmin(admin.ModelAdmin):
+    list_display = [
+        "customer_number",
+        "name",
+        "org_number",
+        "subscription_status",
+        "subscription_term",
+        "active_users",
+        "unmatched_users",
+        "invoice_email",
+        "send_ehf",
+    ]
+    list_display_links = ["customer_number", "name"]
+    list_filter = [SubscriptionStatusFilter, "subscriptions__term_months", "send_ehf", "created_at"]
+    search_fields = ["name", "org_number", "=customer_number", "invoice_email", "contacts__name", "contacts__email"]
+    readonly_fields = ["customer_number", "created_at"]
+    fieldsets = [
+        (None, {"fields": ["customer_number", "name", "org_number"]}),
+        (
+            _("Invoicing"),
+            {
+                "fields": [
+                    "address_line",
+                    "address_line_2",
+                    ("postal_code", "city"),
+                    "country_code",
+                    "invoice_email",
+                    "buyer_reference",
+                    ("peppol_participant", "send_ehf"),
+                ]
+            },
+        ),
+        (_("Record"), {"fields": ["created_at"], "classes": ["collapse"]}),
+    ]
+    inlines = [CustomerSettingsInline, SubscriptionInline, ContactInline, ServiceUserInline]
+    show_full_result_count = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Customer]:
+        open_subscription = Subscription.objects.filter(customer=OuterRef("pk")).exclude(
+            status=Subscription.Status.ENDED
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                current_status=Subquery(open_subscription.values("status")[:1]),
+                current_term=Subquery(open_subscription.values("term_months")[:1]),
+                active_user_count=Count("service_users", filter=Q(service_users__active=True), distinct=True),
+                unmatched_user_count=Count(
+                    "service_users", filter=Q(service_users__active=True, service_users__msisdn=""), distinct=True
+                ),
+            )
+        )
+
+    @admin.display(description=_("subscription"), ordering="current_status")
+    def subscription_status(self, obj: Customer) -> str:
+        return Subscription.Status(obj.current_status).label if obj.current_status else "–"
+
+    @admin.display(description=_("term"), ordering="current_term")
+    def subscription_term(self, obj: Customer) -> str:
+        return Term(obj.current_term).label if obj.current_term is not None else "–"
+
+    @admin.display(description=_("active users"), ordering="active_user_count")
+    def active_users(self, obj: Customer) -> int:
+        return obj.active_user_count
+
+    @admin.display(description=_("unmatched users"), ordering="unmatched_user_count")
+    def unmatched_users(self, obj: Customer) -> int:
+        return obj.unmatched_user_count
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        services.ensure_customer_settings(customer=form.instance)
+
+
+# --- Subscription ---------------------------------------------------------------------------------
+
+
+class MarkLiveForm(forms.Form):
+    go_live = forms.DateField(
+        label=_("Go-live"),
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text=_("The first day in production. Billing and the term start on this day."),
+    )
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(admin.ModelAdmin):
+    list_display = [
+        "customer",
+        "term_months",
+        "status",
+        "signed_on",
+        "go_live",
+        "binding_end_display",
+        "notice_received",
+        "effective_end_display",
+        "monthly_price_display",
+        "setup_fee_display",
+    ]
+    list_filter = ["status", "term_months", "go_live", "signed_on"]
+    list_select_related = ["customer"]
+    search_fields = ["customer__name", "customer__org_number", "=customer__customer_number"]
+    autocomplete_fields = ["customer"]
+    date_hierarchy = "signed_on"
+    readonly_fields = ["price_list", "binding_end_display", "effective_end_display", "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["customer", "term_months", "signed_on", "status"]}),
+        (_("Prices"), {"fields": ["monthly_price", "setup_fee", "price_list"]}),
+        (_("Term"), {"fields": ["go_live", "binding_end_display", "notice_received", "effective_end_display"]}),
+        (_("Record"), {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
+    ]
+    actions = ["mark_live"]
+
+    @admin.display(description=_("binding end"))
+    def binding_end_display(self, obj: Subscription) -> str:
+        return _format_date(obj.binding_end)
+
+    @admin.display(description=_("effective end"))
+    def effective_end_display(self, obj: Subscription) -> str:
+        return _format_date(obj.effective_end)
+
+    @admin.display(description=_("price per user per month"), ordering="monthly_price")
+    def monthly_price_display(self, obj: Subscription) -> str:
+        return format_nok(obj.monthly_price)
+
+    @admin.display(description=_("setup fee"), ordering="setup_fee")
+    def setup_fee_display(self, obj: Subscription) -> str:
+        return format_nok(obj.setup_fee)
+
+    @admin.action(description=_("Mark as live…"), permissions=["change"])
+    def mark_live(self, request: HttpRequest, queryset: QuerySet[Subscription]) -> HttpResponse | None:
+        pending = [s for s in queryset if s.status == Subscription.Status.PENDING]
+        skipped = len(queryset) - len(pending)
+        if "apply" in request.POST:
+            form = MarkLiveForm(request.POST)
+            if form.is_valid():
+                go_live = form.cleaned_data["go_live"]
+                done = 0
+                for subscription in pending:
+                    try:
+                        services.mark_live(subscription=subscription, go_live=go_live)
+                        done += 1
+                    except ValidationError as error:
+                        self.message_user(request, "; ".join(error.messages), messages.ERROR)
+                if done:
+                    self.message_user(
+                        request,
+                        ngettext(
+                            "%(count)d subscription is live from %(date)s.",
+                            "%(count)d subscriptions are live from %(date)s.",
+                            done,
+                        )
+                        % {"count": done, "date": go_live.strftime("%d.%m.%Y")},
+                        messages.SUCCESS,
+                    )
+                return None
+        else:
+            form = MarkLiveForm(initial={"go_live": timezone.localdate()})
+        context = {
+            **self.admin_site.each_context(request),
+            "title": gettext("Mark as live"),
+            "opts": self.model._meta,
+            "form": form,
+            "pending": pending,
+            "skipped": skipped,
+            "queryset": queryset,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/customers/subscription/mark_live.html", context)
+
+
+# --- Service users --------------------------------------------------------------------------------
+
+
+class MatchedFilter(admin.SimpleListFilter):
+    title = _("MBN match")
+    parameter_name = "matched"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", gettext("Matched")), ("no", gettext("Unmatched"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[ServiceUser]) -> QuerySet[ServiceUser]:
+        if self.value() == "yes":
+            return queryset.exclude(msisdn="")
+        if self.value() == "no":
+            return queryset.filter(msisdn="")
+        return queryset
+
+
+@admin.register(ServiceUser)
+class ServiceUserAdmin(CachedProfileChoicesMixin, admin.ModelAdmin):
+    list_display = ["email", "name", "customer", "msisdn", "matched", "active", "default_profile", "divert_by_default"]
+    list_filter = ["active", MatchedFilter, "msisdn_set_by_hand", "customer"]
+    list_select_related = ["customer", "default_profile"]
+    search_fields = ["email", "name", "msisdn", "customer__name"]
+    autocomplete_fields = ["customer"]
+    readonly_fields = ["created_at"]
+    show_full_result_count = False
+    list_per_page = 100
+
+    @admin.display(description=_("matched"), boolean=True)
+    def matched(self, obj: ServiceUser) -> bool:
+        return obj.is_matched
+
+
+# --- Price lists ----------------------------------------------------------------------------------
+
+
+class PriceListRowFormSet(BaseInlineFormSet):
+    def clean(self) -> None:
+        super().clean()
+        terms = [
+            form.cleaned_data.get("term_months")
+            for form in self.forms
+            if form.cleaned_data and not form.cleaned_data.get("DELETE")
+        ]
+        missing = [Term(term).label for term in Term.values if term not in terms]
+        if missing:
+            raise ValidationError(
+                gettext("A price list needs a price for every term; missing: %(terms)s.")
+                % {"terms": ", ".join(missing)}
+            )
+
+
+class PriceListRowInline(admin.TabularInline):
+    model = PriceListRow
+    formset = PriceListRowFormSet
+    extra = 0
+    min_num = 4
+    max_num = 4
+
+
+@admin.register(PriceList)
+class PriceListAdmin(admin.ModelAdmin):
+    list_display = ["name", "effective_from", "prices"]
+    search_fields = ["name"]
+    date_hierarchy = "effective_from"
+    inlines = [PriceListRowInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[PriceList]:
+        return super().get_queryset(request).prefetch_related("rows")
+
+    @admin.display(description=_("prices (per user per month / setup)"))
+    def prices(self, obj: PriceList) -> str:
+        return " · ".join(
+            f"{row.get_term_months_display()}: {format_nok(row.monthly_price)} / {format_nok(row.setup_fee)}"
+            for row in obj.rows.all()
+        )

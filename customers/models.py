@@ -1,0 +1,473 @@
+"""Customers, their contacts, price lists, subscriptions, calendar settings and service users."""
+
+import datetime as dt
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models, transaction
+from django.db.models import Max, Q
+from django.utils.translation import gettext_lazy as _
+
+from billing.core import terms
+from customers.validators import (
+    compact_org_number,
+    normalize_msisdn,
+    validate_msisdn,
+    validate_org_number,
+    validate_peppol_participant,
+    validate_timezone,
+)
+
+FIRST_CUSTOMER_NUMBER = 10001
+
+
+class Term(models.IntegerChoices):
+    NONE = 0, _("No term")
+    MONTHS_12 = 12, _("12 months")
+    MONTHS_24 = 24, _("24 months")
+    MONTHS_36 = 36, _("36 months")
+
+
+class Customer(models.Model):
+    customer_number = models.PositiveIntegerField(_("customer number"), unique=True, editable=False)
+    name = models.CharField(_("name"), max_length=200)
+    org_number = models.CharField(
+        _("organisation number"),
+        max_length=20,
+        unique=True,
+        validators=[validate_org_number],
+        help_text=_("Nine digits from Enhetsregisteret, e.g. 923 609 016."),
+        error_messages={"unique": _("A customer with this organisation number already exists.")},
+    )
+    address_line = models.CharField(_("invoice address"), max_length=200)
+    address_line_2 = models.CharField(_("address line 2"), max_length=200, blank=True)
+    postal_code = models.CharField(_("postal code"), max_length=10)
+    city = models.CharField(_("city"), max_length=100)
+    country_code = models.CharField(_("country"), max_length=2, default="NO", help_text=_("ISO 3166 code, e.g. NO."))
+    invoice_email = models.EmailField(_("invoice e-mail"))
+    peppol_participant = models.CharField(
+        _("Peppol participant (EHF)"),
+        max_length=60,
+        blank=True,
+        validators=[validate_peppol_participant],
+        help_text=_("Filled in as 0192:<organisation number> when left empty."),
+    )
+    send_ehf = models.BooleanField(
+        _("send invoices as EHF"), default=False, help_text=_("Otherwise invoices go by e-mail as PDF.")
+    )
+    buyer_reference = models.CharField(
+        _("buyer reference"), max_length=100, blank=True, help_text=_("The customer's reference, printed on invoices.")
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("customer")
+        verbose_name_plural = _("customers")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.customer_number})" if self.customer_number else self.name
+
+    def clean(self) -> None:
+        self.org_number = compact_org_number(self.org_number)
+        self.country_code = (self.country_code or "").upper()
+        if not self.peppol_participant and self.org_number and self.country_code == "NO":
+            self.peppol_participant = f"0192:{self.org_number}"
+        if self.send_ehf and not self.peppol_participant:
+            raise ValidationError(
+                {"peppol_participant": _("A Peppol participant id is needed to send invoices as EHF.")}
+            )
+
+    def save(self, *args, **kwargs) -> None:
+        self.org_number = compact_org_number(self.org_number)
+        if self.customer_number:
+            super().save(*args, **kwargs)
+            return
+        with transaction.atomic():
+            highest = Customer.objects.select_for_update().aggregate(n=Max("customer_number"))["n"]
+            self.customer_number = (highest or FIRST_CUSTOMER_NUMBER - 1) + 1
+            super().save(*args, **kwargs)
+
+
+class Contact(models.Model):
+    class Role(models.TextChoices):
+        ADMIN = "admin", _("IT administrator")
+        INVOICE = "invoice", _("Invoice recipient")
+        DECISION = "decision", _("Decision maker")
+        OTHER = "other", _("Other")
+
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="contacts", verbose_name=_("customer")
+    )
+    name = models.CharField(_("name"), max_length=200)
+    email = models.EmailField(_("e-mail"), blank=True)
+    phone = models.CharField(_("phone"), max_length=30, blank=True)
+    role = models.CharField(_("role"), max_length=20, choices=Role.choices, default=Role.ADMIN)
+
+    class Meta:
+        verbose_name = _("contact")
+        verbose_name_plural = _("contacts")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PriceList(models.Model):
+    name = models.CharField(_("name"), max_length=100)
+    effective_from = models.DateField(
+        _("effective from"),
+        unique=True,
+        help_text=_("Subscriptions signed on or after this date get these prices."),
+        error_messages={"unique": _("A price list already takes effect on this date.")},
+    )
+
+    class Meta:
+        verbose_name = _("price list")
+        verbose_name_plural = _("price lists")
+        ordering = ["-effective_from"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.effective_from:%d.%m.%Y})"
+
+
+class PriceListRow(models.Model):
+    price_list = models.ForeignKey(
+        PriceList, on_delete=models.CASCADE, related_name="rows", verbose_name=_("price list")
+    )
+    term_months = models.PositiveSmallIntegerField(_("term"), choices=Term.choices)
+    monthly_price = models.DecimalField(
+        _("price per user per month"), max_digits=10, decimal_places=2, validators=[MinValueValidator(Decimal("0"))]
+    )
+    setup_fee = models.DecimalField(
+        _("setup fee"), max_digits=10, decimal_places=2, validators=[MinValueValidator(Decimal("0"))]
+    )
+
+    class Meta:
+        verbose_name = _("price")
+        verbose_name_plural = _("prices")
+        ordering = ["price_list", "term_months"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["price_list", "term_months"],
+                name="pricelistrow_one_per_term",
+                violation_error_message=_("The price list already has a price for this term."),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.price_list}: {self.get_term_months_display()}"
+
+
+class Subscription(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        LIVE = "live", _("Live")
+        NOTICE_GIVEN = "notice_given", _("Notice given")
+        ENDED = "ended", _("Ended")
+
+    customer = models.ForeignKey(
+        Customer, on_delete=models.PROTECT, related_name="subscriptions", verbose_name=_("customer")
+    )
+    term_months = models.PositiveSmallIntegerField(_("term"), choices=Term.choices)
+    signed_on = models.DateField(_("signed on"))
+    go_live = models.DateField(
+        _("go-live"), null=True, blank=True, help_text=_("Empty until the service is in production.")
+    )
+    price_list = models.ForeignKey(
+        PriceList,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("price list"),
+        help_text=_("The list the prices were taken from at signing."),
+    )
+    monthly_price = models.DecimalField(
+        _("price per user per month"),
+        max_digits=10,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text=_("Leave empty to use the price list in force on the signing date."),
+    )
+    setup_fee = models.DecimalField(
+        _("setup fee"),
+        max_digits=10,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text=_("Leave empty to use the price list in force on the signing date."),
+    )
+    status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.PENDING)
+    notice_received = models.DateField(
+        _("notice received"), null=True, blank=True, help_text=_("The date Nettsoft received the written notice.")
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("subscription")
+        verbose_name_plural = _("subscriptions")
+        ordering = ["-signed_on", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer"],
+                condition=~Q(status="ended"),
+                name="subscription_one_open_per_customer",
+                violation_error_message=_("The customer already has a subscription that has not ended."),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer.name}: {self.get_term_months_display()}"
+
+    @property
+    def binding_end(self) -> dt.date | None:
+        if self.go_live is None or self.term_months is None:
+            return None
+        return terms.binding_end(go_live=self.go_live, term_months=self.term_months)
+
+    @property
+    def effective_end(self) -> dt.date | None:
+        if self.notice_received is None or self.term_months is None:
+            return None
+        return terms.effective_end(notice_received=self.notice_received, term_months=self.term_months)
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if self.go_live and self.signed_on and self.go_live < self.signed_on:
+            errors["go_live"] = _("Go-live cannot be before the signing date.")
+        if self.notice_received and self.status in (self.Status.PENDING, self.Status.LIVE):
+            self.status = self.Status.NOTICE_GIVEN
+        if self.status == self.Status.LIVE and not self.go_live:
+            errors["go_live"] = _("A live subscription needs a go-live date.")
+        if self.status == self.Status.NOTICE_GIVEN and not self.notice_received:
+            errors["notice_received"] = _("Enter the date the notice was received.")
+        if self.notice_received and self.signed_on and self.notice_received < self.signed_on:
+            errors["notice_received"] = _("The notice cannot be received before the signing date.")
+        if self.signed_on and self.term_months is not None and (self.monthly_price is None or self.setup_fee is None):
+            try:
+                self.freeze_prices()
+            except PriceNotFound as missing:
+                errors["monthly_price"] = missing.messages[0]
+        if errors:
+            raise ValidationError(errors)
+
+    def freeze_prices(self) -> None:
+        """Take the prices still empty from the price list in force on the signing date."""
+        row = price_for(term_months=self.term_months, on=self.signed_on)
+        self.price_list = row.price_list
+        if self.monthly_price is None:
+            self.monthly_price = row.monthly_price
+        if self.setup_fee is None:
+            self.setup_fee = row.setup_fee
+
+    def save(self, *args, **kwargs) -> None:
+        if self.monthly_price is None or self.setup_fee is None:
+            self.freeze_prices()
+        super().save(*args, **kwargs)
+
+
+class PriceNotFound(ValidationError):
+    """No price list in force on a date has a price for a term."""
+
+
+def price_for(*, term_months: int, on: dt.date) -> PriceListRow:
+    """The price row for a term in the newest price list that took effect on or before `on`."""
+    price_list = PriceList.objects.filter(effective_from__lte=on).order_by("-effective_from").first()
+    if price_list is None:
+        raise PriceNotFound(
+            _("No price list is in force on %(date)s. Add one in Price lists, or enter the prices by hand.")
+            % {"date": on.strftime("%d.%m.%Y")}
+        )
+    row = price_list.rows.filter(term_months=term_months).select_related("price_list").first()
+    if row is None:
+        raise PriceNotFound(
+            _("The price list “%(list)s” has no price for the term %(term)s. Add it, or enter the prices by hand.")
+            % {"list": price_list, "term": Term(term_months).label}
+        )
+    return row
+
+
+def _default_profile_id() -> int | None:
+    from sync.models import AbsenceProfile
+
+    return AbsenceProfile.objects.filter(full_name__iexact="Møte").values_list("pk", flat=True).first()
+
+
+def _default_out_of_office_profile_id() -> int | None:
+    from sync.models import AbsenceProfile
+
+    return AbsenceProfile.objects.filter(full_name__iexact="Ikke tilgjengelig").values_list("pk", flat=True).first()
+
+
+WEEKDAYS: tuple[tuple[str, str], ...] = (
+    ("mon", _("Monday")),
+    ("tue", _("Tuesday")),
+    ("wed", _("Wednesday")),
+    ("thu", _("Thursday")),
+    ("fri", _("Friday")),
+    ("sat", _("Saturday")),
+    ("sun", _("Sunday")),
+)
+
+
+_OFFICE_TIME_LABELS = {
+    "mon": (_("Monday from"), _("Monday to")),
+    "tue": (_("Tuesday from"), _("Tuesday to")),
+    "wed": (_("Wednesday from"), _("Wednesday to")),
+    "thu": (_("Thursday from"), _("Thursday to")),
+    "fri": (_("Friday from"), _("Friday to")),
+    "sat": (_("Saturday from"), _("Saturday to")),
+    "sun": (_("Sunday from"), _("Sunday to")),
+}
+
+
+def _office_time(day: str, which: str, default: dt.time | None) -> models.TimeField:
+    start_label, end_label = _OFFICE_TIME_LABELS[day]
+    return models.TimeField(start_label if which == "start" else end_label, null=True, blank=True, default=default)
+
+
+_EIGHT = dt.time(8, 0)
+_FOUR = dt.time(16, 0)
+
+
+class CustomerSettings(models.Model):
+    """How a customer's calendars become absences (calendar-rules.md §2–3)."""
+
+    customer = models.OneToOneField(
+        Customer, on_delete=models.CASCADE, related_name="settings", verbose_name=_("customer")
+    )
+    timezone = models.CharField(_("time zone"), max_length=64, default="Europe/Oslo", validators=[validate_timezone])
+    mon_start = _office_time("mon", "start", _EIGHT)
+    mon_end = _office_time("mon", "end", _FOUR)
+    tue_start = _office_time("tue", "start", _EIGHT)
+    tue_end = _office_time("tue", "end", _FOUR)
+    wed_start = _office_time("wed", "start", _EIGHT)
+    wed_end = _office_time("wed", "end", _FOUR)
+    thu_start = _office_time("thu", "start", _EIGHT)
+    thu_end = _office_time("thu", "end", _FOUR)
+    fri_start = _office_time("fri", "start", _EIGHT)
+    fri_end = _office_time("fri", "end", _FOUR)
+    sat_start = _office_time("sat", "start", None)
+    sat_end = _office_time("sat", "end", None)
+    sun_start = _office_time("sun", "start", None)
+    sun_end = _office_time("sun", "end", None)
+    office_hours_only = models.BooleanField(
+        _("office hours only"), default=False, help_text=_("Push appointments only within office hours.")
+    )
+    public_holidays = models.BooleanField(
+        _("Norwegian public holidays"), default=True, help_text=_("Public holidays are days without office hours.")
+    )
+    default_profile = models.ForeignKey(
+        "sync.AbsenceProfile",
+        on_delete=models.PROTECT,
+        related_name="+",
+        default=_default_profile_id,
+        verbose_name=_("default profile"),
+    )
+    out_of_office_profile = models.ForeignKey(
+        "sync.AbsenceProfile",
+        on_delete=models.PROTECT,
+        related_name="+",
+        default=_default_out_of_office_profile_id,
+        verbose_name=_("out-of-office profile"),
+    )
+    divert_by_default = models.BooleanField(
+        _("divert to voicemail by default"), default=True, help_text=_("&+ and &- in a subject override this.")
+    )
+    include_tentative = models.BooleanField(_("include tentative appointments"), default=False)
+
+    class Meta:
+        verbose_name = _("calendar settings")
+        verbose_name_plural = _("calendar settings")
+
+    def __str__(self) -> str:
+        return str(_("Calendar settings for %(customer)s") % {"customer": self.customer.name})
+
+    def office_hours(self) -> dict[str, tuple[dt.time, dt.time] | None]:
+        """Office hours per weekday ('mon' … 'sun') as (start, end), or None for a day off."""
+        hours: dict[str, tuple[dt.time, dt.time] | None] = {}
+        for day, _label in WEEKDAYS:
+            start, end = getattr(self, f"{day}_start"), getattr(self, f"{day}_end")
+            hours[day] = (start, end) if start is not None and end is not None else None
+        return hours
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        for day, label in WEEKDAYS:
+            start, end = getattr(self, f"{day}_start"), getattr(self, f"{day}_end")
+            if (start is None) != (end is None):
+                errors[f"{day}_end" if end is None else f"{day}_start"] = _(
+                    "%(day)s: give both a start and an end, or neither for a day off."
+                ) % {"day": label}
+            elif start is not None and end is not None and end <= start:
+                errors[f"{day}_end"] = _("%(day)s: the end (%(end)s) must be after the start (%(start)s).") % {
+                    "day": label,
+                    "start": start.strftime("%H:%M"),
+                    "end": end.strftime("%H:%M"),
+                }
+        if errors:
+            raise ValidationError(errors)
+
+
+class ServiceUser(models.Model):
+    """An employee whose calendar is pushed to MBN."""
+
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="service_users", verbose_name=_("customer")
+    )
+    email = models.EmailField(_("e-mail"))
+    name = models.CharField(_("name"), max_length=200, blank=True)
+    msisdn = models.CharField(
+        _("MBN mobile number"),
+        max_length=20,
+        blank=True,
+        validators=[validate_msisdn],
+        help_text=_("Matched from the MBN directory, or set by hand."),
+    )
+    msisdn_set_by_hand = models.BooleanField(_("number set by hand"), default=False)
+    active = models.BooleanField(
+        _("active"), default=True, help_text=_("Member of the activation group and not disabled.")
+    )
+    default_profile = models.ForeignKey(
+        "sync.AbsenceProfile",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("default profile"),
+        help_text=_("Empty: the customer's setting."),
+    )
+    divert_by_default = models.BooleanField(
+        _("divert to voicemail by default"), null=True, blank=True, help_text=_("Empty: the customer's setting.")
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("service user")
+        verbose_name_plural = _("service users")
+        ordering = ["customer", "email"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer", "email"],
+                name="serviceuser_unique_email_per_customer",
+                violation_error_message=_("The customer already has a service user with this e-mail."),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>" if self.name else self.email
+
+    @property
+    def is_matched(self) -> bool:
+        return bool(self.msisdn)
+
+    def clean(self) -> None:
+        self.email = (self.email or "").strip().lower()
+        if self.msisdn:
+            self.msisdn = normalize_msisdn(self.msisdn)

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The demo: migrate, seed, then the web server, the django-q2 cluster and (with a broker) a Celery
+# worker, all stopped together on Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+py=.venv/bin/python
+
+$py manage.py migrate --noinput -v 0
+$py manage.py seed_demo
+
+pids=()
+stop() {
+    trap - INT TERM EXIT
+    echo "Stopping…"
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    wait "${pids[@]}" 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+
+$py manage.py qcluster &
+pids+=($!)
+broker=$($py -c 'import django, os; os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kalenderpush.settings"); django.setup(); from django.conf import settings; print("" if settings.CELERY_TASK_ALWAYS_EAGER else settings.CELERY_BROKER_URL)')
+if [ -n "$broker" ]; then
+    .venv/bin/celery -A kalenderpush worker -Q default,sync --concurrency 2 -l info &
+    pids+=($!)
+else
+    echo "No CELERY_BROKER_URL: Celery tasks run inline (eager) in the q2 workers."
+fi
+$py manage.py runserver --noreload 127.0.0.1:8000 &
+pids+=($!)
+wait -n "${pids[@]}"

@@ -1,0 +1,51 @@
+"""Small builders for test data: real rows in the test database, valid by default."""
+
+import datetime as dt
+import itertools
+
+from customers.models import Customer, ServiceUser, Subscription
+from customers.services import ensure_customer_settings
+
+VALID_ORG_NUMBERS = ["912345602", "912345610", "912345629", "912345637", "912345645", "912345653", "918273646"]
+_org_numbers = itertools.cycle(VALID_ORG_NUMBERS)
+
+
+def make_customer(**fields: object) -> Customer:
+    defaults: dict[str, object] = {
+        "name": "Testfirma AS",
+        "org_number": next(_org_numbers),
+        "address_line": "Testveien 1",
+        "postal_code": "0150",
+        "city": "Oslo",
+        "invoice_email": "faktura@testfirma.no",
+    }
+    defaults.update(fields)
+    while Customer.objects.filter(org_number=defaults["org_number"]).exists() and "org_number" not in fields:
+        defaults["org_number"] = next(_org_numbers)
+    customer = Customer(**defaults)
+    customer.full_clean()
+    customer.save()
+    ensure_customer_settings(customer=customer)
+    return customer
+
+
+def make_subscription(customer: Customer, **fields: object) -> Subscription:
+    defaults: dict[str, object] = {"term_months": 12, "signed_on": dt.date(2026, 1, 1)}
+    defaults.update(fields)
+    subscription = Subscription(customer=customer, **defaults)
+    subscription.full_clean()
+    subscription.save()
+    return subscription
+
+
+def make_users(customer: Customer, count: int, *, matched: bool = True) -> list[ServiceUser]:
+    start = customer.service_users.count()
+    return ServiceUser.objects.bulk_create(
+        ServiceUser(
+            customer=customer,
+            email=f"user{start + i}@{customer.org_number}.example",
+            name=f"Bruker {start + i}",
+            msisdn=f"+4790{start + i:06d}" if matched else "",
+        )
+        for i in range(count)
+    )
