@@ -5,6 +5,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.exceptions import ValidationError
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.forms.models import BaseInlineFormSet
@@ -119,7 +120,7 @@ class SubscriptionStatusFilter(admin.SimpleListFilter):
     title = _("subscription status")
     parameter_name = "subscription_status"
 
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
         return [*Subscription.Status.choices, ("none", gettext("No subscription"))]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Customer]) -> QuerySet[Customer]:
@@ -187,19 +188,19 @@ class CustomerAdmin(admin.ModelAdmin):
         )
 
     @admin.display(description=_("subscription"), ordering="current_status")
-    def subscription_status(self, obj: Customer) -> str:
-        return Subscription.Status(obj.current_status).label if obj.current_status else "–"
+    def subscription_status(self, obj: Any) -> str:  # obj: a Customer annotated by get_queryset
+        return str(Subscription.Status(obj.current_status).label) if obj.current_status else "–"
 
     @admin.display(description=_("term"), ordering="current_term")
-    def subscription_term(self, obj: Customer) -> str:
-        return Term(obj.current_term).label if obj.current_term is not None else "–"
+    def subscription_term(self, obj: Any) -> str:
+        return str(Term(obj.current_term).label) if obj.current_term is not None else "–"
 
     @admin.display(description=_("active users"), ordering="active_user_count")
-    def active_users(self, obj: Customer) -> int:
+    def active_users(self, obj: Any) -> int:
         return obj.active_user_count
 
     @admin.display(description=_("unmatched users"), ordering="unmatched_user_count")
-    def unmatched_users(self, obj: Customer) -> int:
+    def unmatched_users(self, obj: Any) -> int:
         return obj.unmatched_user_count
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
@@ -299,7 +300,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
             "pending": pending,
             "skipped": skipped,
             "queryset": queryset,
-            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         }
         return TemplateResponse(request, "admin/customers/subscription/mark_live.html", context)
 
@@ -311,7 +312,7 @@ class MatchedFilter(admin.SimpleListFilter):
     title = _("MBN match")
     parameter_name = "matched"
 
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
         return [("yes", gettext("Matched")), ("no", gettext("Unmatched"))]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[ServiceUser]) -> QuerySet[ServiceUser]:
@@ -349,7 +350,7 @@ class PriceListRowFormSet(BaseInlineFormSet):
             for form in self.forms
             if form.cleaned_data and not form.cleaned_data.get("DELETE")
         ]
-        missing = [Term(term).label for term in Term.values if term not in terms]
+        missing = [str(Term(term).label) for term in Term.values if term not in terms]
         if missing:
             raise ValidationError(
                 gettext("A price list needs a price for every term; missing: %(terms)s.")

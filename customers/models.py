@@ -2,6 +2,7 @@
 
 import datetime as dt
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
@@ -18,6 +19,9 @@ from customers.validators import (
     validate_peppol_participant,
     validate_timezone,
 )
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 FIRST_CUSTOMER_NUMBER = 10001
 
@@ -238,7 +242,7 @@ class Subscription(models.Model):
         return terms.effective_end(notice_received=self.notice_received, term_months=self.term_months)
 
     def clean(self) -> None:
-        errors: dict[str, str] = {}
+        errors: dict[str, Any] = {}
         if self.go_live and self.signed_on and self.go_live < self.signed_on:
             errors["go_live"] = _("Go-live cannot be before the signing date.")
         if self.notice_received and self.status in (self.Status.PENDING, self.Status.LIVE):
@@ -305,7 +309,7 @@ def _default_out_of_office_profile_id() -> int | None:
     return AbsenceProfile.objects.filter(full_name__iexact="Ikke tilgjengelig").values_list("pk", flat=True).first()
 
 
-WEEKDAYS: tuple[tuple[str, str], ...] = (
+WEEKDAYS: tuple[tuple[str, "StrOrPromise"], ...] = (
     ("mon", _("Monday")),
     ("tue", _("Tuesday")),
     ("wed", _("Wednesday")),
@@ -398,7 +402,7 @@ class CustomerSettings(models.Model):
         return hours
 
     def clean(self) -> None:
-        errors: dict[str, str] = {}
+        errors: dict[str, Any] = {}
         for day, label in WEEKDAYS:
             start, end = getattr(self, f"{day}_start"), getattr(self, f"{day}_end")
             if (start is None) != (end is None):

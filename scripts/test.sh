@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole suite: ruff, the default tests on SQLite, then the `services` tests on the machine's
+# The whole suite: ruff (lint and format), mypy, the default tests on SQLite, then the `services` tests on the machine's
 # PostgreSQL and Redis with a real Celery worker. Fails when any part fails; pytest's exit 5
 # ("no tests collected") is a failure too, since it means a suite silently vanished.
 set -uo pipefail
@@ -19,6 +19,8 @@ step() {
 }
 
 step $bin/ruff check .
+step $bin/ruff format --check .
+step $bin/mypy .
 step $bin/pytest -m "not services" "$@"
 DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/kalenderpush} \
 CELERY_BROKER_URL=${TEST_CELERY_BROKER_URL:-redis://127.0.0.1:6379/14} \

@@ -1,0 +1,61 @@
+"""`seed_demo`: the demo customers, idempotent, and an admin only when DEBUG is on."""
+
+import io
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+
+from customers.models import Customer, CustomerSettings, ServiceUser, Subscription
+
+pytestmark = pytest.mark.django_db
+
+
+def _seed() -> str:
+    out = io.StringIO()
+    call_command("seed_demo", stdout=out)
+    return out.getvalue()
+
+
+@pytest.fixture(autouse=True)
+def _demo_state(settings, tmp_path):
+    settings.DEMO_STATE_DIR = tmp_path
+    settings.DEBUG = True
+
+
+def test_it_creates_three_customers_with_terms_none_12_and_36():
+    _seed()
+    subscriptions = Subscription.objects.select_related("customer").order_by("term_months")
+    assert [s.term_months for s in subscriptions] == [0, 12, 36]
+    for subscription in subscriptions:
+        assert subscription.status == Subscription.Status.LIVE
+        assert subscription.go_live is not None
+        users = subscription.customer.service_users.count()
+        assert 5 <= users <= 40
+        assert CustomerSettings.objects.filter(customer=subscription.customer).exists()
+    assert ServiceUser.objects.filter(msisdn="").exists(), "the demo shows unmatched users too"
+
+
+def test_running_it_twice_creates_nothing_new():
+    _seed()
+    counts = (Customer.objects.count(), Subscription.objects.count(), ServiceUser.objects.count())
+    second = _seed()
+    assert (Customer.objects.count(), Subscription.objects.count(), ServiceUser.objects.count()) == counts
+    assert "(0 new)" in second
+
+
+def test_the_printed_admin_password_logs_in(client):
+    output = _seed()
+    password = re.search(r"user: admin\s+password: (\S+)", output).group(1)
+    assert client.login(username="admin", password=password)
+    assert client.get("/admin/customers/customer/").status_code == 200
+    assert f"password: {password}" in _seed(), "a second run prints the same login"
+
+
+def test_no_admin_is_created_when_debug_is_off(settings):
+    settings.DEBUG = False
+    output = _seed()
+    assert not get_user_model().objects.filter(username="admin").exists()
+    assert "DEBUG is off" in output
+    assert "password" not in output

@@ -1,0 +1,22 @@
+"""The `services` tests: PostgreSQL as the database, Redis as the broker, a real Celery worker."""
+
+import pytest
+
+from kalenderpush.celery import app as project_celery_app
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/services/" in str(item.fspath).replace("\\", "/"):
+            item.add_marker(pytest.mark.services)
+
+
+@pytest.fixture
+def celery_app():  # type: ignore[no-untyped-def]
+    """The project's own Celery app (configured from Django settings), not celery's test app."""
+    return project_celery_app
+
+
+@pytest.fixture(scope="session")
+def celery_worker_parameters() -> dict[str, object]:
+    return {"queues": ("default", "sync"), "perform_ping_check": False}
