@@ -326,7 +326,7 @@ class MatchedFilter(admin.SimpleListFilter):
 @admin.register(ServiceUser)
 class ServiceUserAdmin(CachedProfileChoicesMixin, admin.ModelAdmin):
     list_display = ["email", "name", "customer", "msisdn", "matched", "active", "default_profile", "divert_by_default"]
-    list_filter = ["active", MatchedFilter, "msisdn_set_by_hand", "customer"]
+    list_filter = ["active", MatchedFilter, "msisdn_set_by_hand"]
     list_select_related = ["customer", "default_profile"]
     search_fields = ["email", "name", "msisdn", "customer__name"]
     autocomplete_fields = ["customer"]

@@ -39,6 +39,7 @@ def _services_problem() -> str | None:
     return None
 
 
+@pytest.hookimpl(trylast=True)  # after `-m` has deselected what this run leaves out
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     services_items = [item for item in items if item.get_closest_marker("services")]
     if not services_items:
@@ -48,17 +49,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     reason = f"SERVICES TESTS NOT RUN: {problem}"
     config._kp_services_problem = reason  # type: ignore[attr-defined]
-    if os.environ.get("CI"):
-        for item in services_items:
-            item.add_marker(pytest.mark.usefixtures("_fail_for_missing_services"))
-    else:
+    if not os.environ.get("CI"):
         for item in services_items:
             item.add_marker(pytest.mark.skip(reason=reason))
 
 
-@pytest.fixture
-def _fail_for_missing_services(request: pytest.FixtureRequest) -> None:
-    pytest.fail(f"{request.config._kp_services_problem} (CI is set, so this fails the run)")  # type: ignore[attr-defined]
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """With CI set, a `services` test whose services are missing fails before anything else runs."""
+    problem = getattr(item.config, "_kp_services_problem", None)
+    if problem and os.environ.get("CI") and item.get_closest_marker("services"):
+        pytest.fail(f"{problem} (CI is set, so this fails the run)", pytrace=False)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]

@@ -5,12 +5,6 @@ import pytest
 from kalenderpush.celery import app as project_celery_app
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/services/" in str(item.fspath).replace("\\", "/"):
-            item.add_marker(pytest.mark.services)
-
-
 @pytest.fixture
 def celery_app():  # type: ignore[no-untyped-def]
     """The project's own Celery app (configured from Django settings), not celery's test app."""

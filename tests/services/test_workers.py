@@ -18,6 +18,7 @@ from sync.tasks import worker_health
 from tests.factories import make_customer, make_subscription, make_users
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.services
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
