@@ -135,7 +135,7 @@ class SubscriptionStatusFilter(admin.SimpleListFilter):
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
     list_display = [
-        "customer_number",
+        "number",
         "name",
         "org_number",
         "subscription_status",
@@ -145,12 +145,12 @@ class CustomerAdmin(admin.ModelAdmin):
         "invoice_email",
         "send_ehf",
     ]
-    list_display_links = ["customer_number", "name"]
+    list_display_links = ["number", "name"]
     list_filter = [SubscriptionStatusFilter, "subscriptions__term_months", "send_ehf", "created_at"]
     search_fields = ["name", "org_number", "=customer_number", "invoice_email", "contacts__name", "contacts__email"]
-    readonly_fields = ["customer_number", "created_at"]
+    readonly_fields = ["number", "created_at"]
     fieldsets = [
-        (None, {"fields": ["customer_number", "name", "org_number"]}),
+        (None, {"fields": ["number", "name", "org_number"]}),
         (
             _("Invoicing"),
             {
@@ -186,6 +186,10 @@ class CustomerAdmin(admin.ModelAdmin):
                 ),
             )
         )
+
+    @admin.display(description=_("customer number"), ordering="customer_number")
+    def number(self, obj: Customer) -> str:
+        return str(obj.customer_number)  # an identifier: no thousands separator
 
     @admin.display(description=_("subscription"), ordering="current_status")
     def subscription_status(self, obj: Any) -> str:  # obj: a Customer annotated by get_queryset

@@ -7,6 +7,7 @@ from django.views.generic import RedirectView
 admin.site.site_header = "Kalender Push"
 admin.site.site_title = "Kalender Push"
 admin.site.index_title = "Nettsoft"
+admin.site.empty_value_display = "–"
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),

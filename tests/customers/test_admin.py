@@ -71,6 +71,10 @@ def test_changelists_search_and_filter(admin_client, demo):
     response = admin_client.get(url, {"q": "Bergen"})
     assert "Bergen Byggteknikk AS" in response.content.decode()
     assert "Nordlys Regnskap AS" not in response.content.decode()
+    number = Customer.objects.get(name="Nordlys Regnskap AS").customer_number
+    response = admin_client.get(url, {"q": str(number)})
+    assert [c.name for c in response.context["cl"].result_list] == ["Nordlys Regnskap AS"]
+    assert f">{number}<" in response.content.decode(), "customer numbers are shown without a thousands separator"
     response = admin_client.get(reverse("admin:customers_serviceuser_changelist"), {"matched": "no"})
     assert response.status_code == 200
     assert len(response.context["cl"].result_list) == ServiceUser.objects.filter(msisdn="").count() > 0
