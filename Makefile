@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck messages clean
+.PHONY: run test bench lint typecheck messages clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	./scripts/bootstrap.sh "$(PYTHON)" "$(VENV)"
@@ -18,6 +18,9 @@ run: $(STAMP) messages
 
 test: $(STAMP) messages
 	./scripts/test.sh
+
+bench: $(STAMP)
+	$(VENV)/bin/python -m benchmarks.rules
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,1 @@
+"""Benchmarks (`python -m benchmarks.<name>`); figures go in docs/benchmarks.md."""

@@ -1,0 +1,55 @@
+"""Glue between the database and the rules engine: the catalogue and a calendar's engine settings."""
+
+import datetime as dt
+
+from django.db import DatabaseError
+
+from customers.models import WEEKDAYS, CustomerSettings, ServiceUser
+from sync.models import AbsenceProfile
+from sync.rules import DEFAULT_CATALOGUE, Catalogue, Profile, RuleSettings
+
+
+def catalogue_from_database() -> Catalogue:
+    """The absence-profile catalogue as staff keep it in admin."""
+    return Catalogue.of(
+        Profile(short_code=row.short_code, full_name=row.full_name, profile=row.profile, mbn_reason=row.mbn_reason)
+        for row in AbsenceProfile.objects.order_by("position", "full_name")
+    )
+
+
+def catalogue_or_default() -> Catalogue:
+    """The database catalogue, or the seeded defaults where there is no migrated database (standalone CLI)."""
+    try:
+        catalogue = catalogue_from_database()
+    except DatabaseError:
+        return DEFAULT_CATALOGUE
+    return catalogue if catalogue.profiles else DEFAULT_CATALOGUE
+
+
+def _minutes(value: dt.time) -> int:
+    return value.hour * 60 + value.minute
+
+
+def rule_settings_for(*, customer_settings: CustomerSettings, service_user: ServiceUser | None = None) -> RuleSettings:
+    """The engine's settings for one calendar: the customer's, with the service user's overrides."""
+    office_hours = tuple(
+        (_minutes(hours[0]), _minutes(hours[1])) if hours else None
+        for hours in (customer_settings.office_hours()[day] for day, _label in WEEKDAYS)
+    )
+    default_profile = customer_settings.default_profile
+    divert_by_default = customer_settings.divert_by_default
+    if service_user is not None:
+        if service_user.default_profile is not None:
+            default_profile = service_user.default_profile
+        if service_user.divert_by_default is not None:
+            divert_by_default = service_user.divert_by_default
+    return RuleSettings(
+        timezone=customer_settings.timezone,
+        office_hours=office_hours,
+        office_hours_only=customer_settings.office_hours_only,
+        holidays="NO" if customer_settings.public_holidays else None,
+        default_profile=default_profile.full_name,
+        out_of_office_profile=customer_settings.out_of_office_profile.full_name,
+        divert_by_default=divert_by_default,
+        include_tentative=customer_settings.include_tentative,
+    )
