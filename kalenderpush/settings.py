@@ -178,6 +178,20 @@ GOOGLE_DIRECTORY_BASE_URL = env.str("GOOGLE_DIRECTORY_BASE_URL", default="https:
 # Telenor publishes the MBN partner API only to approved partners: no public default.
 MBN_BASE_URL = env.str("MBN_BASE_URL", default="")
 
+# --- Billing: the seller (Nettsoft) as printed on invoices, EHF and letters ----------------------
+SELLER_NAME = env.str("SELLER_NAME", default="Nettsoft AS")
+SELLER_ORG_NUMBER = env.str("SELLER_ORG_NUMBER", default="918273646")
+SELLER_ADDRESS_LINE = env.str("SELLER_ADDRESS_LINE", default="Kongens gate 1")
+SELLER_POSTAL_CODE = env.str("SELLER_POSTAL_CODE", default="0153")
+SELLER_CITY = env.str("SELLER_CITY", default="Oslo")
+SELLER_COUNTRY_CODE = env.str("SELLER_COUNTRY_CODE", default="NO")
+SELLER_EMAIL = env.str("SELLER_EMAIL", default="faktura@nettsoft.no")
+SELLER_PHONE = env.str("SELLER_PHONE", default="+47 22 00 00 00")
+SELLER_BANK_ACCOUNT = env.str("SELLER_BANK_ACCOUNT", default="15037587378")
+INVOICE_DUE_DAYS = env.int("INVOICE_DUE_DAYS", default=14)
+# The official Peppol BIS Billing 3.0 validation artefacts (UBL 2.1 XSD, CEN and Peppol schematron).
+PEPPOL_RULES_DIR = env.path("PEPPOL_RULES_DIR", default=BASE_DIR / "vendor" / "peppol")
+
 # --- The demo -------------------------------------------------------------------------------------
 # Written by seed_demo (embedded default only): the demo admin's generated password.
 DEMO_STATE_DIR = env.path("DEMO_STATE_DIR", default=BASE_DIR / "var")
