@@ -88,3 +88,22 @@ def seller_from_settings() -> Party:
         phone=settings.SELLER_PHONE,
         peppol_participant=f"0192:{settings.SELLER_ORG_NUMBER}",
     )
+
+
+@dataclass(frozen=True)
+class TerminationLetter:
+    """The confirmation of a notice, as sent to the customer (billing.md, early-termination fee)."""
+
+    seller: Party
+    customer: Party
+    customer_number: str
+    letter_date: dt.date
+    term_label: str  # e.g. "36 måneder" or "Ingen avtaletid"
+    go_live: dt.date | None
+    notice_received: dt.date
+    effective_end: dt.date
+    binding_end: dt.date | None
+    average_users: Decimal  # 4 decimals
+    remaining_months: Decimal  # 4 decimals
+    monthly_price: Decimal
+    fee: Decimal  # 0.00 when no fee applies
