@@ -69,7 +69,7 @@ def test_example_b_36_months_below_the_minimum_with_notice(tmp_path):
         "fee": "3360.00",
     }
     for invoice in result["invoices"]:
-        for kind, month, quantity, unit_price, amount in lines(invoice):
+        for kind, _month, quantity, unit_price, amount in lines(invoice):
             if kind == "subscription":
                 assert (quantity, amount) == ("8.00", "80.00")
             if kind == "minimum":
