@@ -9,6 +9,7 @@ from django.core.validators import MinValueValidator
 from django.db import models, transaction
 from django.db.models import Max, Q
 from django.utils.translation import gettext_lazy as _
+from simple_history.models import HistoricalRecords
 
 from billing.core import terms
 from customers.validators import (
@@ -451,6 +452,8 @@ class ServiceUser(models.Model):
         _("divert to voicemail by default"), null=True, blank=True, help_text=_("Empty: the customer's setting.")
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    # Who was active when: back-fills usage snapshots for days the daily job missed.
+    history = HistoricalRecords()
 
     class Meta:
         verbose_name = _("service user")

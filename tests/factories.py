@@ -3,11 +3,22 @@
 import datetime as dt
 import itertools
 
+from stdnum.no import orgnr
+
 from customers.models import Customer, ServiceUser, Subscription
 from customers.services import ensure_customer_settings
 
-VALID_ORG_NUMBERS = ["912345602", "912345610", "912345629", "912345637", "912345645", "912345653", "918273646"]
-_org_numbers = itertools.cycle(VALID_ORG_NUMBERS)
+
+def _valid_org_numbers():  # type: ignore[no-untyped-def]
+    """Every valid organisation number from 912 345 602 upwards (mod 11 check digit)."""
+    for base in itertools.count(91234560):
+        for digit in "0123456789":
+            if orgnr.is_valid(f"{base}{digit}"):
+                yield f"{base}{digit}"
+                break
+
+
+_org_numbers = _valid_org_numbers()
 
 
 def make_customer(**fields: object) -> Customer:

@@ -10,157 +10,483 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('sync', '0002_seed_absence_profiles'),
+        ("sync", "0002_seed_absence_profiles"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Customer',
+            name="Customer",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('customer_number', models.PositiveIntegerField(editable=False, unique=True, verbose_name='customer number')),
-                ('name', models.CharField(max_length=200, verbose_name='name')),
-                ('org_number', models.CharField(error_messages={'unique': 'A customer with this organisation number already exists.'}, help_text='Nine digits from Enhetsregisteret, e.g. 923 609 016.', max_length=20, unique=True, validators=[customers.validators.validate_org_number], verbose_name='organisation number')),
-                ('address_line', models.CharField(max_length=200, verbose_name='invoice address')),
-                ('address_line_2', models.CharField(blank=True, max_length=200, verbose_name='address line 2')),
-                ('postal_code', models.CharField(max_length=10, verbose_name='postal code')),
-                ('city', models.CharField(max_length=100, verbose_name='city')),
-                ('country_code', models.CharField(default='NO', help_text='ISO 3166 code, e.g. NO.', max_length=2, verbose_name='country')),
-                ('invoice_email', models.EmailField(max_length=254, verbose_name='invoice e-mail')),
-                ('peppol_participant', models.CharField(blank=True, help_text='Filled in as 0192:<organisation number> when left empty.', max_length=60, validators=[customers.validators.validate_peppol_participant], verbose_name='Peppol participant (EHF)')),
-                ('send_ehf', models.BooleanField(default=False, help_text='Otherwise invoices go by e-mail as PDF.', verbose_name='send invoices as EHF')),
-                ('buyer_reference', models.CharField(blank=True, help_text="The customer's reference, printed on invoices.", max_length=100, verbose_name='buyer reference')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "customer_number",
+                    models.PositiveIntegerField(editable=False, unique=True, verbose_name="customer number"),
+                ),
+                ("name", models.CharField(max_length=200, verbose_name="name")),
+                (
+                    "org_number",
+                    models.CharField(
+                        error_messages={"unique": "A customer with this organisation number already exists."},
+                        help_text="Nine digits from Enhetsregisteret, e.g. 923 609 016.",
+                        max_length=20,
+                        unique=True,
+                        validators=[customers.validators.validate_org_number],
+                        verbose_name="organisation number",
+                    ),
+                ),
+                ("address_line", models.CharField(max_length=200, verbose_name="invoice address")),
+                ("address_line_2", models.CharField(blank=True, max_length=200, verbose_name="address line 2")),
+                ("postal_code", models.CharField(max_length=10, verbose_name="postal code")),
+                ("city", models.CharField(max_length=100, verbose_name="city")),
+                (
+                    "country_code",
+                    models.CharField(
+                        default="NO", help_text="ISO 3166 code, e.g. NO.", max_length=2, verbose_name="country"
+                    ),
+                ),
+                ("invoice_email", models.EmailField(max_length=254, verbose_name="invoice e-mail")),
+                (
+                    "peppol_participant",
+                    models.CharField(
+                        blank=True,
+                        help_text="Filled in as 0192:<organisation number> when left empty.",
+                        max_length=60,
+                        validators=[customers.validators.validate_peppol_participant],
+                        verbose_name="Peppol participant (EHF)",
+                    ),
+                ),
+                (
+                    "send_ehf",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Otherwise invoices go by e-mail as PDF.",
+                        verbose_name="send invoices as EHF",
+                    ),
+                ),
+                (
+                    "buyer_reference",
+                    models.CharField(
+                        blank=True,
+                        help_text="The customer's reference, printed on invoices.",
+                        max_length=100,
+                        verbose_name="buyer reference",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created")),
             ],
             options={
-                'verbose_name': 'customer',
-                'verbose_name_plural': 'customers',
-                'ordering': ['name'],
+                "verbose_name": "customer",
+                "verbose_name_plural": "customers",
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='PriceList',
+            name="PriceList",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, verbose_name='name')),
-                ('effective_from', models.DateField(error_messages={'unique': 'A price list already takes effect on this date.'}, help_text='Subscriptions signed on or after this date get these prices.', unique=True, verbose_name='effective from')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100, verbose_name="name")),
+                (
+                    "effective_from",
+                    models.DateField(
+                        error_messages={"unique": "A price list already takes effect on this date."},
+                        help_text="Subscriptions signed on or after this date get these prices.",
+                        unique=True,
+                        verbose_name="effective from",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'price list',
-                'verbose_name_plural': 'price lists',
-                'ordering': ['-effective_from'],
+                "verbose_name": "price list",
+                "verbose_name_plural": "price lists",
+                "ordering": ["-effective_from"],
             },
         ),
         migrations.CreateModel(
-            name='Contact',
+            name="Contact",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200, verbose_name='name')),
-                ('email', models.EmailField(blank=True, max_length=254, verbose_name='e-mail')),
-                ('phone', models.CharField(blank=True, max_length=30, verbose_name='phone')),
-                ('role', models.CharField(choices=[('admin', 'IT administrator'), ('invoice', 'Invoice recipient'), ('decision', 'Decision maker'), ('other', 'Other')], default='admin', max_length=20, verbose_name='role')),
-                ('customer', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='contacts', to='customers.customer', verbose_name='customer')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=200, verbose_name="name")),
+                ("email", models.EmailField(blank=True, max_length=254, verbose_name="e-mail")),
+                ("phone", models.CharField(blank=True, max_length=30, verbose_name="phone")),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[
+                            ("admin", "IT administrator"),
+                            ("invoice", "Invoice recipient"),
+                            ("decision", "Decision maker"),
+                            ("other", "Other"),
+                        ],
+                        default="admin",
+                        max_length=20,
+                        verbose_name="role",
+                    ),
+                ),
+                (
+                    "customer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="contacts",
+                        to="customers.customer",
+                        verbose_name="customer",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'contact',
-                'verbose_name_plural': 'contacts',
-                'ordering': ['name'],
+                "verbose_name": "contact",
+                "verbose_name_plural": "contacts",
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='CustomerSettings',
+            name="CustomerSettings",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('timezone', models.CharField(default='Europe/Oslo', max_length=64, validators=[customers.validators.validate_timezone], verbose_name='time zone')),
-                ('mon_start', models.TimeField(blank=True, default=datetime.time(8, 0), null=True, verbose_name='Monday from')),
-                ('mon_end', models.TimeField(blank=True, default=datetime.time(16, 0), null=True, verbose_name='Monday to')),
-                ('tue_start', models.TimeField(blank=True, default=datetime.time(8, 0), null=True, verbose_name='Tuesday from')),
-                ('tue_end', models.TimeField(blank=True, default=datetime.time(16, 0), null=True, verbose_name='Tuesday to')),
-                ('wed_start', models.TimeField(blank=True, default=datetime.time(8, 0), null=True, verbose_name='Wednesday from')),
-                ('wed_end', models.TimeField(blank=True, default=datetime.time(16, 0), null=True, verbose_name='Wednesday to')),
-                ('thu_start', models.TimeField(blank=True, default=datetime.time(8, 0), null=True, verbose_name='Thursday from')),
-                ('thu_end', models.TimeField(blank=True, default=datetime.time(16, 0), null=True, verbose_name='Thursday to')),
-                ('fri_start', models.TimeField(blank=True, default=datetime.time(8, 0), null=True, verbose_name='Friday from')),
-                ('fri_end', models.TimeField(blank=True, default=datetime.time(16, 0), null=True, verbose_name='Friday to')),
-                ('sat_start', models.TimeField(blank=True, default=None, null=True, verbose_name='Saturday from')),
-                ('sat_end', models.TimeField(blank=True, default=None, null=True, verbose_name='Saturday to')),
-                ('sun_start', models.TimeField(blank=True, default=None, null=True, verbose_name='Sunday from')),
-                ('sun_end', models.TimeField(blank=True, default=None, null=True, verbose_name='Sunday to')),
-                ('office_hours_only', models.BooleanField(default=False, help_text='Push appointments only within office hours.', verbose_name='office hours only')),
-                ('public_holidays', models.BooleanField(default=True, help_text='Public holidays are days without office hours.', verbose_name='Norwegian public holidays')),
-                ('divert_by_default', models.BooleanField(default=True, help_text='&+ and &- in a subject override this.', verbose_name='divert to voicemail by default')),
-                ('include_tentative', models.BooleanField(default=False, verbose_name='include tentative appointments')),
-                ('customer', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='settings', to='customers.customer', verbose_name='customer')),
-                ('default_profile', models.ForeignKey(default=customers.models._default_profile_id, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='sync.absenceprofile', verbose_name='default profile')),
-                ('out_of_office_profile', models.ForeignKey(default=customers.models._default_out_of_office_profile_id, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='sync.absenceprofile', verbose_name='out-of-office profile')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "timezone",
+                    models.CharField(
+                        default="Europe/Oslo",
+                        max_length=64,
+                        validators=[customers.validators.validate_timezone],
+                        verbose_name="time zone",
+                    ),
+                ),
+                (
+                    "mon_start",
+                    models.TimeField(blank=True, default=datetime.time(8, 0), null=True, verbose_name="Monday from"),
+                ),
+                (
+                    "mon_end",
+                    models.TimeField(blank=True, default=datetime.time(16, 0), null=True, verbose_name="Monday to"),
+                ),
+                (
+                    "tue_start",
+                    models.TimeField(blank=True, default=datetime.time(8, 0), null=True, verbose_name="Tuesday from"),
+                ),
+                (
+                    "tue_end",
+                    models.TimeField(blank=True, default=datetime.time(16, 0), null=True, verbose_name="Tuesday to"),
+                ),
+                (
+                    "wed_start",
+                    models.TimeField(blank=True, default=datetime.time(8, 0), null=True, verbose_name="Wednesday from"),
+                ),
+                (
+                    "wed_end",
+                    models.TimeField(blank=True, default=datetime.time(16, 0), null=True, verbose_name="Wednesday to"),
+                ),
+                (
+                    "thu_start",
+                    models.TimeField(blank=True, default=datetime.time(8, 0), null=True, verbose_name="Thursday from"),
+                ),
+                (
+                    "thu_end",
+                    models.TimeField(blank=True, default=datetime.time(16, 0), null=True, verbose_name="Thursday to"),
+                ),
+                (
+                    "fri_start",
+                    models.TimeField(blank=True, default=datetime.time(8, 0), null=True, verbose_name="Friday from"),
+                ),
+                (
+                    "fri_end",
+                    models.TimeField(blank=True, default=datetime.time(16, 0), null=True, verbose_name="Friday to"),
+                ),
+                ("sat_start", models.TimeField(blank=True, default=None, null=True, verbose_name="Saturday from")),
+                ("sat_end", models.TimeField(blank=True, default=None, null=True, verbose_name="Saturday to")),
+                ("sun_start", models.TimeField(blank=True, default=None, null=True, verbose_name="Sunday from")),
+                ("sun_end", models.TimeField(blank=True, default=None, null=True, verbose_name="Sunday to")),
+                (
+                    "office_hours_only",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Push appointments only within office hours.",
+                        verbose_name="office hours only",
+                    ),
+                ),
+                (
+                    "public_holidays",
+                    models.BooleanField(
+                        default=True,
+                        help_text="Public holidays are days without office hours.",
+                        verbose_name="Norwegian public holidays",
+                    ),
+                ),
+                (
+                    "divert_by_default",
+                    models.BooleanField(
+                        default=True,
+                        help_text="&+ and &- in a subject override this.",
+                        verbose_name="divert to voicemail by default",
+                    ),
+                ),
+                (
+                    "include_tentative",
+                    models.BooleanField(default=False, verbose_name="include tentative appointments"),
+                ),
+                (
+                    "customer",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="settings",
+                        to="customers.customer",
+                        verbose_name="customer",
+                    ),
+                ),
+                (
+                    "default_profile",
+                    models.ForeignKey(
+                        default=customers.models._default_profile_id,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="sync.absenceprofile",
+                        verbose_name="default profile",
+                    ),
+                ),
+                (
+                    "out_of_office_profile",
+                    models.ForeignKey(
+                        default=customers.models._default_out_of_office_profile_id,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="sync.absenceprofile",
+                        verbose_name="out-of-office profile",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'calendar settings',
-                'verbose_name_plural': 'calendar settings',
+                "verbose_name": "calendar settings",
+                "verbose_name_plural": "calendar settings",
             },
         ),
         migrations.CreateModel(
-            name='PriceListRow',
+            name="PriceListRow",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('term_months', models.PositiveSmallIntegerField(choices=[(0, 'No term'), (12, '12 months'), (24, '24 months'), (36, '36 months')], verbose_name='term')),
-                ('monthly_price', models.DecimalField(decimal_places=2, max_digits=10, validators=[django.core.validators.MinValueValidator(Decimal('0'))], verbose_name='price per user per month')),
-                ('setup_fee', models.DecimalField(decimal_places=2, max_digits=10, validators=[django.core.validators.MinValueValidator(Decimal('0'))], verbose_name='setup fee')),
-                ('price_list', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='rows', to='customers.pricelist', verbose_name='price list')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "term_months",
+                    models.PositiveSmallIntegerField(
+                        choices=[(0, "No term"), (12, "12 months"), (24, "24 months"), (36, "36 months")],
+                        verbose_name="term",
+                    ),
+                ),
+                (
+                    "monthly_price",
+                    models.DecimalField(
+                        decimal_places=2,
+                        max_digits=10,
+                        validators=[django.core.validators.MinValueValidator(Decimal("0"))],
+                        verbose_name="price per user per month",
+                    ),
+                ),
+                (
+                    "setup_fee",
+                    models.DecimalField(
+                        decimal_places=2,
+                        max_digits=10,
+                        validators=[django.core.validators.MinValueValidator(Decimal("0"))],
+                        verbose_name="setup fee",
+                    ),
+                ),
+                (
+                    "price_list",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="rows",
+                        to="customers.pricelist",
+                        verbose_name="price list",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'price',
-                'verbose_name_plural': 'prices',
-                'ordering': ['price_list', 'term_months'],
-                'constraints': [models.UniqueConstraint(fields=('price_list', 'term_months'), name='pricelistrow_one_per_term', violation_error_message='The price list already has a price for this term.')],
+                "verbose_name": "price",
+                "verbose_name_plural": "prices",
+                "ordering": ["price_list", "term_months"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("price_list", "term_months"),
+                        name="pricelistrow_one_per_term",
+                        violation_error_message="The price list already has a price for this term.",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ServiceUser',
+            name="ServiceUser",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('email', models.EmailField(max_length=254, verbose_name='e-mail')),
-                ('name', models.CharField(blank=True, max_length=200, verbose_name='name')),
-                ('msisdn', models.CharField(blank=True, help_text='Matched from the MBN directory, or set by hand.', max_length=20, validators=[customers.validators.validate_msisdn], verbose_name='MBN mobile number')),
-                ('msisdn_set_by_hand', models.BooleanField(default=False, verbose_name='number set by hand')),
-                ('active', models.BooleanField(default=True, help_text='Member of the activation group and not disabled.', verbose_name='active')),
-                ('divert_by_default', models.BooleanField(blank=True, help_text="Empty: the customer's setting.", null=True, verbose_name='divert to voicemail by default')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created')),
-                ('customer', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='service_users', to='customers.customer', verbose_name='customer')),
-                ('default_profile', models.ForeignKey(blank=True, help_text="Empty: the customer's setting.", null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='sync.absenceprofile', verbose_name='default profile')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("email", models.EmailField(max_length=254, verbose_name="e-mail")),
+                ("name", models.CharField(blank=True, max_length=200, verbose_name="name")),
+                (
+                    "msisdn",
+                    models.CharField(
+                        blank=True,
+                        help_text="Matched from the MBN directory, or set by hand.",
+                        max_length=20,
+                        validators=[customers.validators.validate_msisdn],
+                        verbose_name="MBN mobile number",
+                    ),
+                ),
+                ("msisdn_set_by_hand", models.BooleanField(default=False, verbose_name="number set by hand")),
+                (
+                    "active",
+                    models.BooleanField(
+                        default=True,
+                        help_text="Member of the activation group and not disabled.",
+                        verbose_name="active",
+                    ),
+                ),
+                (
+                    "divert_by_default",
+                    models.BooleanField(
+                        blank=True,
+                        help_text="Empty: the customer's setting.",
+                        null=True,
+                        verbose_name="divert to voicemail by default",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created")),
+                (
+                    "customer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="service_users",
+                        to="customers.customer",
+                        verbose_name="customer",
+                    ),
+                ),
+                (
+                    "default_profile",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Empty: the customer's setting.",
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="sync.absenceprofile",
+                        verbose_name="default profile",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'service user',
-                'verbose_name_plural': 'service users',
-                'ordering': ['customer', 'email'],
-                'constraints': [models.UniqueConstraint(fields=('customer', 'email'), name='serviceuser_unique_email_per_customer', violation_error_message='The customer already has a service user with this e-mail.')],
+                "verbose_name": "service user",
+                "verbose_name_plural": "service users",
+                "ordering": ["customer", "email"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("customer", "email"),
+                        name="serviceuser_unique_email_per_customer",
+                        violation_error_message="The customer already has a service user with this e-mail.",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Subscription',
+            name="Subscription",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('term_months', models.PositiveSmallIntegerField(choices=[(0, 'No term'), (12, '12 months'), (24, '24 months'), (36, '36 months')], verbose_name='term')),
-                ('signed_on', models.DateField(verbose_name='signed on')),
-                ('go_live', models.DateField(blank=True, help_text='Empty until the service is in production.', null=True, verbose_name='go-live')),
-                ('monthly_price', models.DecimalField(blank=True, decimal_places=2, help_text='Leave empty to use the price list in force on the signing date.', max_digits=10, null=True, validators=[django.core.validators.MinValueValidator(Decimal('0'))], verbose_name='price per user per month')),
-                ('setup_fee', models.DecimalField(blank=True, decimal_places=2, help_text='Leave empty to use the price list in force on the signing date.', max_digits=10, null=True, validators=[django.core.validators.MinValueValidator(Decimal('0'))], verbose_name='setup fee')),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('live', 'Live'), ('notice_given', 'Notice given'), ('ended', 'Ended')], default='pending', max_length=20, verbose_name='status')),
-                ('notice_received', models.DateField(blank=True, help_text='The date Nettsoft received the written notice.', null=True, verbose_name='notice received')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created')),
-                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated')),
-                ('customer', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='subscriptions', to='customers.customer', verbose_name='customer')),
-                ('price_list', models.ForeignKey(blank=True, help_text='The list the prices were taken from at signing.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='customers.pricelist', verbose_name='price list')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "term_months",
+                    models.PositiveSmallIntegerField(
+                        choices=[(0, "No term"), (12, "12 months"), (24, "24 months"), (36, "36 months")],
+                        verbose_name="term",
+                    ),
+                ),
+                ("signed_on", models.DateField(verbose_name="signed on")),
+                (
+                    "go_live",
+                    models.DateField(
+                        blank=True,
+                        help_text="Empty until the service is in production.",
+                        null=True,
+                        verbose_name="go-live",
+                    ),
+                ),
+                (
+                    "monthly_price",
+                    models.DecimalField(
+                        blank=True,
+                        decimal_places=2,
+                        help_text="Leave empty to use the price list in force on the signing date.",
+                        max_digits=10,
+                        null=True,
+                        validators=[django.core.validators.MinValueValidator(Decimal("0"))],
+                        verbose_name="price per user per month",
+                    ),
+                ),
+                (
+                    "setup_fee",
+                    models.DecimalField(
+                        blank=True,
+                        decimal_places=2,
+                        help_text="Leave empty to use the price list in force on the signing date.",
+                        max_digits=10,
+                        null=True,
+                        validators=[django.core.validators.MinValueValidator(Decimal("0"))],
+                        verbose_name="setup fee",
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("live", "Live"),
+                            ("notice_given", "Notice given"),
+                            ("ended", "Ended"),
+                        ],
+                        default="pending",
+                        max_length=20,
+                        verbose_name="status",
+                    ),
+                ),
+                (
+                    "notice_received",
+                    models.DateField(
+                        blank=True,
+                        help_text="The date Nettsoft received the written notice.",
+                        null=True,
+                        verbose_name="notice received",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created")),
+                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="updated")),
+                (
+                    "customer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="subscriptions",
+                        to="customers.customer",
+                        verbose_name="customer",
+                    ),
+                ),
+                (
+                    "price_list",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="The list the prices were taken from at signing.",
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="customers.pricelist",
+                        verbose_name="price list",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'subscription',
-                'verbose_name_plural': 'subscriptions',
-                'ordering': ['-signed_on', '-id'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('status', 'ended'), _negated=True), fields=('customer',), name='subscription_one_open_per_customer', violation_error_message='The customer already has a subscription that has not ended.')],
+                "verbose_name": "subscription",
+                "verbose_name_plural": "subscriptions",
+                "ordering": ["-signed_on", "-id"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("status", "ended"), _negated=True),
+                        fields=("customer",),
+                        name="subscription_one_open_per_customer",
+                        violation_error_message="The customer already has a subscription that has not ended.",
+                    )
+                ],
             },
         ),
     ]

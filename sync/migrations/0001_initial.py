@@ -6,28 +6,53 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='AbsenceProfile',
+            name="AbsenceProfile",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('short_code', models.CharField(help_text='Written after & in a subject, e.g. “For” for &For.', max_length=20, validators=[sync.models.validate_profile_token], verbose_name='short code')),
-                ('full_name', models.CharField(help_text='May be written in full after &, e.g. &Forretningsreise.', max_length=60, validators=[sync.models.validate_profile_token], verbose_name='full name')),
-                ('profile', models.CharField(max_length=60, verbose_name='profile shown')),
-                ('mbn_reason', models.CharField(max_length=60, verbose_name='MBN reason')),
-                ('position', models.PositiveSmallIntegerField(default=0, verbose_name='position')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "short_code",
+                    models.CharField(
+                        help_text="Written after & in a subject, e.g. “For” for &For.",
+                        max_length=20,
+                        validators=[sync.models.validate_profile_token],
+                        verbose_name="short code",
+                    ),
+                ),
+                (
+                    "full_name",
+                    models.CharField(
+                        help_text="May be written in full after &, e.g. &Forretningsreise.",
+                        max_length=60,
+                        validators=[sync.models.validate_profile_token],
+                        verbose_name="full name",
+                    ),
+                ),
+                ("profile", models.CharField(max_length=60, verbose_name="profile shown")),
+                ("mbn_reason", models.CharField(max_length=60, verbose_name="MBN reason")),
+                ("position", models.PositiveSmallIntegerField(default=0, verbose_name="position")),
             ],
             options={
-                'verbose_name': 'absence profile',
-                'verbose_name_plural': 'absence profiles',
-                'ordering': ['position', 'full_name'],
-                'constraints': [models.UniqueConstraint(django.db.models.functions.text.Lower('short_code'), name='absenceprofile_short_code_ci_unique', violation_error_message='Another profile already has this short code.'), models.UniqueConstraint(django.db.models.functions.text.Lower('full_name'), name='absenceprofile_full_name_ci_unique', violation_error_message='Another profile already has this full name.')],
+                "verbose_name": "absence profile",
+                "verbose_name_plural": "absence profiles",
+                "ordering": ["position", "full_name"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        django.db.models.functions.text.Lower("short_code"),
+                        name="absenceprofile_short_code_ci_unique",
+                        violation_error_message="Another profile already has this short code.",
+                    ),
+                    models.UniqueConstraint(
+                        django.db.models.functions.text.Lower("full_name"),
+                        name="absenceprofile_full_name_ci_unique",
+                        violation_error_message="Another profile already has this full name.",
+                    ),
+                ],
             },
         ),
     ]

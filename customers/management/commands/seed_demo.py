@@ -15,7 +15,9 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
+from simple_history.utils import bulk_create_with_history
 
+from billing.usage import ensure_snapshots
 from customers.models import Contact, Customer, CustomerSettings, ServiceUser, Subscription
 from customers.services import ensure_customer_settings, mark_live
 
@@ -158,6 +160,12 @@ class Command(BaseCommand):
                 f"{customer.name} (customer {customer.customer_number}): "
                 f"{customer.service_users.count()} service users ({users_created} new)"
             )
+        created = ensure_snapshots(
+            first=today - dt.timedelta(days=max(c.go_live_days_ago for c in DEMO_CUSTOMERS)),
+            last=today - dt.timedelta(days=1),
+            source="backfill",
+        )
+        self.stdout.write(f"Usage snapshots back-filled from the users' history: {created} new")
         self._seed_admin()
 
     @transaction.atomic
@@ -193,13 +201,23 @@ class Command(BaseCommand):
             )
             mark_live(subscription=subscription, go_live=go_live)
         existing = set(customer.service_users.values_list("email", flat=True))
-        new_users = [
-            ServiceUser(customer=customer, email=email, name=name, msisdn=msisdn)
-            for email, name, msisdn in _demo_users(spec)
-            if email not in existing
-        ]
-        ServiceUser.objects.bulk_create(new_users)
-        return customer, len(new_users)
+        live = customer.subscriptions.exclude(go_live__isnull=True).first()
+        go_live = live.go_live if live and live.go_live else today
+        users = [user for user in _demo_users(spec) if user[0] not in existing]
+        # Most users are there from go-live; the last fifth joined 50 days ago, so usage varies.
+        joined_late = max(1, spec.users // 5)
+        for chunk, joined in ((users[:-joined_late], go_live), (users[-joined_late:], today - dt.timedelta(days=50))):
+            bulk_create_with_history(
+                [
+                    ServiceUser(customer=customer, email=email, name=name, msisdn=msisdn)
+                    for email, name, msisdn in chunk
+                ],
+                ServiceUser,
+                default_date=dt.datetime.combine(
+                    max(joined, go_live), dt.time(8), tzinfo=timezone.get_current_timezone()
+                ),
+            )
+        return customer, len(users)
 
     def _seed_admin(self) -> None:
         if not settings.DEBUG:

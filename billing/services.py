@@ -1,0 +1,525 @@
+"""Billing actions: the quarterly run, issuing, crediting, payment, notices; each one transaction.
+
+The numbers come from the pure core (`billing.core.invoicing`), the same code `billing_quote` runs.
+"""
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, cast
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from stdnum import luhn
+
+from billing import usage
+from billing.core.invoicing import Contract, Line, Termination, quarter_invoice, termination
+from billing.documents import BillingDocument, DocumentLine, LineKind, Party, TerminationLetter, seller_from_settings
+from billing.models import (
+    BillingRun,
+    CreditNote,
+    CreditNoteLine,
+    DocumentCounter,
+    Invoice,
+    InvoiceEvent,
+    InvoiceLine,
+)
+from billing.quarters import Quarter
+from customers.models import Customer, Subscription, Term
+from kalenderpush.formatting import format_nok, format_number
+
+logger = logging.getLogger(__name__)
+_DAY = dt.timedelta(days=1)
+MONTHS_NB = [
+    "januar",
+    "februar",
+    "mars",
+    "april",
+    "mai",
+    "juni",
+    "juli",
+    "august",
+    "september",
+    "oktober",
+    "november",
+    "desember",
+]
+
+Progress = Callable[[int, int], None]
+User = Any  # the acting staff user, or None for the scheduler
+
+
+# --- from a subscription to the core's contract ---------------------------------------------------
+
+
+def contract_for(subscription: Subscription) -> Contract:
+    if subscription.go_live is None:
+        raise ValidationError(f"{subscription} has no go-live date and is not billed")
+    assert subscription.monthly_price is not None and subscription.setup_fee is not None
+    return Contract(
+        term_months=subscription.term_months,
+        go_live=subscription.go_live,
+        monthly_price=subscription.monthly_price,
+        setup_fee=subscription.setup_fee,
+        notice_received=subscription.notice_received,
+    )
+
+
+def _users_on(by_day: dict[dt.date, int]) -> Callable[[dt.date], int]:
+    def users_on(day: dt.date) -> int:
+        try:
+            return by_day[day]
+        except KeyError:
+            raise ValidationError(f"no usage snapshot for {day:%d.%m.%Y}") from None
+
+    return users_on
+
+
+def termination_for(subscription: Subscription, *, notice_received: dt.date | None = None) -> Termination | None:
+    """The termination result of a (possible) notice, from the stored daily snapshots."""
+    contract = contract_for(subscription)
+    if notice_received is not None:
+        contract = Contract(
+            contract.term_months, contract.go_live, contract.monthly_price, contract.setup_fee, notice_received
+        )
+    if contract.notice_received is None:
+        return None
+    last = max(contract.go_live, contract.notice_received - _DAY)
+    yesterday = timezone.localdate() - _DAY
+    usage.ensure_snapshots(
+        first=contract.go_live, last=min(last, yesterday), customer_ids=[subscription.customer_id], source="backfill"
+    )
+    by_day = usage.users_by_day(customer_id=subscription.customer_id, first=contract.go_live, last=last)
+    if last > yesterday:  # days not yet lived: today's count stands in for them
+        today_count = usage.active_users_at_end_of(day=yesterday, customer_ids=[subscription.customer_id])
+        day = yesterday + _DAY
+        while day <= last:
+            by_day[day] = today_count[subscription.customer_id]
+            day += _DAY
+    return termination(contract=contract, users_on=_users_on(by_day))
+
+
+# --- the quarterly run ----------------------------------------------------------------------------
+
+
+def _description(line: Line) -> str:
+    month = f"{MONTHS_NB[line.month.month - 1]} {line.month.year}" if line.month else ""
+    if line.kind == "setup":
+        return "Etablering Kalender Push"
+    if line.kind == "subscription":
+        return f"Abonnement {month} (brukermåneder)"
+    if line.kind == "minimum":
+        return f"Minstebeløp {month} (kr 200 per måned)"
+    return "Gebyr ved oppsigelse innenfor avtaletiden (60 % av gjenværende abonnement)"
+
+
+def _bill_subscription(subscription: Subscription, quarter: Quarter, run: BillingRun) -> Invoice | None:
+    contract = contract_for(subscription)
+    result = None
+    effective_end = contract.effective_end
+    if effective_end is not None and quarter.start <= effective_end <= quarter.end:
+        result = termination_for(subscription)
+    first, last = max(quarter.start, contract.go_live), min(quarter.end, effective_end or quarter.end)
+    by_day = usage.users_by_day(customer_id=subscription.customer_id, first=first, last=last)
+    invoice = quarter_invoice(
+        contract=contract, quarter_start=quarter.start, users_on=_users_on(by_day), termination_result=result
+    )
+    if invoice is None:
+        return None
+    with transaction.atomic():
+        record = Invoice.objects.create(
+            customer_id=subscription.customer_id,
+            subscription=subscription,
+            billing_run=run,
+            quarter=quarter.label,
+            period_start=invoice.period_start,
+            period_end=invoice.period_end,
+            net=invoice.net,
+            vat=invoice.vat,
+            total=invoice.total,
+        )
+        InvoiceLine.objects.bulk_create(
+            InvoiceLine(
+                invoice=record,
+                position=position,
+                kind=line.kind,
+                month=line.month,
+                description=_description(line),
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                amount=line.amount,
+            )
+            for position, line in enumerate(invoice.lines, start=1)
+        )
+        InvoiceEvent.objects.create(
+            invoice=record, kind=InvoiceEvent.Kind.CREATED, message=f"Billing run {quarter.label}"
+        )
+    return record
+
+
+def run_billing(
+    *, quarter: Quarter, today: dt.date, started_by: User = None, progress: Progress | None = None
+) -> BillingRun:
+    """Draft invoices for every live or ended subscription with billed days in `quarter`.
+
+    Idempotent: a subscription already invoiced for the quarter is skipped. A customer that fails is
+    recorded on the run with the reason, and the run goes on.
+    """
+    if quarter.end >= today:
+        raise ValidationError(
+            f"{quarter.label} ends on {quarter.end:%d.%m.%Y}; invoices are made in arrears, from "
+            f"{quarter.end + _DAY:%d.%m.%Y}."
+        )
+    candidates = [
+        subscription
+        for subscription in Subscription.objects.exclude(status=Subscription.Status.PENDING)
+        .filter(go_live__isnull=False, go_live__lte=quarter.end)
+        .select_related("customer")
+        .order_by("customer__customer_number")
+        if subscription.effective_end is None or subscription.effective_end >= quarter.start
+    ]
+    run = BillingRun.objects.create(quarter=quarter.label, started_by=started_by, subscriptions_total=len(candidates))
+    done = set(
+        Invoice.objects.filter(period_start__gte=quarter.start, period_start__lte=quarter.end)
+        .exclude(status=Invoice.Status.CREDITED)
+        .values_list("subscription_id", flat=True)
+    )
+    to_bill = [subscription for subscription in candidates if subscription.pk not in done]
+    usage.ensure_snapshots(
+        first=quarter.start, last=quarter.end, customer_ids={s.customer_id for s in to_bill}, source="backfill"
+    )
+    errors: list[dict[str, object]] = []
+    created = 0
+    for index, subscription in enumerate(candidates, start=1):
+        if subscription.pk not in done:
+            try:
+                if _bill_subscription(subscription, quarter, run) is not None:
+                    created += 1
+            except IntegrityError:
+                pass  # a concurrent run invoiced this subscription for the quarter first
+            except Exception as error:  # one broken customer must not stop the run
+                logger.exception("billing %s failed for %s", quarter.label, subscription.customer)
+                message = "; ".join(error.messages) if isinstance(error, ValidationError) else str(error)
+                errors.append(
+                    {
+                        "customer": subscription.customer.name,
+                        "customer_number": subscription.customer.customer_number,
+                        "error": message,
+                    }
+                )
+        if progress is not None:
+            progress(index, len(candidates))
+        if index % 100 == 0:
+            BillingRun.objects.filter(pk=run.pk).update(subscriptions_done=index, invoices_created=created)
+    run.subscriptions_done = len(candidates)
+    run.invoices_created = created
+    run.errors = errors
+    run.status = BillingRun.Status.FINISHED_WITH_ERRORS if errors else BillingRun.Status.FINISHED
+    run.finished_at = timezone.now()
+    run.save()
+    return run
+
+
+# --- issuing, paying, crediting -------------------------------------------------------------------
+
+
+def kid_for(*, customer_number: int, invoice_number: int) -> str:
+    """Customer number + invoice number (7 digits) + MOD10 (Luhn) check digit."""
+    base = f"{customer_number}{invoice_number:07d}"
+    return base + luhn.calc_check_digit(base)
+
+
+def _next_number(series: str) -> int:
+    counter = DocumentCounter.objects.select_for_update().get(series=series)
+    counter.last_number += 1
+    counter.save(update_fields=["last_number"])
+    return counter.last_number
+
+
+def _validate_ehf(document: BillingDocument) -> None:
+    from billing.ehf import EhfInvalid, assert_valid_ehf, build_ehf
+
+    try:
+        assert_valid_ehf(build_ehf(document))
+    except (EhfInvalid, ValueError) as error:  # ValueError: data EHF cannot carry (e.g. a bad Peppol id)
+        raise ValidationError(f"{document.number}: the EHF document breaks the Peppol rules: {error}") from error
+
+
+def _snapshot_buyer(invoice: Invoice, customer: Customer) -> None:
+    invoice.buyer_name = customer.name
+    invoice.buyer_org_number = customer.org_number
+    invoice.buyer_address_line = customer.address_line
+    invoice.buyer_address_line_2 = customer.address_line_2
+    invoice.buyer_postal_code = customer.postal_code
+    invoice.buyer_city = customer.city
+    invoice.buyer_country_code = customer.country_code
+    invoice.buyer_email = customer.invoice_email
+    invoice.buyer_reference = customer.buyer_reference
+    invoice.buyer_peppol = customer.peppol_participant
+
+
+def issue_invoice(*, invoice_id: int, issued_by: User = None, today: dt.date | None = None) -> Invoice:
+    """Give a draft its number, dates and KID, check its EHF against the Peppol rules, and lock it."""
+    today = today or timezone.localdate()
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update().select_related("customer").get(pk=invoice_id)
+        if invoice.status != Invoice.Status.DRAFT:
+            raise ValidationError(f"{invoice} is not a draft (status: {invoice.get_status_display()})")
+        invoice.number = _next_number(DocumentCounter.Series.INVOICE)
+        invoice.issue_date = today
+        invoice.due_date = today + dt.timedelta(days=settings.INVOICE_DUE_DAYS)
+        invoice.kid = kid_for(customer_number=invoice.customer.customer_number, invoice_number=invoice.number)
+        invoice.status = Invoice.Status.ISSUED
+        invoice.issued_at = timezone.now()
+        invoice.issued_by = issued_by  # type: ignore[assignment]
+        _snapshot_buyer(invoice, invoice.customer)
+        _validate_ehf(document_for_invoice(invoice))
+        invoice.save()
+        InvoiceEvent.objects.create(
+            invoice=invoice,
+            kind=InvoiceEvent.Kind.ISSUED,
+            user=issued_by,  # type: ignore[misc]
+            message=f"Faktura {invoice.number}, KID {invoice.kid}",
+        )
+        transaction.on_commit(lambda: _queue_email(invoice.pk))
+    return invoice
+
+
+def _queue_email(invoice_id: int) -> None:
+    from django_q.tasks import async_task
+
+    async_task("billing.tasks.email_invoice", invoice_id, task_name=f"email-invoice-{invoice_id}")
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    issued: list[Invoice]
+    errors: list[str]
+
+
+def issue_drafts(
+    *,
+    invoice_ids: Iterable[int],
+    issued_by: User = None,
+    today: dt.date | None = None,
+    progress: Progress | None = None,
+) -> BulkResult:
+    ids = list(invoice_ids)
+    issued, errors = [], []
+    for index, invoice_id in enumerate(ids, start=1):
+        try:
+            issued.append(issue_invoice(invoice_id=invoice_id, issued_by=issued_by, today=today))
+        except ValidationError as error:
+            errors.append("; ".join(error.messages))
+        if progress is not None:
+            progress(index, len(ids))
+    return BulkResult(issued, errors)
+
+
+def mark_paid(*, invoice_id: int, paid_on: dt.date, by: User = None) -> Invoice:
+    with transaction.atomic():
+        claimed = Invoice.objects.filter(pk=invoice_id, status=Invoice.Status.ISSUED).update(
+            status=Invoice.Status.PAID, paid_on=paid_on
+        )
+        invoice = Invoice.objects.get(pk=invoice_id)
+        if claimed != 1:
+            raise ValidationError(f"{invoice} is not issued and unpaid (status: {invoice.get_status_display()})")
+        InvoiceEvent.objects.create(
+            invoice=invoice,
+            kind=InvoiceEvent.Kind.PAID,
+            user=by,  # type: ignore[misc]
+            message=f"Betalt {paid_on:%d.%m.%Y}",
+        )
+    return invoice
+
+
+def credit_invoice(*, invoice_id: int, reason: str, by: User = None, today: dt.date | None = None) -> CreditNote:
+    """Credit an issued invoice in full with a credit note in its own gapless series."""
+    today = today or timezone.localdate()
+    if not reason.strip():
+        raise ValidationError("Give the reason for the credit note; it is printed on it.")
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update().select_related("customer").get(pk=invoice_id)
+        if invoice.status not in (Invoice.Status.ISSUED, Invoice.Status.PAID):
+            raise ValidationError(f"{invoice} cannot be credited (status: {invoice.get_status_display()})")
+        note = CreditNote.objects.create(
+            invoice=invoice,
+            number=_next_number(DocumentCounter.Series.CREDIT_NOTE),
+            issue_date=today,
+            reason=reason.strip(),
+            net=invoice.net,
+            vat=invoice.vat,
+            total=invoice.total,
+            created_by=by,
+        )
+        CreditNoteLine.objects.bulk_create(
+            CreditNoteLine(
+                credit_note=note,
+                position=line.position,
+                kind=line.kind,
+                month=line.month,
+                description=line.description,
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                amount=line.amount,
+            )
+            for line in invoice.lines.all()
+        )
+        _validate_ehf(document_for_credit_note(note))
+        Invoice.objects.filter(pk=invoice.pk).update(status=Invoice.Status.CREDITED)
+        InvoiceEvent.objects.create(
+            invoice=invoice,
+            credit_note=note,
+            kind=InvoiceEvent.Kind.CREDITED,
+            user=by,
+            message=f"Kreditnota {note.number}: {note.reason}",
+        )  # type: ignore[misc]
+    return note
+
+
+# --- documents ------------------------------------------------------------------------------------
+
+
+def _buyer_party(invoice: Invoice) -> Party:
+    return Party(
+        name=invoice.buyer_name,
+        org_number=invoice.buyer_org_number,
+        address_line=invoice.buyer_address_line,
+        address_line_2=invoice.buyer_address_line_2,
+        postal_code=invoice.buyer_postal_code,
+        city=invoice.buyer_city,
+        country_code=invoice.buyer_country_code or "NO",
+        email=invoice.buyer_email,
+        peppol_participant=invoice.buyer_peppol,
+    )
+
+
+def _document_lines(lines: Iterable[InvoiceLine | CreditNoteLine]) -> tuple[DocumentLine, ...]:
+    return tuple(
+        DocumentLine(
+            kind=cast(LineKind, line.kind),
+            description=line.description,
+            quantity=line.quantity,
+            unit_price=line.unit_price,
+            amount=line.amount,
+            month=line.month,
+        )
+        for line in lines
+    )
+
+
+def document_for_invoice(invoice: Invoice) -> BillingDocument:
+    assert invoice.number is not None and invoice.issue_date is not None
+    return BillingDocument(
+        kind="invoice",
+        number=str(invoice.number),
+        issue_date=invoice.issue_date,
+        due_date=invoice.due_date,
+        period_start=invoice.period_start,
+        period_end=invoice.period_end,
+        seller=seller_from_settings(),
+        buyer=_buyer_party(invoice),
+        lines=_document_lines(invoice.lines.all()),
+        net=invoice.net,
+        vat=invoice.vat,
+        total=invoice.total,
+        kid=invoice.kid,
+        bank_account=settings.SELLER_BANK_ACCOUNT,
+        buyer_reference=invoice.buyer_reference,
+        customer_number=str(invoice.customer.customer_number),
+    )
+
+
+def document_for_credit_note(note: CreditNote) -> BillingDocument:
+    invoice = note.invoice
+    assert invoice.number is not None
+    return BillingDocument(
+        kind="credit_note",
+        number=str(note.number),
+        issue_date=note.issue_date,
+        due_date=None,
+        period_start=invoice.period_start,
+        period_end=invoice.period_end,
+        seller=seller_from_settings(),
+        buyer=_buyer_party(invoice),
+        lines=_document_lines(note.lines.all()),
+        net=note.net,
+        vat=note.vat,
+        total=note.total,
+        kid=invoice.kid,
+        bank_account=settings.SELLER_BANK_ACCOUNT,
+        buyer_reference=invoice.buyer_reference,
+        customer_number=str(invoice.customer.customer_number),
+        credited_number=str(invoice.number),
+        credited_issue_date=invoice.issue_date,
+        note=note.reason,
+    )
+
+
+# --- termination ----------------------------------------------------------------------------------
+
+
+def register_notice(*, subscription_id: int, notice_received: dt.date, by: User = None) -> Termination | None:
+    """Store a customer's written notice; the fee (if any) goes on the invoice ending on the effective end.
+
+    Returns the termination result (None for a subscription that never went live: nothing to bill).
+    """
+    with transaction.atomic():
+        subscription = Subscription.objects.select_for_update().select_related("customer").get(pk=subscription_id)
+        if subscription.status not in (Subscription.Status.LIVE, Subscription.Status.PENDING):
+            raise ValidationError(f"{subscription} cannot take a notice (status: {subscription.get_status_display()})")
+        if notice_received < subscription.signed_on:
+            raise ValidationError(f"The notice {notice_received:%d.%m.%Y} is before the signing date.")
+        result = termination_for(subscription, notice_received=notice_received) if subscription.go_live else None
+        subscription.notice_received = notice_received
+        subscription.status = Subscription.Status.NOTICE_GIVEN
+        subscription.save(update_fields=["notice_received", "status", "updated_at"])
+    return result
+
+
+def termination_letter(*, subscription: Subscription, today: dt.date | None = None) -> TerminationLetter:
+    from billing.core.money import round_half_up
+
+    if subscription.notice_received is None:
+        raise ValidationError(f"{subscription} has no notice registered")
+    customer = subscription.customer
+    result = termination_for(subscription) if subscription.go_live else None
+    return TerminationLetter(
+        seller=seller_from_settings(),
+        customer=Party(
+            name=customer.name,
+            org_number=customer.org_number,
+            address_line=customer.address_line,
+            address_line_2=customer.address_line_2,
+            postal_code=customer.postal_code,
+            city=customer.city,
+            country_code=customer.country_code,
+            email=customer.invoice_email,
+        ),
+        customer_number=str(customer.customer_number),
+        letter_date=today or timezone.localdate(),
+        term_label=str(Term(subscription.term_months).label),
+        go_live=subscription.go_live,
+        notice_received=subscription.notice_received,
+        effective_end=subscription.effective_end or subscription.notice_received,
+        binding_end=subscription.binding_end,
+        average_users=round_half_up(result.average_users, 4) if result else Decimal("0.0000"),
+        remaining_months=round_half_up(result.remaining_months, 4) if result else Decimal("0.0000"),
+        monthly_price=subscription.monthly_price or Decimal("0.00"),
+        fee=result.fee if result else Decimal("0.00"),
+    )
+
+
+def describe_termination(result: Termination) -> str:
+    """One sentence for staff and customers: when the service ends and what it costs."""
+    from billing.core.money import round_half_up
+
+    return (
+        f"Oppsigelse mottatt {result.notice_received:%d.%m.%Y} avslutter tjenesten {result.effective_end:%d.%m.%Y}; "
+        f"gjennomsnittlig {format_number(round_half_up(result.average_users, 4), 4)} brukere; "
+        f"gebyr ved oppsigelse i bindingstiden: {format_nok(result.fee)}."
+    )
