@@ -6,15 +6,19 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.forms.models import BaseInlineFormSet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
+from billing.core.money import round_half_up
 from customers import services
 from customers.models import (
     WEEKDAYS,
@@ -27,7 +31,7 @@ from customers.models import (
     Subscription,
     Term,
 )
-from kalenderpush.formatting import format_nok
+from kalenderpush.formatting import format_nok, format_number
 
 
 class CachedProfileChoicesMixin:
@@ -215,6 +219,14 @@ class CustomerAdmin(admin.ModelAdmin):
 # --- Subscription ---------------------------------------------------------------------------------
 
 
+class NoticeForm(forms.Form):
+    notice_received = forms.DateField(
+        label=_("Notice received"),
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text=_("The date Nettsoft received the customer's written notice."),
+    )
+
+
 class MarkLiveForm(forms.Form):
     go_live = forms.DateField(
         label=_("Go-live"),
@@ -249,7 +261,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
         (_("Term"), {"fields": ["go_live", "binding_end_display", "notice_received", "effective_end_display"]}),
         (_("Record"), {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
-    actions = ["mark_live"]
+    actions = ["mark_live", "register_notice"]
 
     @admin.display(description=_("binding end"))
     def binding_end_display(self, obj: Subscription) -> str:
@@ -307,6 +319,85 @@ class SubscriptionAdmin(admin.ModelAdmin):
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         }
         return TemplateResponse(request, "admin/customers/subscription/mark_live.html", context)
+
+    @admin.action(description=_("Register notice…"), permissions=["change"])
+    def register_notice(self, request: HttpRequest, queryset: QuerySet[Subscription]) -> HttpResponse | None:
+        """Shows effective end, binding end, average users and fee; stores the notice only on confirmation."""
+        from billing import services as billing_services
+
+        if queryset.count() != 1:
+            self.message_user(request, gettext("Register a notice for one subscription at a time."), messages.ERROR)
+            return None
+        subscription = queryset.select_related("customer").get()
+        form = NoticeForm(
+            request.POST if "notice_received" in request.POST else None,
+            initial={"notice_received": timezone.localdate()},
+        )
+        preview = None
+        if form.is_valid():
+            notice = form.cleaned_data["notice_received"]
+            try:
+                if "confirm" in request.POST:
+                    billing_services.register_notice(
+                        subscription_id=subscription.pk, notice_received=notice, by=request.user
+                    )
+                    letter = reverse("admin:customers_subscription_letter", args=[subscription.pk])
+                    self.message_user(
+                        request,
+                        format_html(
+                            gettext(
+                                'Notice registered. <a href="{}">Download the confirmation letter (PDF)</a> and '
+                                "send it to the customer."
+                            ),
+                            letter,
+                        ),
+                        messages.SUCCESS,
+                    )
+                    return None
+                if subscription.go_live is not None:
+                    preview = billing_services.termination_for(subscription, notice_received=notice)
+            except ValidationError as error:
+                form.add_error("notice_received", error)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": gettext("Register notice"),
+            "opts": self.model._meta,
+            "form": form,
+            "subscription": subscription,
+            "preview": preview,
+            "preview_average": preview and format_number(round_half_up(preview.average_users, 4), 4),
+            "preview_remaining": preview and format_number(round_half_up(preview.remaining_months, 4), 4),
+            "preview_fee": preview and format_nok(preview.fee),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/customers/subscription/register_notice.html", context)
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "<int:pk>/termination-letter.pdf",
+                self.admin_site.admin_view(self.letter_view),
+                name="customers_subscription_letter",
+            ),
+            *super().get_urls(),
+        ]
+
+    def letter_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        from billing.pdf import render_termination_letter_pdf
+        from billing.services import termination_letter
+
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        subscription = get_object_or_404(Subscription.objects.select_related("customer"), pk=pk)
+        try:
+            letter = termination_letter(subscription=subscription)
+        except ValidationError as error:
+            raise Http404("; ".join(error.messages)) from error
+        response = HttpResponse(render_termination_letter_pdf(letter), content_type="application/pdf")
+        response["Content-Disposition"] = (
+            f'attachment; filename="oppsigelse-{subscription.customer.customer_number}.pdf"'
+        )
+        return response
 
 
 # --- Service users --------------------------------------------------------------------------------
