@@ -1,8 +1,10 @@
 """Validation and normalisation of the identifiers customers give us, with errors people can act on."""
 
 import functools
+import itertools
 import re
 import zoneinfo
+from collections.abc import Iterator
 
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
@@ -20,6 +22,15 @@ _ORGNR_PROBLEMS = {
 def compact_org_number(value: str) -> str:
     """'923 609 016' → '923609016' (no validation)."""
     return orgnr.compact(value or "")
+
+
+def org_numbers_from(base: int) -> Iterator[str]:
+    """Valid organisation numbers (mod 11) from the eight-digit `base` upwards: for demo and test data."""
+    for stem in itertools.count(base):
+        for digit in "0123456789":
+            if orgnr.is_valid(f"{stem}{digit}"):
+                yield f"{stem}{digit}"
+                break
 
 
 def validate_org_number(value: str) -> None:

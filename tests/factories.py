@@ -1,24 +1,12 @@
 """Small builders for test data: real rows in the test database, valid by default."""
 
 import datetime as dt
-import itertools
-
-from stdnum.no import orgnr
 
 from customers.models import Customer, ServiceUser, Subscription
 from customers.services import ensure_customer_settings
+from customers.validators import org_numbers_from
 
-
-def _valid_org_numbers():  # type: ignore[no-untyped-def]
-    """Every valid organisation number from 912 345 602 upwards (mod 11 check digit)."""
-    for base in itertools.count(91234560):
-        for digit in "0123456789":
-            if orgnr.is_valid(f"{base}{digit}"):
-                yield f"{base}{digit}"
-                break
-
-
-_org_numbers = _valid_org_numbers()
+_org_numbers = org_numbers_from(91234560)
 
 
 def make_customer(**fields: object) -> Customer:

@@ -49,13 +49,12 @@ def pdf_text(content: bytes) -> str:
     return " ".join(text.replace("\xa0", " ").split())
 
 
-def test_export_invoices_writes_agreeing_pdf_ehf_and_csv(quarter, tmp_path):
-    out = io.StringIO()
-    call_command("export_invoices", "--quarter", "2026-Q3", str(tmp_path), stdout=out)
-    assert "4 document(s)" in out.getvalue()
-    rows = list(csv.DictReader(io.StringIO((tmp_path / "fakturaer-2026-Q3.csv").read_text("utf-8-sig")), delimiter=";"))
+def assert_export_agrees(directory, label: str) -> set[tuple[str, str]]:
+    """Every document's CSV lines, EHF totals, PDF text and database row tell the same amounts."""
+    rows = list(
+        csv.DictReader(io.StringIO((directory / f"fakturaer-{label}.csv").read_text("utf-8-sig")), delimiter=";")
+    )
     documents = {(row["dokumenttype"], row["nummer"]) for row in rows}
-    assert documents == {("faktura", "1"), ("faktura", "2"), ("faktura", "3"), ("kreditnota", "1")}
     for kind, number in documents:
         stem = f"{kind}-{number}"
         lines = [row for row in rows if (row["dokumenttype"], row["nummer"]) == (kind, number)]
@@ -63,20 +62,29 @@ def test_export_invoices_writes_agreeing_pdf_ehf_and_csv(quarter, tmp_path):
         net, vat, total = amount(lines[0]["sum_eks_mva"]), amount(lines[0]["mva"]), amount(lines[0]["sum_inkl_mva"])
         assert sum(amount(row["linjebelop"]) for row in lines) == net
         assert net + vat == total
-        ehf = etree.fromstring((tmp_path / f"{stem}.xml").read_bytes())
+        ehf = etree.fromstring((directory / f"{stem}.xml").read_bytes())
         assert Decimal(ehf.findtext(".//cac:LegalMonetaryTotal/cbc:PayableAmount", namespaces=NS)) == total
         assert Decimal(ehf.findtext(".//cac:TaxTotal/cbc:TaxAmount", namespaces=NS)) == vat
-        text = pdf_text((tmp_path / f"{stem}.pdf").read_bytes())
+        text = pdf_text((directory / f"{stem}.pdf").read_bytes())
         assert format_number(total).replace("\xa0", " ") in text
         assert format_number(net).replace("\xa0", " ") in text
         if kind == "faktura":
             invoice = Invoice.objects.get(number=int(number))
             assert invoice.total == total and invoice.kid in text
-    with zipfile.ZipFile(tmp_path / "kalenderpush-2026-Q3.zip") as archive:
+    with zipfile.ZipFile(directory / f"kalenderpush-{label}.zip") as archive:
         names = set(archive.namelist())
     assert names == {f"{kind}-{number}.{ext}" for kind, number in documents for ext in ("pdf", "xml")} | {
-        "fakturaer-2026-Q3.csv"
+        f"fakturaer-{label}.csv"
     }
+    return documents
+
+
+def test_export_invoices_writes_agreeing_pdf_ehf_and_csv(quarter, tmp_path):
+    out = io.StringIO()
+    call_command("export_invoices", "--quarter", "2026-Q3", str(tmp_path), stdout=out)
+    assert "4 document(s)" in out.getvalue()
+    documents = assert_export_agrees(tmp_path, "2026-Q3")
+    assert documents == {("faktura", "1"), ("faktura", "2"), ("faktura", "3"), ("kreditnota", "1")}
 
 
 @pytest.fixture
