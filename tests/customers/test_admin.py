@@ -2,6 +2,7 @@
 actions do what staff expect, with clear errors."""
 
 import datetime as dt
+import io
 
 import pytest
 from django.contrib import admin
@@ -21,8 +22,16 @@ MAX_QUERIES = 25
 
 @pytest.fixture
 def demo(settings, tmp_path):
+    """The demo, with its last finished quarter billed and issued and one invoice credited."""
+    from billing.models import Invoice
+    from billing.quarters import Quarter
+    from billing.services import credit_invoice
+
     settings.DEMO_STATE_DIR = tmp_path
-    call_command("seed_demo", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    call_command("seed_demo", stdout=io.StringIO())
+    label = Quarter.last_finished(timezone.localdate()).label
+    call_command("billing_run", "--quarter", label, "--issue", stdout=io.StringIO(), stderr=io.StringIO())
+    credit_invoice(invoice_id=Invoice.objects.order_by("number").first().pk, reason="Test")
 
 
 def _registered():
