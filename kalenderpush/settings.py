@@ -191,8 +191,12 @@ SELLER_EMAIL = env.str("SELLER_EMAIL", default="faktura@nettsoft.no")
 SELLER_PHONE = env.str("SELLER_PHONE", default="+47 22 00 00 00")
 SELLER_BANK_ACCOUNT = env.str("SELLER_BANK_ACCOUNT", default="15037587378")
 INVOICE_DUE_DAYS = env.int("INVOICE_DUE_DAYS", default=14)
-# The official Peppol BIS Billing 3.0 validation artefacts (UBL 2.1 XSD, CEN and Peppol schematron).
-PEPPOL_RULES_DIR = env.path("PEPPOL_RULES_DIR", default=BASE_DIR / "vendor" / "peppol")
+# The official Peppol BIS Billing 3.0 validation artefacts (UBL 2.1 XSD, CEN and Peppol schematron):
+# ../shared/peppol beside the project when present, else the same release vendored in vendor/peppol.
+_SHARED_PEPPOL = BASE_DIR.parent / "shared" / "peppol"
+PEPPOL_RULES_DIR = env.path(
+    "PEPPOL_RULES_DIR", default=_SHARED_PEPPOL if _SHARED_PEPPOL.is_dir() else BASE_DIR / "vendor" / "peppol"
+)
 
 # --- The demo -------------------------------------------------------------------------------------
 # Written by seed_demo (embedded default only): the demo admin's generated password.
