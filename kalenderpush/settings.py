@@ -170,6 +170,17 @@ Q_CLUSTER = {
     "label": "Bakgrunnsjobber",
 }
 
+# --- Secrets at rest ------------------------------------------------------------------------------
+# Fernet key(s) encrypting calendar and MBN credentials; required in production.
+CREDENTIALS_KEY = env.str("CREDENTIALS_KEY", default="")
+
+# --- Calendar sync ---------------------------------------------------------------------------------
+# Public base URL of this site, for the webhooks Microsoft Graph calls (https in production).
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+SYNC_HORIZON_DAYS = env.int("SYNC_HORIZON_DAYS", default=14)
+# CA bundle for TLS to the login endpoint (the simulators' own CA in tests and the demo).
+MICROSOFT_LOGIN_CA_BUNDLE = env.str("MICROSOFT_LOGIN_CA_BUNDLE", default="") or None
+
 # --- External services (real by default, simulators in tests and the demo) -------------------------
 MICROSOFT_LOGIN_BASE_URL = env.str("MICROSOFT_LOGIN_BASE_URL", default="https://login.microsoftonline.com")
 GRAPH_BASE_URL = env.str("GRAPH_BASE_URL", default="https://graph.microsoft.com/v1.0")

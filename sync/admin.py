@@ -1,8 +1,15 @@
 """Admin for the absence-profile catalogue."""
 
-from django.contrib import admin
+from typing import Any
 
-from sync.models import AbsenceProfile
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+
+from sync.models import AbsenceProfile, CalendarSource, CalendarUser, MbnConnection, PushedAbsence, SyncRun
 
 
 @admin.register(AbsenceProfile)
@@ -11,3 +18,158 @@ class AbsenceProfileAdmin(admin.ModelAdmin):
     list_editable = ["position"]
     search_fields = ["short_code", "full_name", "profile", "mbn_reason"]
     ordering = ["position", "full_name"]
+
+
+class CalendarSourceForm(forms.ModelForm):
+    secret = forms.CharField(
+        label=_("Client secret"),
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text=_("Stored encrypted; leave empty to keep the current one."),
+    )
+
+    class Meta:
+        model = CalendarSource
+        fields = ["customer", "kind", "tenant_id", "client_id", "activation_group", "active", "sweep_minutes"]
+
+    def save(self, commit: bool = True) -> CalendarSource:
+        source = super().save(commit=False)
+        if self.cleaned_data.get("secret"):
+            source.set_secret(self.cleaned_data["secret"])
+        if commit:
+            source.save()
+        return source
+
+
+@admin.register(CalendarSource)
+class CalendarSourceAdmin(admin.ModelAdmin):
+    form = CalendarSourceForm
+    list_display = ["customer", "kind", "activation_group", "active", "last_success_at", "short_error", "has_secret"]
+    list_filter = ["kind", "active"]
+    list_select_related = ["customer"]
+    search_fields = ["customer__name", "tenant_id", "activation_group"]
+    autocomplete_fields = ["customer"]
+    readonly_fields = ["last_success_at", "last_error"]
+    actions = ["test_connection"]
+
+    @admin.display(description=_("secret set"), boolean=True)
+    def has_secret(self, obj: CalendarSource) -> bool:
+        return bool(obj.secret_encrypted)
+
+    @admin.display(description=_("last error"))
+    def short_error(self, obj: CalendarSource) -> str:
+        return (obj.last_error[:80] + "…") if len(obj.last_error) > 80 else obj.last_error or "–"
+
+    @admin.action(description=_("Test connection"))
+    def test_connection(self, request: HttpRequest, queryset: QuerySet[CalendarSource]) -> None:
+        from sync.pipeline import provider_for
+
+        for source in queryset.select_related("customer"):
+            try:
+                problems = provider_for(source).check()
+                if source.activation_group:
+                    members = provider_for(source).list_users(source.activation_group)
+            except Exception as error:  # every failure is reported to staff in words
+                problems, members = [str(error)], []
+            if problems:
+                self.message_user(request, f"{source}: " + " ".join(problems), messages.ERROR)
+            else:
+                self.message_user(
+                    request,
+                    gettext("%(source)s works: %(count)d users in the activation group.")
+                    % {"source": source, "count": len(members)},
+                    messages.SUCCESS,
+                )
+
+
+class MbnConnectionForm(forms.ModelForm):
+    client_secret = forms.CharField(
+        label=_("Client secret"),
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text=_("Stored encrypted; leave empty to keep the current one."),
+    )
+    password = forms.CharField(
+        label=_("Password"),
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text=_("Stored encrypted; leave empty to keep the current one."),
+    )
+
+    class Meta:
+        model = MbnConnection
+        fields = ["customer", "enterprise_id", "client_id", "username"]
+
+    def save(self, commit: bool = True) -> MbnConnection:
+        connection = super().save(commit=False)
+        connection.set_secrets(
+            client_secret=self.cleaned_data.get("client_secret") or None,
+            password=self.cleaned_data.get("password") or None,
+        )
+        if commit:
+            connection.save()
+        return connection
+
+
+@admin.register(MbnConnection)
+class MbnConnectionAdmin(admin.ModelAdmin):
+    form = MbnConnectionForm
+    list_display = ["customer", "enterprise_id", "client_id", "username"]
+    list_select_related = ["customer"]
+    search_fields = ["customer__name", "enterprise_id"]
+    autocomplete_fields = ["customer"]
+
+
+class ReadOnly:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(CalendarUser)
+class CalendarUserAdmin(ReadOnly, admin.ModelAdmin):
+    list_display = ["service_user", "customer", "matched", "last_synced_at", "last_error", "subscription_expires"]
+    list_filter = ["source__kind", "source__customer"]
+    list_select_related = ["service_user__customer", "source"]
+    search_fields = ["service_user__email", "service_user__name", "service_user__customer__name"]
+    show_full_result_count = False
+    exclude = ["client_state", "delta_cursor"]
+
+    @admin.display(description=_("customer"))
+    def customer(self, obj: CalendarUser) -> str:
+        return obj.service_user.customer.name
+
+    @admin.display(description=_("matched"), boolean=True)
+    def matched(self, obj: CalendarUser) -> bool:
+        return bool(obj.service_user.msisdn)
+
+
+@admin.register(SyncRun)
+class SyncRunAdmin(ReadOnly, admin.ModelAdmin):
+    list_display = [
+        "started_at",
+        "kind",
+        "source",
+        "service_user",
+        "events_read",
+        "created",
+        "updated",
+        "deleted",
+        "mbn_requests",
+        "latency_ms",
+        "error",
+    ]
+    list_filter = ["kind", "source__customer"]
+    list_select_related = ["source__customer", "service_user"]
+    date_hierarchy = "started_at"
+    show_full_result_count = False
+
+
+@admin.register(PushedAbsence)
+class PushedAbsenceAdmin(ReadOnly, admin.ModelAdmin):
+    list_display = ["service_user", "reason", "start", "end", "diversion"]
+    list_select_related = ["service_user"]
+    search_fields = ["service_user__email"]
+    show_full_result_count = False

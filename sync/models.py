@@ -56,3 +56,182 @@ class AbsenceProfile(models.Model):
 
     def __str__(self) -> str:
         return self.profile
+
+
+class CalendarSource(models.Model):
+    """Where a customer's calendars come from, with its credentials encrypted at rest."""
+
+    class Kind(models.TextChoices):
+        GRAPH = "graph", _("Microsoft 365 / Exchange Online (Graph)")
+        EWS = "ews", _("Exchange on-premises (EWS)")
+        GOOGLE = "google", _("Google Workspace")
+
+    customer = models.ForeignKey(
+        "customers.Customer", on_delete=models.CASCADE, related_name="calendar_sources", verbose_name=_("customer")
+    )
+    kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices, default=Kind.GRAPH)
+    tenant_id = models.CharField(_("tenant id"), max_length=100, blank=True, help_text=_("Entra ID directory id."))
+    client_id = models.CharField(_("client id"), max_length=200, blank=True)
+    secret_encrypted = models.TextField(_("secret (encrypted)"), blank=True, editable=False)
+    activation_group = models.CharField(
+        _("activation group"), max_length=200, help_text=_("The group whose members get the service.")
+    )
+    active = models.BooleanField(_("active"), default=True)
+    sweep_minutes = models.PositiveSmallIntegerField(_("sweep every (minutes)"), default=5)
+    last_success_at = models.DateTimeField(_("last successful sync"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("calendar source")
+        verbose_name_plural = _("calendar sources")
+        ordering = ["customer", "kind"]
+
+    def __str__(self) -> str:
+        return f"{self.customer.name}: {self.get_kind_display()}"
+
+    def set_secret(self, secret: str) -> None:
+        from sync.crypto import encrypt
+
+        self.secret_encrypted = encrypt(secret)
+
+    def secret(self) -> str:
+        from sync.crypto import decrypt
+
+        return decrypt(self.secret_encrypted)
+
+
+class MbnConnection(models.Model):
+    """A customer's Telenor MBN API access: enterprise id and the four secrets of mbn-api.md."""
+
+    customer = models.OneToOneField(
+        "customers.Customer", on_delete=models.CASCADE, related_name="mbn_connection", verbose_name=_("customer")
+    )
+    enterprise_id = models.CharField(_("enterprise id"), max_length=100)
+    client_id = models.CharField(_("client id"), max_length=200)
+    client_secret_encrypted = models.TextField(_("client secret (encrypted)"), blank=True, editable=False)
+    username = models.CharField(_("API user"), max_length=200)
+    password_encrypted = models.TextField(_("password (encrypted)"), blank=True, editable=False)
+
+    class Meta:
+        verbose_name = _("MBN connection")
+        verbose_name_plural = _("MBN connections")
+
+    def __str__(self) -> str:
+        return f"{self.customer.name}: {self.enterprise_id}"
+
+    def set_secrets(self, *, client_secret: str | None = None, password: str | None = None) -> None:
+        from sync.crypto import encrypt
+
+        if client_secret:
+            self.client_secret_encrypted = encrypt(client_secret)
+        if password:
+            self.password_encrypted = encrypt(password)
+
+    def client_secret(self) -> str:
+        from sync.crypto import decrypt
+
+        return decrypt(self.client_secret_encrypted)
+
+    def password(self) -> str:
+        from sync.crypto import decrypt
+
+        return decrypt(self.password_encrypted)
+
+
+class CalendarUser(models.Model):
+    """Sync state of one service user's calendar: provider id, delta cursor, subscription, lock."""
+
+    service_user = models.OneToOneField(
+        "customers.ServiceUser", on_delete=models.CASCADE, related_name="calendar", verbose_name=_("service user")
+    )
+    source = models.ForeignKey(
+        CalendarSource, on_delete=models.CASCADE, related_name="users", verbose_name=_("calendar source")
+    )
+    provider_user_id = models.CharField(_("provider user id"), max_length=200)
+    delta_cursor = models.TextField(_("delta cursor"), blank=True)
+    subscription_id = models.CharField(_("change subscription"), max_length=200, blank=True)
+    subscription_expires = models.DateTimeField(_("subscription expires"), null=True, blank=True)
+    client_state = models.CharField(_("client state"), max_length=64, blank=True, editable=False)
+    locked_until = models.DateTimeField(_("locked until"), null=True, blank=True)
+    changed_at = models.DateTimeField(_("change noticed"), null=True, blank=True)
+    last_synced_at = models.DateTimeField(_("last synced"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    last_error_at = models.DateTimeField(_("last error at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("calendar user")
+        verbose_name_plural = _("calendar users")
+        constraints = [
+            models.UniqueConstraint(fields=["source", "provider_user_id"], name="calendaruser_unique_per_source")
+        ]
+
+    def __str__(self) -> str:
+        return str(self.service_user)
+
+
+class PushedAbsence(models.Model):
+    """What we last put on MBN for a user (compared with the engine's output before any call)."""
+
+    service_user = models.ForeignKey(
+        "customers.ServiceUser",
+        on_delete=models.CASCADE,
+        related_name="pushed_absences",
+        verbose_name=_("service user"),
+    )
+    mbn_id = models.CharField(_("MBN id"), max_length=100)
+    external_ref = models.CharField(_("reference"), max_length=100)
+    start = models.DateTimeField(_("start"))
+    end = models.DateTimeField(_("end"))
+    reason = models.CharField(_("MBN reason"), max_length=60)
+    diversion = models.CharField(_("diversion"), max_length=10)
+
+    class Meta:
+        verbose_name = _("pushed absence")
+        verbose_name_plural = _("pushed absences")
+        ordering = ["service_user", "start"]
+        constraints = [
+            models.UniqueConstraint(fields=["service_user", "external_ref"], name="pushedabsence_unique_ref")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reason} {self.start:%d.%m %H:%M}–{self.end:%H:%M}"
+
+
+class SyncRun(models.Model):
+    """One sync of one user, or one cycle of a source: times, counts, errors, change-to-MBN latency."""
+
+    class Kind(models.TextChoices):
+        USER = "user", _("User")
+        CYCLE = "cycle", _("Source cycle")
+
+    kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices, default=Kind.USER)
+    source = models.ForeignKey(
+        CalendarSource, on_delete=models.CASCADE, related_name="runs", verbose_name=_("calendar source")
+    )
+    service_user = models.ForeignKey(
+        "customers.ServiceUser",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="sync_runs",
+        verbose_name=_("service user"),
+    )
+    started_at = models.DateTimeField(_("started"))
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    events_read = models.PositiveIntegerField(_("events read"), default=0)
+    created = models.PositiveIntegerField(_("created"), default=0)
+    updated = models.PositiveIntegerField(_("updated"), default=0)
+    deleted = models.PositiveIntegerField(_("deleted"), default=0)
+    mbn_requests = models.PositiveIntegerField(_("MBN requests"), default=0)
+    latency_ms = models.PositiveIntegerField(_("change to MBN (ms)"), null=True, blank=True)
+    error = models.TextField(_("error"), blank=True)
+
+    class Meta:
+        verbose_name = _("sync run")
+        verbose_name_plural = _("sync runs")
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["started_at"]), models.Index(fields=["source", "-started_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.started_at:%d.%m.%Y %H:%M:%S}"

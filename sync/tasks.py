@@ -1,4 +1,4 @@
-"""Celery tasks of the calendar-sync fleet."""
+"""Celery tasks of the calendar-sync fleet (queue `sync`): thin wrappers around `sync.pipeline`."""
 
 import socket
 
@@ -6,6 +6,9 @@ from celery import shared_task
 from django.db import connection
 
 from customers.models import ServiceUser
+from sync import pipeline
+
+MAX_BACKOFF_SECONDS = 300
 
 
 @shared_task(name="sync.tasks.worker_health")
@@ -15,4 +18,28 @@ def worker_health() -> dict[str, object]:
         "hostname": socket.gethostname(),
         "database": connection.vendor,
         "service_users": ServiceUser.objects.count(),
+    }
+
+
+@shared_task(bind=True, name="sync.tasks.sync_users", acks_late=True, max_retries=10)
+def sync_users(self, calendar_user_ids: list[int]) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """Sync a batch of one source's users (≤ 20: one Graph $batch). Idempotent; safe to run twice."""
+    claimed = [pk for pk in calendar_user_ids if pipeline.claim(calendar_user_id=pk)]
+    busy = [pk for pk in calendar_user_ids if pk not in claimed]
+    try:
+        results = pipeline.sync_users(calendar_user_ids=claimed) if claimed else []
+    except pipeline.RetryLater as error:
+        backoff = error.retry_after or min(2**self.request.retries, MAX_BACKOFF_SECONDS)
+        raise self.retry(countdown=min(max(backoff, 1), MAX_BACKOFF_SECONDS), exc=error) from error
+    finally:
+        for pk in claimed:
+            pipeline.release(calendar_user_id=pk)
+    if busy and not sync_users.app.conf.task_always_eager:
+        # another worker is syncing them right now: look again once it is done (eager mode has no
+        # delay to wait with; there the next sweep catches up)
+        sync_users.apply_async(args=[busy], countdown=2)
+    return {
+        "users": len(results),
+        "mbn_requests": sum(r.mbn_requests for r in results),
+        "errors": sum(1 for r in results if r.error),
     }

@@ -1,0 +1,165 @@
+"""Scheduled sync work on the q2 cluster: group refresh, sweeps, subscription renewal, clean-up.
+
+Each job is a service with keyword-only arguments plus a thin q2 entry point (no arguments).
+"""
+
+import datetime as dt
+import logging
+import secrets
+from collections.abc import Iterator
+
+from django.conf import settings
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from customers.models import ServiceUser
+from sync import pipeline
+from sync.models import CalendarSource, CalendarUser, SyncRun
+
+logger = logging.getLogger(__name__)
+BATCH = 20  # Graph $batch holds 20 requests
+RETENTION_DAYS = 30
+SUBSCRIPTION_MINUTES = 4200  # Graph allows 4230 for events; renewed well before
+
+
+def _chunks(ids: list[int], size: int = BATCH) -> Iterator[list[int]]:
+    for index in range(0, len(ids), size):
+        yield ids[index : index + size]
+
+
+def refresh_group(*, source: CalendarSource) -> dict[str, int]:
+    """Activate the activation group's members, deactivate who left, match MBN subscribers."""
+    from sync.mbn import match_subscribers
+
+    members = pipeline.provider_for(source).list_users(source.activation_group)
+    customer = source.customer
+    seen: set[int] = set()
+    with transaction.atomic():
+        for member in members:
+            email = (member.email or "").strip().lower()
+            if not email:
+                continue
+            user, _created = ServiceUser.objects.get_or_create(
+                customer=customer, email=email, defaults={"name": member.name}
+            )
+            if not user.active or (member.name and user.name != member.name):
+                user.active, user.name = True, member.name or user.name
+                user.save(update_fields=["active", "name"])
+            CalendarUser.objects.update_or_create(
+                service_user=user, defaults={"source": source, "provider_user_id": member.id}
+            )
+            seen.add(user.pk)
+        leavers = ServiceUser.objects.filter(customer=customer, active=True, calendar__source=source).exclude(
+            pk__in=seen
+        )
+        for user in leavers:  # one by one, so the history that billing reads records each change
+            user.active = False
+            user.save(update_fields=["active"])
+    matched = 0
+    connection = getattr(customer, "mbn_connection", None)
+    if connection is not None and settings.MBN_BASE_URL:
+        users = list(ServiceUser.objects.filter(customer=customer, active=True))
+        manual = {str(u.pk): u.msisdn for u in users if u.msisdn_set_by_hand and u.msisdn}
+        found = match_subscribers(
+            [_Member(str(u.pk), u.email, u.name) for u in users],
+            pipeline.mbn_client_for(connection).subscribers(),
+            manual=manual,
+        )
+        for user in users:
+            msisdn = found.get(str(user.pk)) or ""
+            if not user.msisdn_set_by_hand and user.msisdn != msisdn:
+                user.msisdn = msisdn
+                user.save(update_fields=["msisdn"])
+            matched += bool(msisdn)
+    return {"members": len(members), "matched": matched}
+
+
+class _Member:
+    def __init__(self, id: str, email: str, name: str) -> None:
+        self.id, self.email, self.name = id, email, name
+
+
+def ensure_subscriptions(*, source: CalendarSource, now: dt.datetime | None = None) -> int:
+    """Subscribe to change notifications where missing, renew those expiring within a day."""
+    now = now or timezone.now()
+    provider = pipeline.provider_for(source)
+    url = settings.PUBLIC_BASE_URL.rstrip("/") + reverse("sync:graph_webhook")
+    lifecycle = settings.PUBLIC_BASE_URL.rstrip("/") + reverse("sync:graph_lifecycle")
+    changed = 0
+    for user in CalendarUser.objects.filter(source=source, service_user__active=True):
+        expires = now + dt.timedelta(minutes=SUBSCRIPTION_MINUTES)
+        if (
+            user.subscription_id
+            and user.subscription_expires
+            and user.subscription_expires > now + dt.timedelta(days=1)
+        ):
+            continue
+        if user.subscription_id:
+            user.subscription_expires = provider.renew(user.subscription_id, expires)
+        else:
+            user.client_state = secrets.token_urlsafe(24)
+            user.subscription_id, user.subscription_expires = provider.subscribe(
+                user.provider_user_id, url, user.client_state, expires, lifecycle
+            )
+        user.save(update_fields=["subscription_id", "subscription_expires", "client_state"])
+        changed += 1
+    return changed
+
+
+def sweep(*, source: CalendarSource, now: dt.datetime | None = None) -> int:
+    """Queue a sync of every active user of the source (catches anything a webhook missed)."""
+    from sync.tasks import sync_users
+
+    now = now or timezone.now()
+    ids = list(CalendarUser.objects.filter(source=source, service_user__active=True).values_list("pk", flat=True))
+    run = SyncRun.objects.create(kind=SyncRun.Kind.CYCLE, source=source, started_at=now)
+    for chunk in _chunks(ids):
+        sync_users.delay(chunk)
+    run.finished_at = timezone.now()
+    run.save(update_fields=["finished_at"])
+    return len(ids)
+
+
+def delete_old_runs(*, now: dt.datetime | None = None) -> int:
+    cutoff = (now or timezone.now()) - dt.timedelta(days=RETENTION_DAYS)
+    deleted, _by_model = SyncRun.objects.filter(started_at__lt=cutoff).delete()
+    return deleted
+
+
+# --- q2 entry points (Schedules in admin) -------------------------------------------------------
+
+
+def _active_sources() -> list[CalendarSource]:
+    return list(CalendarSource.objects.filter(active=True).select_related("customer"))
+
+
+def refresh_groups_job() -> str:
+    done = 0
+    for source in _active_sources():
+        try:
+            refresh_group(source=source)
+            ensure_subscriptions(source=source)
+            done += 1
+        except Exception as error:  # one broken source must not stop the others
+            logger.exception("group refresh failed for %s", source)
+            CalendarSource.objects.filter(pk=source.pk).update(last_error=str(error)[:2000])
+    return f"{done} source(s) refreshed"
+
+
+def sweep_job() -> str:
+    now = timezone.now()
+    users = 0
+    for source in _active_sources():
+        last = source.runs.filter(kind=SyncRun.Kind.CYCLE).values_list("started_at", flat=True).first()
+        if last is None or now - last >= dt.timedelta(minutes=source.sweep_minutes):
+            users += sweep(source=source, now=now)
+    return f"{users} user(s) queued"
+
+
+def renew_subscriptions_job() -> str:
+    return f"{sum(ensure_subscriptions(source=s) for s in _active_sources())} subscription(s) made or renewed"
+
+
+def delete_old_runs_job() -> str:
+    return f"{delete_old_runs()} sync record(s) older than {RETENTION_DAYS} days deleted"

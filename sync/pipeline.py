@@ -1,0 +1,253 @@
+"""The sync pipeline: read calendars, run the rules engine, reconcile MBN, record what happened.
+
+Services with keyword-only arguments; Celery tasks (`sync.tasks`) and q2 jobs (`sync.jobs`) call them.
+A user is claimed with a conditional UPDATE of `locked_until` so two syncs of one user never interleave.
+Subjects pass through the engine in memory only; nothing but times, reasons and diversion is stored.
+"""
+
+import contextlib
+import datetime as dt
+import functools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from customers.models import ServiceUser
+from sync import reconcile
+from sync.models import CalendarSource, CalendarUser, MbnConnection, PushedAbsence, SyncRun
+from sync.rules import Event, compute_absences
+from sync.services import catalogue_from_database, rule_settings_for
+
+logger = logging.getLogger(__name__)
+LOCK_SECONDS = 120
+
+
+class RetryLater(Exception):
+    """A throttled or unavailable service: the task retries after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class UserResult:
+    calendar_user_id: int
+    events_read: int
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    mbn_requests: int = 0
+    error: str = ""
+
+
+# --- clients, built from the encrypted settings and kept per process (token caches, connections) ---
+
+
+@functools.lru_cache(maxsize=256)
+def _graph_provider(source_id: int, tenant_id: str, client_id: str, secret_token: str):  # type: ignore[no-untyped-def]
+    from sync.providers.graph import GraphProvider
+
+    source = CalendarSource(secret_encrypted=secret_token)
+    return GraphProvider(
+        tenant_id,
+        client_id,
+        source.secret(),
+        login_base_url=settings.MICROSOFT_LOGIN_BASE_URL,
+        graph_base_url=settings.GRAPH_BASE_URL,
+        ca_path=settings.MICROSOFT_LOGIN_CA_BUNDLE,
+    )
+
+
+def provider_for(source: CalendarSource):  # type: ignore[no-untyped-def]
+    if source.kind != CalendarSource.Kind.GRAPH:
+        raise NotImplementedError(f"{source.get_kind_display()} is not supported yet")
+    return _graph_provider(source.pk, source.tenant_id, source.client_id, source.secret_encrypted)
+
+
+@functools.lru_cache(maxsize=256)
+def _mbn_client(enterprise_id: str, client_id: str, secret_token: str, username: str, password_token: str):  # type: ignore[no-untyped-def]
+    from sync.mbn import MbnClient
+
+    connection = MbnConnection(client_secret_encrypted=secret_token, password_encrypted=password_token)
+    return MbnClient(
+        settings.MBN_BASE_URL, enterprise_id, client_id, connection.client_secret(), username, connection.password()
+    )
+
+
+def mbn_client_for(connection: MbnConnection):  # type: ignore[no-untyped-def]
+    if not settings.MBN_BASE_URL:
+        raise RetryLater("MBN_BASE_URL is not set: the MBN API address is needed to push absences")
+    return _mbn_client(
+        connection.enterprise_id,
+        connection.client_id,
+        connection.client_secret_encrypted,
+        connection.username,
+        connection.password_encrypted,
+    )
+
+
+# --- claiming ------------------------------------------------------------------------------------
+
+
+def claim(*, calendar_user_id: int, now: dt.datetime | None = None) -> bool:
+    """Take the user's sync lock; False when another sync holds it."""
+    now = now or timezone.now()
+    return bool(
+        CalendarUser.objects.filter(pk=calendar_user_id)
+        .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
+        .update(locked_until=now + dt.timedelta(seconds=LOCK_SECONDS))
+    )
+
+
+def release(*, calendar_user_id: int) -> None:
+    CalendarUser.objects.filter(pk=calendar_user_id).update(locked_until=None)
+
+
+# --- syncing -------------------------------------------------------------------------------------
+
+
+def sync_window(now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    return now, now + dt.timedelta(days=settings.SYNC_HORIZON_DAYS)
+
+
+def sync_users(*, calendar_user_ids: Sequence[int], now: dt.datetime | None = None) -> list[UserResult]:
+    """Sync users of one source together: one batched calendar read, then one reconcile per user."""
+    now = now or timezone.now()
+    users = list(
+        CalendarUser.objects.filter(pk__in=calendar_user_ids).select_related(
+            "source",
+            "service_user__customer__settings__default_profile",
+            "service_user__customer__settings__out_of_office_profile",
+            "service_user__default_profile",
+            "service_user__customer__mbn_connection",
+        )
+    )
+    if not users:
+        return []
+    source = users[0].source
+    start, end = sync_window(now)
+    from sync.providers.base import ProviderError, TemporaryError, Throttled
+
+    try:
+        events = provider_for(source).read_events([u.provider_user_id for u in users], start, end)
+    except (Throttled, TemporaryError) as error:
+        raise RetryLater(str(error), getattr(error, "retry_after", None)) from error
+    except ProviderError as error:
+        CalendarUser.objects.filter(pk__in=[u.pk for u in users]).update(last_error=str(error), last_error_at=now)
+        CalendarSource.objects.filter(pk=source.pk).update(last_error=str(error))
+        return [UserResult(u.pk, 0, error=str(error)) for u in users]
+    catalogue = catalogue_from_database()
+    results = []
+    for user in users:
+        results.append(_reconcile_user(user, events.get(user.provider_user_id, []), catalogue, start, end, now))
+    CalendarSource.objects.filter(pk=source.pk).update(last_success_at=timezone.now(), last_error="")
+    return results
+
+
+def _reconcile_user(user: CalendarUser, events: Sequence[Event], catalogue, start, end, now) -> UserResult:  # type: ignore[no-untyped-def]
+    service_user: ServiceUser = user.service_user
+    rules = rule_settings_for(customer_settings=service_user.customer.settings, service_user=service_user)
+    absences = compute_absences(settings=rules, window_start=start, window_end=end, events=events, catalogue=catalogue)
+    wanted = reconcile.wanted_absences(user_key=service_user.pk, absences=absences)
+    stored = list(PushedAbsence.objects.filter(service_user=service_user, end__gt=start))
+    run = SyncRun(source=user.source, service_user=service_user, started_at=now, events_read=len(events))
+    if reconcile.unchanged(wanted, stored):
+        return _finish(user, run, UserResult(user.pk, len(events)))
+    if not service_user.msisdn or not hasattr(service_user.customer, "mbn_connection"):
+        reason = "not matched to an MBN subscriber" if not service_user.msisdn else "the customer has no MBN connection"
+        run.error = reason
+        return _finish(user, run, UserResult(user.pk, len(events), error=reason))
+    result = _push(user, wanted, run)
+    return _finish(user, run, result)
+
+
+def _push(user: CalendarUser, wanted: list[reconcile.Wanted], run: SyncRun) -> UserResult:
+    from sync.mbn import MbnAbsence, MbnConflict, MbnNotFound, MbnThrottled, MbnUnavailable
+
+    service_user = user.service_user
+    client = mbn_client_for(service_user.customer.mbn_connection)
+    msisdn = service_user.msisdn
+    requests = 0
+    conflicts: list[str] = []
+    try:
+        current = client.absences(msisdn)
+        requests += 1
+        todo = reconcile.plan(wanted=wanted, current=current)
+        final: list[MbnAbsence] = list(todo.kept)  # type: ignore[arg-type]
+        for item in todo.deletes:
+            with contextlib.suppress(MbnNotFound):  # already gone: fine
+                client.delete(msisdn, item.id)  # type: ignore[attr-defined]
+            requests += 1
+        for existing, item in todo.updates:
+            absence = MbnAbsence(
+                existing.id,
+                item.reason,
+                item.start,
+                item.end,
+                item.diversion,  # type: ignore[attr-defined]
+                item.external_ref,
+            )
+            final.append(client.update(msisdn, existing.id, absence))  # type: ignore[attr-defined]
+            requests += 1
+        for item in todo.creates:
+            try:
+                final.append(
+                    client.create(
+                        msisdn, MbnAbsence(None, item.reason, item.start, item.end, item.diversion, item.external_ref)
+                    )
+                )
+            except MbnConflict as conflict:
+                conflicts.append(f"{item.start:%d.%m %H:%M}: {conflict}")
+            requests += 1
+    except (MbnThrottled, MbnUnavailable) as error:
+        raise RetryLater(str(error), getattr(error, "retry_after", None)) from error
+    with transaction.atomic():
+        PushedAbsence.objects.filter(service_user=service_user).delete()
+        PushedAbsence.objects.bulk_create(
+            PushedAbsence(
+                service_user=service_user,
+                mbn_id=a.id or "",
+                external_ref=a.external_ref,
+                start=a.start,
+                end=a.end,
+                reason=a.reason,
+                diversion=a.diversion,
+            )
+            for a in final
+        )
+    error = ("A manual absence in MBN overlaps: " + "; ".join(conflicts)) if conflicts else ""
+    run.error = error
+    return UserResult(
+        user.pk,
+        run.events_read,
+        created=len(todo.creates) - len(conflicts),
+        updated=len(todo.updates),
+        deleted=len(todo.deletes),
+        mbn_requests=requests,
+        error=error,
+    )
+
+
+def _finish(user: CalendarUser, run: SyncRun, result: UserResult) -> UserResult:
+    finished = timezone.now()
+    run.finished_at = finished
+    run.created, run.updated, run.deleted = result.created, result.updated, result.deleted
+    run.mbn_requests = result.mbn_requests
+    run.error = result.error
+    changed_at = CalendarUser.objects.filter(pk=user.pk).values_list("changed_at", flat=True).first()
+    if changed_at is not None and result.mbn_requests:
+        run.latency_ms = int((finished - changed_at).total_seconds() * 1000)
+    run.save()
+    CalendarUser.objects.filter(pk=user.pk).update(
+        last_synced_at=finished,
+        changed_at=None,
+        last_error=result.error,
+        last_error_at=finished if result.error else None,
+    )
+    return result

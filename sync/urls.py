@@ -1,0 +1,11 @@
+"""Webhook URLs (public: Graph calls them)."""
+
+from django.urls import path
+
+from sync import views
+
+app_name = "sync"
+urlpatterns = [
+    path("graph/", views.graph_webhook, name="graph_webhook"),
+    path("graph/lifecycle/", views.graph_lifecycle, name="graph_lifecycle"),
+]

@@ -1,0 +1,96 @@
+"""Webhooks Microsoft Graph calls: change and lifecycle notifications.
+
+They answer within milliseconds: a valid notification only marks the user as changed and queues a sync
+after commit; nothing syncs inline. Anything without the subscription's clientState is refused with
+4xx and no side effect.
+"""
+
+import json
+import logging
+import secrets
+
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from sync.models import CalendarUser
+
+logger = logging.getLogger(__name__)
+
+
+def _validation_handshake(request: HttpRequest) -> HttpResponse | None:
+    token = request.GET.get("validationToken")
+    if token is None:
+        return None
+    return HttpResponse(token, content_type="text/plain")
+
+
+def _notifications(request: HttpRequest) -> tuple[list[tuple[CalendarUser, dict]], HttpResponse | None]:  # type: ignore[type-arg]
+    try:
+        items = json.loads(request.body)["value"]
+        assert isinstance(items, list)
+    except (ValueError, KeyError, TypeError, AssertionError):
+        return [], HttpResponseBadRequest('expected a Graph notification: {"value": [...]}')
+    ids = [item.get("subscriptionId") for item in items if isinstance(item, dict)]
+    users = {u.subscription_id: u for u in CalendarUser.objects.filter(subscription_id__in=[i for i in ids if i])}
+    valid = []
+    for item in items:
+        user = users.get(item.get("subscriptionId")) if isinstance(item, dict) else None
+        if user is None or not secrets.compare_digest(str(item.get("clientState", "")), user.client_state or "\0"):
+            logger.warning("refused a Graph notification with an unknown subscription or wrong clientState")
+            return [], HttpResponseForbidden("unknown subscription or wrong clientState")
+        valid.append((user, item))
+    return valid, None
+
+
+@csrf_exempt
+@require_POST
+def graph_webhook(request: HttpRequest) -> HttpResponse:
+    handshake = _validation_handshake(request)
+    if handshake is not None:
+        return handshake
+    valid, refusal = _notifications(request)
+    if refusal is not None:
+        return refusal
+    _queue_syncs({user.pk for user, _item in valid})
+    return HttpResponse(status=202)
+
+
+@csrf_exempt
+@require_POST
+def graph_lifecycle(request: HttpRequest) -> HttpResponse:
+    handshake = _validation_handshake(request)
+    if handshake is not None:
+        return handshake
+    valid, refusal = _notifications(request)
+    if refusal is not None:
+        return refusal
+    renew = {
+        user.pk
+        for user, item in valid
+        if item.get("lifecycleEvent") in ("reauthorizationRequired", "subscriptionRemoved")
+    }
+    if renew:  # the renewal job subscribes again / renews at once
+        CalendarUser.objects.filter(pk__in=renew).update(subscription_expires=timezone.now())
+        transaction.on_commit(_renew_now)
+    _queue_syncs({user.pk for user, _item in valid})  # "missed" and the others: sync in full now
+    return HttpResponse(status=202)
+
+
+def _renew_now() -> None:
+    from django_q.tasks import async_task
+
+    async_task("sync.jobs.renew_subscriptions_job", task_name="renew-graph-subscriptions")
+
+
+def _queue_syncs(user_ids: set[int]) -> None:
+    from sync.tasks import sync_users
+
+    if not user_ids:
+        return
+    now = timezone.now()
+    CalendarUser.objects.filter(pk__in=user_ids, changed_at__isnull=True).update(changed_at=now)
+    for user_id in sorted(user_ids):
+        sync_users.delay_on_commit([user_id])
