@@ -178,6 +178,8 @@ CREDENTIALS_KEY = env.str("CREDENTIALS_KEY", default="")
 # Public base URL of this site, for the webhooks Microsoft Graph calls (https in production).
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
 SYNC_HORIZON_DAYS = env.int("SYNC_HORIZON_DAYS", default=14)
+# Each process spaces its MBN calls to stay under the enterprise's limit (MBN: 20 requests/s).
+MBN_REQUESTS_PER_SECOND = env.float("MBN_REQUESTS_PER_SECOND", default=18.0)
 # CA bundle for TLS to the login endpoint (the simulators' own CA in tests and the demo).
 MICROSOFT_LOGIN_CA_BUNDLE = env.str("MICROSOFT_LOGIN_CA_BUNDLE", default="") or None
 

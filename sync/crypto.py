@@ -15,14 +15,18 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 
-@functools.cache
 def _fernet() -> MultiFernet:
-    keys = [key.strip() for key in settings.CREDENTIALS_KEY.split(",") if key.strip()]
+    keys = tuple(key.strip() for key in settings.CREDENTIALS_KEY.split(",") if key.strip())
     if not keys:
         if not settings.DEBUG:
             raise ImproperlyConfigured("Set CREDENTIALS_KEY (a Fernet key: see .env.example) to store secrets.")
         digest = hashlib.sha256(f"kalenderpush-credentials:{settings.SECRET_KEY}".encode()).digest()
-        keys = [base64.urlsafe_b64encode(digest).decode()]
+        keys = (base64.urlsafe_b64encode(digest).decode(),)
+    return _fernet_for(keys)
+
+
+@functools.lru_cache(maxsize=8)
+def _fernet_for(keys: tuple[str, ...]) -> MultiFernet:
     try:
         return MultiFernet([Fernet(key) for key in keys])
     except ValueError as error:

@@ -9,8 +9,11 @@ import contextlib
 import datetime as dt
 import functools
 import logging
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from django.conf import settings
 from django.db import transaction
@@ -28,11 +31,31 @@ LOCK_SECONDS = 120
 
 
 class RetryLater(Exception):
-    """A throttled or unavailable service: the task retries after `retry_after` seconds."""
+    """A throttled or unavailable service: the task retries `user_ids` after `retry_after` seconds."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, retry_after: float | None = None, user_ids: Sequence[int] = ()) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.user_ids = list(user_ids)
+
+
+class _Pacer:
+    """Keeps this process under a request rate per key (MBN allows 20 requests/s per enterprise)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next: dict[str, float] = {}
+
+    def wait(self, key: str, rate: float) -> None:
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next.get(key, now))
+            self._next[key] = slot + 1.0 / rate
+        if slot > now:
+            time.sleep(slot - now)
+
+
+_mbn_pacer = _Pacer()
 
 
 @dataclass(frozen=True)
@@ -50,40 +73,46 @@ class UserResult:
 
 
 @functools.lru_cache(maxsize=256)
-def _graph_provider(source_id: int, tenant_id: str, client_id: str, secret_token: str):  # type: ignore[no-untyped-def]
+def _graph_provider(
+    tenant_id: str, client_id: str, secret_token: str, login_url: str, graph_url: str, ca_path: str | None
+):  # type: ignore[no-untyped-def]
     from sync.providers.graph import GraphProvider
 
-    source = CalendarSource(secret_encrypted=secret_token)
+    secret = CalendarSource(secret_encrypted=secret_token).secret()
     return GraphProvider(
-        tenant_id,
-        client_id,
-        source.secret(),
-        login_base_url=settings.MICROSOFT_LOGIN_BASE_URL,
-        graph_base_url=settings.GRAPH_BASE_URL,
-        ca_path=settings.MICROSOFT_LOGIN_CA_BUNDLE,
+        tenant_id, client_id, secret, login_base_url=login_url, graph_base_url=graph_url, ca_path=ca_path
     )
 
 
 def provider_for(source: CalendarSource):  # type: ignore[no-untyped-def]
+    """The source's provider, kept per process (msal token cache, HTTP connections) per credentials and URL."""
     if source.kind != CalendarSource.Kind.GRAPH:
         raise NotImplementedError(f"{source.get_kind_display()} is not supported yet")
-    return _graph_provider(source.pk, source.tenant_id, source.client_id, source.secret_encrypted)
+    return _graph_provider(
+        source.tenant_id,
+        source.client_id,
+        source.secret_encrypted,
+        settings.MICROSOFT_LOGIN_BASE_URL,
+        settings.GRAPH_BASE_URL,
+        settings.MICROSOFT_LOGIN_CA_BUNDLE,
+    )
 
 
 @functools.lru_cache(maxsize=256)
-def _mbn_client(enterprise_id: str, client_id: str, secret_token: str, username: str, password_token: str):  # type: ignore[no-untyped-def]
+def _mbn_client(
+    base_url: str, enterprise_id: str, client_id: str, secret_token: str, username: str, password_token: str
+):  # type: ignore[no-untyped-def]
     from sync.mbn import MbnClient
 
     connection = MbnConnection(client_secret_encrypted=secret_token, password_encrypted=password_token)
-    return MbnClient(
-        settings.MBN_BASE_URL, enterprise_id, client_id, connection.client_secret(), username, connection.password()
-    )
+    return MbnClient(base_url, enterprise_id, client_id, connection.client_secret(), username, connection.password())
 
 
 def mbn_client_for(connection: MbnConnection):  # type: ignore[no-untyped-def]
     if not settings.MBN_BASE_URL:
         raise RetryLater("MBN_BASE_URL is not set: the MBN API address is needed to push absences")
     return _mbn_client(
+        settings.MBN_BASE_URL,
         connection.enterprise_id,
         connection.client_id,
         connection.client_secret_encrypted,
@@ -113,7 +142,9 @@ def release(*, calendar_user_id: int) -> None:
 
 
 def sync_window(now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
-    return now, now + dt.timedelta(days=settings.SYNC_HORIZON_DAYS)
+    """[now, now + horizon), on whole minutes: MBN times have no fractions of a second."""
+    start = now.replace(second=0, microsecond=0)
+    return start, start + dt.timedelta(days=settings.SYNC_HORIZON_DAYS)
 
 
 def sync_users(*, calendar_user_ids: Sequence[int], now: dt.datetime | None = None) -> list[UserResult]:
@@ -137,16 +168,29 @@ def sync_users(*, calendar_user_ids: Sequence[int], now: dt.datetime | None = No
     try:
         events = provider_for(source).read_events([u.provider_user_id for u in users], start, end)
     except (Throttled, TemporaryError) as error:
-        raise RetryLater(str(error), getattr(error, "retry_after", None)) from error
+        raise RetryLater(str(error), getattr(error, "retry_after", None), [u.pk for u in users]) from error
     except ProviderError as error:
         CalendarUser.objects.filter(pk__in=[u.pk for u in users]).update(last_error=str(error), last_error_at=now)
         CalendarSource.objects.filter(pk=source.pk).update(last_error=str(error))
         return [UserResult(u.pk, 0, error=str(error)) for u in users]
     catalogue = catalogue_from_database()
     results = []
+    retry: list[RetryLater] = []
     for user in users:
-        results.append(_reconcile_user(user, events.get(user.provider_user_id, []), catalogue, start, end, now))
+        if user.provider_user_id not in events:  # no mailbox (any more): never treat as an empty calendar
+            missing = "the calendar could not be read (no mailbox for this user in the tenant)"
+            CalendarUser.objects.filter(pk=user.pk).update(last_error=missing, last_error_at=now)
+            results.append(UserResult(user.pk, 0, error=missing))
+            continue
+        try:
+            results.append(_reconcile_user(user, events[user.provider_user_id], catalogue, start, end, now))
+        except RetryLater as error:  # the others go on; this one is retried after the back-off
+            error.user_ids = [user.pk]
+            retry.append(error)
     CalendarSource.objects.filter(pk=source.pk).update(last_success_at=timezone.now(), last_error="")
+    if retry:
+        wait = max((e.retry_after or 0 for e in retry), default=0) or None
+        raise RetryLater(str(retry[0]), wait, [pk for e in retry for pk in e.user_ids])
     return results
 
 
@@ -168,10 +212,11 @@ def _reconcile_user(user: CalendarUser, events: Sequence[Event], catalogue, star
 
 
 def _push(user: CalendarUser, wanted: list[reconcile.Wanted], run: SyncRun) -> UserResult:
-    from sync.mbn import MbnAbsence, MbnConflict, MbnNotFound, MbnThrottled, MbnUnavailable
+    from sync.mbn import Diversion, MbnAbsence, MbnConflict, MbnNotFound, MbnThrottled, MbnUnavailable
 
     service_user = user.service_user
-    client = mbn_client_for(service_user.customer.mbn_connection)
+    connection = service_user.customer.mbn_connection
+    client = _Paced(mbn_client_for(connection), connection.enterprise_id)
     msisdn = service_user.msisdn
     requests = 0
     conflicts: list[str] = []
@@ -186,22 +231,21 @@ def _push(user: CalendarUser, wanted: list[reconcile.Wanted], run: SyncRun) -> U
             requests += 1
         for existing, item in todo.updates:
             absence = MbnAbsence(
-                existing.id,
+                existing.id,  # type: ignore[attr-defined]
                 item.reason,
                 item.start,
                 item.end,
-                item.diversion,  # type: ignore[attr-defined]
+                cast(Diversion, item.diversion),
                 item.external_ref,
             )
             final.append(client.update(msisdn, existing.id, absence))  # type: ignore[attr-defined]
             requests += 1
         for item in todo.creates:
             try:
-                final.append(
-                    client.create(
-                        msisdn, MbnAbsence(None, item.reason, item.start, item.end, item.diversion, item.external_ref)
-                    )
+                new = MbnAbsence(
+                    None, item.reason, item.start, item.end, cast(Diversion, item.diversion), item.external_ref
                 )
+                final.append(client.create(msisdn, new))
             except MbnConflict as conflict:
                 conflicts.append(f"{item.start:%d.%m %H:%M}: {conflict}")
             requests += 1
@@ -221,8 +265,8 @@ def _push(user: CalendarUser, wanted: list[reconcile.Wanted], run: SyncRun) -> U
             )
             for a in final
         )
-    error = ("A manual absence in MBN overlaps: " + "; ".join(conflicts)) if conflicts else ""
-    run.error = error
+    problem = ("A manual absence in MBN overlaps: " + "; ".join(conflicts)) if conflicts else ""
+    run.error = problem
     return UserResult(
         user.pk,
         run.events_read,
@@ -230,8 +274,24 @@ def _push(user: CalendarUser, wanted: list[reconcile.Wanted], run: SyncRun) -> U
         updated=len(todo.updates),
         deleted=len(todo.deletes),
         mbn_requests=requests,
-        error=error,
+        error=problem,
     )
+
+
+class _Paced:
+    """The MBN client, each call spaced to stay under the enterprise's rate."""
+
+    def __init__(self, client, enterprise_id: str) -> None:  # type: ignore[no-untyped-def]
+        self._client, self._key = client, enterprise_id
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        method = getattr(self._client, name)
+
+        def paced(*args, **kwargs):  # type: ignore[no-untyped-def]
+            _mbn_pacer.wait(self._key, settings.MBN_REQUESTS_PER_SECOND)
+            return method(*args, **kwargs)
+
+        return paced
 
 
 def _finish(user: CalendarUser, run: SyncRun, result: UserResult) -> UserResult:

@@ -37,7 +37,7 @@ def _notifications(request: HttpRequest) -> tuple[list[tuple[CalendarUser, dict]
     users = {u.subscription_id: u for u in CalendarUser.objects.filter(subscription_id__in=[i for i in ids if i])}
     valid = []
     for item in items:
-        user = users.get(item.get("subscriptionId")) if isinstance(item, dict) else None
+        user = users.get(str(item.get("subscriptionId"))) if isinstance(item, dict) else None
         if user is None or not secrets.compare_digest(str(item.get("clientState", "")), user.client_state or "\0"):
             logger.warning("refused a Graph notification with an unknown subscription or wrong clientState")
             return [], HttpResponseForbidden("unknown subscription or wrong clientState")

@@ -80,3 +80,9 @@ def english():  # type: ignore[no-untyped-def]
 
     with translation.override("en"):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _credentials_key(settings) -> None:  # type: ignore[no-untyped-def]
+    """A Fernet key for stored secrets (tests run with DEBUG off, where one is required)."""
+    settings.CREDENTIALS_KEY = "kH8lC3y5n0t9mYdDq0rX1oQbA0u6VtmQ3bQG1R2c7kY="

@@ -1,0 +1,142 @@
+"""Wiring customers to the loopback simulators: the demo (`make run`), end-to-end tests and `bench_sync`.
+
+Creates the tenant, users and activation group in the Graph simulator, the enterprise and subscribers
+in the MBN simulator, and the matching CalendarSource and MbnConnection rows; scripts realistic calendars.
+"""
+
+import datetime as dt
+import random
+from collections.abc import Iterable, Sequence
+from zoneinfo import ZoneInfo
+
+from customers.models import Customer, ServiceUser
+from sync.models import CalendarSource, CalendarUser, MbnConnection
+from sync.rules import Event
+
+OSLO = ZoneInfo("Europe/Oslo")
+SUBJECTS = [
+    ("Prosjektmøte", "busy"),
+    ("Kundemøte &Eks", "busy"),
+    ("Lunsj &Ute", "free"),
+    ("1:1 med leder", "busy"),
+    ("Salgsmøte i Tyskland &For", "busy"),
+    ("Q&A med R&D", "busy"),
+    ("Fokustid &Ikt", "busy"),
+    ("Styremøte &-", "busy"),
+    ("Tannlege &Gåt", "oof"),
+    ("Planlegging", "tentative"),
+    ("Kurs", "oof"),
+    ("Intervju &+", "busy"),
+    ("Privat avtale", "busy"),
+]
+
+
+def graph_user_id(user: ServiceUser) -> str:
+    return f"00000000-0000-4000-8000-{user.pk:012d}"
+
+
+def wire_customer(
+    *,
+    sims,
+    customer: Customer,
+    users: Sequence[ServiceUser],
+    tenant_id: str,  # type: ignore[no-untyped-def]
+    enterprise_id: str,
+    mbn_rate_per_second: int = 20,
+) -> CalendarSource:
+    """Put the customer's users in the simulators and point the customer's source and MBN connection there."""
+    client_id, secret = f"app-{tenant_id[:8]}", f"secret-{tenant_id[:8]}"
+    sims.graph.add_tenant(tenant_id, client_id, secret)
+    for user in users:
+        sims.graph.add_user(tenant_id, graph_user_id(user), user.email, user.name or user.email)
+    group_id = f"group-{tenant_id[:8]}"
+    sims.graph.add_group(tenant_id, group_id, "Kalender Push", [graph_user_id(u) for u in users])
+    sims.mbn.add_enterprise(
+        enterprise_id,
+        f"mbn-{enterprise_id}",
+        "mbn-secret",
+        f"api-{enterprise_id}",
+        "mbn-pass",
+        rate_per_second=mbn_rate_per_second,
+    )
+    for user in users:
+        if user.msisdn:
+            sims.mbn.add_subscriber(enterprise_id, user.msisdn, user.email, user.name or user.email)
+    source, _created = CalendarSource.objects.update_or_create(
+        customer=customer,
+        kind=CalendarSource.Kind.GRAPH,
+        defaults={"tenant_id": tenant_id, "client_id": client_id, "activation_group": group_id},
+    )
+    source.set_secret(secret)
+    source.save()
+    connection, _created = MbnConnection.objects.update_or_create(
+        customer=customer,
+        defaults={
+            "enterprise_id": enterprise_id,
+            "client_id": f"mbn-{enterprise_id}",
+            "username": f"api-{enterprise_id}",
+        },
+    )
+    connection.set_secrets(client_secret="mbn-secret", password="mbn-pass")
+    connection.save()
+    CalendarUser.objects.bulk_create(
+        [CalendarUser(service_user=u, source=source, provider_user_id=graph_user_id(u)) for u in users],
+        ignore_conflicts=True,
+    )
+    return source
+
+
+def scripted_events(*, rng: random.Random, start: dt.datetime, days: int, count: int, prefix: str) -> list[Event]:
+    """`count` appointments over `days` days from `start`: meetings, lunches, trips, all-day holidays."""
+    events = []
+    first_day = start.astimezone(OSLO).date()
+    for index in range(count):
+        day = first_day + dt.timedelta(days=rng.randrange(days))
+        if rng.random() < 0.06:
+            subject = rng.choice(["&Ferie", "&-Ferie", "Kurs &For", "&Syk"])
+            events.append(
+                Event(
+                    f"{prefix}{index}",
+                    day,
+                    day + dt.timedelta(days=rng.choice([1, 1, 2, 3])),
+                    all_day=True,
+                    subject=subject,
+                    show_as=rng.choice(["free", "oof"]),
+                )
+            )
+            continue
+        subject, show_as = rng.choice(SUBJECTS)
+        begin = dt.datetime.combine(day, dt.time(7), OSLO) + dt.timedelta(minutes=15 * rng.randrange(0, 44))
+        length = dt.timedelta(minutes=15 * rng.choice([1, 2, 2, 4, 4, 6, 8]))
+        events.append(
+            Event(
+                f"{prefix}{index}",
+                begin,
+                begin + length,
+                subject=subject,
+                show_as=show_as,
+                response=rng.choices(["accepted", "organizer", "tentative", "declined"], [60, 25, 10, 5])[0],
+                cancelled=rng.random() < 0.03,
+                private=rng.random() < 0.1,
+            )
+        )
+    return events
+
+
+def to_sim_events(events: Iterable[Event]):  # type: ignore[no-untyped-def]
+    from sync.simulators import SimEvent
+
+    return [
+        SimEvent(
+            id=e.id,
+            subject=e.subject,
+            start=e.start,
+            end=e.end,
+            all_day=e.all_day,
+            show_as=e.show_as,
+            response=e.response,
+            cancelled=e.cancelled,
+            private=e.private,
+        )
+        for e in events
+    ]

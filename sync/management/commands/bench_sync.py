@@ -1,0 +1,249 @@
+"""`bench_sync --users N`: the real pipeline against the simulators — initial sync, no-change cycle, 1 % changes.
+
+Prints one JSON object on stdout (progress on stderr):
+{"users", "concurrency", "providers": {"graph": n}, "initial": {"wall_s", "calendar_requests",
+"mbn_requests"}, "noop": {...}, "incremental": {..., "changed_users"}, "mismatches"}
+`--dump DIR` writes per user `<user>.events.json` (preview_absences input: settings, window, the scripted
+events) and `<user>.mbn.json` (what the MBN simulator holds). The benchmark's rows are deleted afterwards.
+"""
+
+import datetime as dt
+import json
+import random
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import close_old_connections
+from django.test.utils import override_settings
+from django.utils import timezone
+
+from customers.models import Customer, ServiceUser
+from customers.services import ensure_customer_settings
+from customers.validators import org_numbers_from
+from kalenderpush.progress import ProgressBar
+from sync import demo, pipeline
+from sync.models import CalendarUser
+from sync.rules import compute_absences
+from sync.services import catalogue_from_database, rule_settings_for
+
+BATCH = 20
+
+
+class Command(BaseCommand):
+    help = "Benchmarks calendar sync against the loopback simulators (JSON on stdout, progress on stderr)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--users", type=int, default=100)
+        parser.add_argument("--events-per-user", type=int, default=20)
+        parser.add_argument("--latency-ms", type=int, default=0, help="added latency per simulator request")
+        parser.add_argument("--concurrency", type=int, default=4, help="batches synced at the same time")
+        parser.add_argument("--json", action="store_true", help="print only the JSON object on stdout")
+        parser.add_argument("--dump", type=Path, help="directory for per-user events and MBN state")
+        parser.add_argument("--seed", type=int, default=2026)
+        parser.add_argument("--mbn-rate", type=int, default=20, help="MBN requests per second per enterprise")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        from sync.simulators import Simulators
+
+        if options["users"] < 1 or options["events_per_user"] < 0 or options["concurrency"] < 1:
+            raise CommandError("--users and --concurrency must be at least 1, --events-per-user at least 0")
+        with Simulators.start() as sims:
+            for service in ("login", "graph", "mbn"):
+                sims.set_latency(service, options["latency_ms"])
+            with override_settings(
+                MICROSOFT_LOGIN_BASE_URL=sims.login_url,
+                GRAPH_BASE_URL=sims.graph_url,
+                MBN_BASE_URL=sims.mbn_url,
+                MICROSOFT_LOGIN_CA_BUNDLE=sims.ca_path,
+            ):
+                result = self._run(sims, options)
+        self.stdout.write(json.dumps(result))
+
+    def _run(self, sims, options: dict[str, Any]) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+        rng = random.Random(options["seed"])
+        count, concurrency = options["users"], options["concurrency"]
+        customer, users = self._build(count)
+        try:
+            source = demo.wire_customer(
+                sims=sims,
+                customer=customer,
+                users=users,
+                tenant_id=f"bench{customer.pk:08d}",
+                enterprise_id=f"bench-{customer.pk}",
+                mbn_rate_per_second=options["mbn_rate"],
+            )
+            now = timezone.now()
+            calendars = {}
+            for user in users:
+                events = demo.scripted_events(
+                    rng=rng, start=now, days=14, count=options["events_per_user"], prefix=f"{user.pk}-"
+                )
+                calendars[user.pk] = events
+                for event in demo.to_sim_events(events):
+                    sims.graph.put_event(demo.graph_user_id(user), event)
+            ids = list(CalendarUser.objects.filter(source=source).order_by("pk").values_list("pk", flat=True))
+            initial = self._cycle(sims, ids, now, concurrency, "initial sync")
+            noop = self._cycle(sims, ids, now, concurrency, "no-change cycle")
+            changed = rng.sample(users, max(1, count // 100))
+            for user in changed:
+                extra = demo.scripted_events(rng=rng, start=now, days=3, count=2, prefix=f"{user.pk}-chg-")
+                calendars[user.pk] = calendars[user.pk] + extra
+                for event in demo.to_sim_events(extra):
+                    sims.graph.put_event(demo.graph_user_id(user), event)
+            changed_ids = list(CalendarUser.objects.filter(service_user__in=changed).values_list("pk", flat=True))
+            incremental = {
+                **self._cycle(sims, changed_ids, now, concurrency, "1 % changed"),
+                "changed_users": len(changed),
+            }
+            mismatches = self._verify(sims, customer, users, calendars, now, options.get("dump"))
+        finally:
+            Customer.objects.filter(pk=customer.pk).delete()
+        return {
+            "users": count,
+            "concurrency": concurrency,
+            "providers": {"graph": count},
+            "initial": initial,
+            "noop": noop,
+            "incremental": incremental,
+            "mismatches": mismatches,
+        }
+
+    def _build(self, count: int) -> tuple[Customer, list[ServiceUser]]:
+        taken = set(Customer.objects.values_list("org_number", flat=True))
+        org_number = next(n for n in org_numbers_from(81000000) if n not in taken)
+        customer = Customer(
+            name="Benchmark Sync AS",
+            org_number=org_number,
+            address_line="Testveien 1",
+            postal_code="0150",
+            city="Oslo",
+            invoice_email="bench@bench.example",
+        )
+        customer.save()
+        ensure_customer_settings(customer=customer)
+        ServiceUser.objects.bulk_create(
+            ServiceUser(
+                customer=customer,
+                email=f"user{i}@bench.example",
+                name=f"Bruker {i}",
+                msisdn=f"+479{customer.pk % 100:02d}{i:05d}",
+            )
+            for i in range(count)
+        )
+        return customer, list(ServiceUser.objects.filter(customer=customer).order_by("pk"))
+
+    def _cycle(self, sims, ids: list[int], now: dt.datetime, concurrency: int, label: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+        sims.reset_counters()
+        batches = [ids[i : i + BATCH] for i in range(0, len(ids), BATCH)]
+        progress = ProgressBar(label, stream=sys.stderr)
+        done = 0
+
+        def run(batch: list[int]) -> None:
+            """One batch as a worker runs it: a throttled or failing service means retry after its back-off."""
+            try:
+                pending = batch
+                for attempt in range(30):
+                    try:
+                        pipeline.sync_users(calendar_user_ids=pending, now=now)
+                        return
+                    except pipeline.RetryLater as error:
+                        pending = error.user_ids or pending
+                        time.sleep(min(error.retry_after or 2**attempt * 0.1, 5))
+                raise CommandError(f"users {pending[:3]}… still failing after 30 attempts")
+            finally:
+                close_old_connections()
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            for _ in pool.map(run, batches):
+                done += 1
+                progress(done, len(batches))
+        wall = time.perf_counter() - started
+        return {
+            "wall_s": round(wall, 3),
+            "calendar_requests": sims.requests("graph") + sims.requests("login"),
+            "mbn_requests": sims.requests("mbn"),
+        }
+
+    def _verify(
+        self,
+        sims,
+        customer: Customer,
+        users: list[ServiceUser],
+        calendars,
+        now: dt.datetime,  # type: ignore[no-untyped-def]
+        dump: Path | None,
+    ) -> int:
+        catalogue = catalogue_from_database()
+        start, end = pipeline.sync_window(now)
+        settings_row = customer.settings
+        eid = customer.mbn_connection.enterprise_id
+        mismatches = 0
+        if dump:
+            dump.mkdir(parents=True, exist_ok=True)
+        for user in users:
+            rules = rule_settings_for(customer_settings=settings_row, service_user=user)
+            expected = compute_absences(
+                settings=rules, window_start=start, window_end=end, events=calendars[user.pk], catalogue=catalogue
+            )
+            want = sorted((a.mbn_reason, a.start, a.end, "voicemail" if a.divert else "none") for a in expected)
+            held = sims.mbn.absences(eid, user.msisdn)
+            have = sorted(
+                (
+                    a["reason"],
+                    dt.datetime.fromisoformat(a["start"]),
+                    dt.datetime.fromisoformat(a["end"]),
+                    a["diversion"],
+                )
+                for a in held
+            )
+            mismatches += want != have
+            if dump:
+                self._dump(dump, user, rules, start, end, calendars[user.pk], held)
+        return mismatches
+
+    def _dump(self, directory: Path, user: ServiceUser, rules, start, end, events, held) -> None:  # type: ignore[no-untyped-def]
+        from sync.rules.model import WEEKDAYS
+
+        def clock(minutes: int) -> str:
+            return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+        settings_json = {
+            "timezone": rules.timezone,
+            "office_hours": {
+                day: ([clock(h[0]), clock(h[1])] if h else None)
+                for day, h in zip(WEEKDAYS, rules.office_hours, strict=True)
+            },
+            "office_hours_only": rules.office_hours_only,
+            "holidays": rules.holidays,
+            "default_profile": rules.default_profile,
+            "out_of_office_profile": rules.out_of_office_profile,
+            "divert_by_default": rules.divert_by_default,
+            "include_tentative": rules.include_tentative,
+        }
+        payload = {
+            "settings": settings_json,
+            "window": {"start": start.isoformat(), "end": end.isoformat()},
+            "events": [
+                {
+                    "id": e.id,
+                    "subject": e.subject,
+                    "start": e.start.isoformat(),
+                    "end": e.end.isoformat(),
+                    "all_day": e.all_day,
+                    "show_as": e.show_as,
+                    "response": e.response,
+                    "cancelled": e.cancelled,
+                    "private": e.private,
+                }
+                for e in events
+            ],
+        }
+        name = user.email.split("@")[0]
+        (directory / f"{name}.events.json").write_text(json.dumps(payload, ensure_ascii=False, indent=1))
+        absences = [{key: a[key] for key in ("start", "end", "reason", "diversion")} for a in held]
+        (directory / f"{name}.mbn.json").write_text(json.dumps({"absences": absences}, ensure_ascii=False, indent=1))

@@ -1,0 +1,144 @@
+"""The calendar-provider interface: what every calendar source (Graph, EWS, Google) offers the sync, and its errors.
+
+Providers are plain Python over the network (no Django ORM). They convert their source's quirks into the
+rules engine's `Event` at the edge, and every failure into one of the `ProviderError` classes below, whose
+messages are written for staff: what is wrong and what to do.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from sync.rules.model import Event
+
+
+@dataclass(frozen=True)
+class DirectoryUser:
+    """A user of the calendar directory (a group member) whose calendar can be read."""
+
+    id: str
+    email: str
+    name: str
+
+
+@dataclass(frozen=True)
+class CalendarChanges:
+    """The answer of `CalendarProvider.changes`.
+
+    After a full resync (`full_resync=True`, asked for with `cursor=None`) `events` holds every event of the
+    window and `changed_ids` their ids. Otherwise `events` is None and `changed_ids` / `removed_ids` say which
+    events changed or went away since the cursor: the engine needs the whole window and subjects are never
+    stored, so a caller that sees any id reads the window again (`read_events`). `cursor` is what to pass next
+    time; keep it opaque.
+    """
+
+    events: tuple[Event, ...] | None
+    changed_ids: frozenset[str]
+    removed_ids: frozenset[str]
+    cursor: str | None
+    full_resync: bool
+
+    @property
+    def has_changes(self) -> bool:
+        return self.full_resync or bool(self.changed_ids or self.removed_ids)
+
+
+class ProviderError(Exception):
+    """A calendar source failed; `str(error)` is a plain-words message for staff."""
+
+
+class AuthError(ProviderError):
+    """The credentials are wrong (bad or expired secret, unknown tenant or app): staff must fix the settings."""
+
+
+class PermissionMissing(ProviderError):
+    """The app lacks a permission (`permission`, e.g. "Calendars.Read") that an administrator must grant."""
+
+    def __init__(self, message: str, *, permission: str) -> None:
+        super().__init__(message)
+        self.permission = permission
+
+
+class NotFound(ProviderError):
+    """The group, user, mailbox or subscription does not exist (any more)."""
+
+
+class Throttled(ProviderError):
+    """The source asks us to slow down: retry the whole call after `retry_after` seconds."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TemporaryError(ProviderError):
+    """An outage, a timeout or a malformed answer: retry later (after `retry_after` seconds when the source said)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class SyncStateLost(ProviderError):
+    """The change cursor is no longer valid: call `changes(..., cursor=None)` for a full resync."""
+
+
+class CalendarProvider(Protocol):
+    """One calendar source of one customer (a Microsoft 365 tenant, an Exchange server, a Google domain)."""
+
+    def list_users(self, group_id: str) -> list[DirectoryUser]:
+        """The members of the group, nested groups included, each once."""
+        ...
+
+    def read_events(self, user_ids: Sequence[str], start: dt.datetime, end: dt.datetime) -> dict[str, list[Event]]:
+        """Every user's events overlapping [start, end), recurrences expanded; the implementation batches."""
+        ...
+
+    def changes(self, user_id: str, start: dt.datetime, end: dt.datetime, cursor: str | None) -> CalendarChanges:
+        """What changed in the window since `cursor`; with `cursor=None` a full list (raises SyncStateLost)."""
+        ...
+
+    def subscribe(
+        self, user_id: str, notification_url: str, client_state: str, expires: dt.datetime, lifecycle_url: str | None
+    ) -> tuple[str, dt.datetime]:
+        """Ask for change notifications on the user's calendar: (subscription id, actual expiry)."""
+        ...
+
+    def renew(self, subscription_id: str, expires: dt.datetime) -> dt.datetime:
+        """Extend a subscription; returns the actual expiry."""
+        ...
+
+    def unsubscribe(self, subscription_id: str) -> None:
+        """Cancel a subscription (one that is already gone counts as cancelled)."""
+        ...
+
+    def check(self) -> list[str]:
+        """Problems with the connection in plain words, for the admin's "test connection"; empty means all good."""
+        ...
+
+
+def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:
+    """Seconds to wait from an HTTP `Retry-After` header (delay in seconds or an HTTP date); None if absent or bad."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # an HTTP date is GMT
+            when = when.replace(tzinfo=dt.UTC)
+        seconds = (when - (now or dt.datetime.now(dt.UTC))).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)

@@ -1,0 +1,38 @@
+"""`python -m sync.simulators [--demo]`: run the simulators until Ctrl-C, printing their URLs as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import signal
+import sys
+import threading
+from types import FrameType
+
+from sync.simulators.demo import OSLO, load_demo
+from sync.simulators.hub import Simulators
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sync.simulators", description=__doc__)
+    parser.add_argument("--demo", action="store_true", help="script the demo tenant, users, events and MBN side")
+    args = parser.parse_args(argv)
+    stopping = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    with Simulators.start() as sims:
+        described = load_demo(sims, dt.datetime.now(OSLO).date()) if args.demo else sims.urls()
+        print(json.dumps(described, ensure_ascii=False, indent=2), flush=True)
+        print("Simulators running; Ctrl-C stops them.", file=sys.stderr, flush=True)
+        while not stopping.wait(0.5):
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

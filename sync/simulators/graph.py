@@ -1,0 +1,799 @@
+"""Microsoft Graph v1.0 look-alike: group members, calendarView (+ delta), $batch and change notifications.
+
+Shapes, paging links and error bodies follow Microsoft's public Graph v1.0 reference. Bearer tokens come
+from the login simulator and carry the tenant's application permissions; a token only sees its own
+tenant's users and groups. Tests script the directory and the mailboxes through the public methods
+(`add_tenant`, `add_user`, `add_group`, `put_event`, …), which are thread-safe.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import re
+import secrets
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sync.simulators.base import (
+    FaultSettings,
+    HttpError,
+    Reply,
+    Request,
+    SimServer,
+    empty_reply,
+    json_reply,
+    make_fault_settings,
+    parse_datetime,
+    route,
+    utc_now,
+)
+from sync.simulators.events import EventRecord, Instance, SimEvent, event_json, expand, removed_json, zone_from_prefer
+from sync.simulators.login import AccessGrant, LoginSimulator
+from sync.simulators.webhooks import (
+    MAX_EXPIRATION_MINUTES,
+    Delivery,
+    Notifier,
+    Subscription,
+    validate_endpoint,
+)
+
+DEFAULT_PERMISSIONS = ("Calendars.Read", "GroupMember.Read.All")
+CALENDAR_PERMISSIONS = frozenset({"Calendars.Read", "Calendars.ReadWrite"})
+DIRECTORY_PERMISSIONS = frozenset(
+    {
+        "GroupMember.Read.All",
+        "Group.Read.All",
+        "Group.ReadWrite.All",
+        "Directory.Read.All",
+        "Directory.ReadWrite.All",
+    }
+)
+USER_PERMISSIONS = frozenset(
+    {
+        "User.Read.All",
+        "User.ReadBasic.All",
+        "User.ReadWrite.All",
+        "Directory.Read.All",
+        "Directory.ReadWrite.All",
+    }
+)
+
+BATCH_LIMIT = 20
+BATCH_ITEM_FAULT_KINDS = ("429", "503")
+CALENDAR_PAGE = (10, 1000)  # default and largest page of calendarView and its delta
+MEMBER_PAGE = (100, 999)  # default and largest page of group members
+CHANGE_TYPES = ("created", "updated", "deleted")
+LIFECYCLE_EVENTS = ("reauthorizationRequired", "subscriptionRemoved", "missed")
+
+USER = r"/v1\.0/users/(?P<user>[^/]+)"
+GROUP = r"/v1\.0/groups/(?P<group>[^/]+)"
+SUBSCRIPTION = r"/v1\.0/subscriptions/(?P<subscription>[^/]+)"
+EVENTS_RESOURCE = re.compile(r"/?users/(?P<user>[^/]+)/events", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class GraphUser:
+    """A user with a mailbox; `timezone` is the mailbox's zone (all-day events are midnight there)."""
+
+    id: str
+    tenant_id: str
+    email: str
+    display_name: str
+    timezone: str
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "@odata.type": "#microsoft.graph.user",
+            "id": self.id,
+            "displayName": self.display_name,
+            "mail": self.email,
+            "userPrincipalName": self.email,
+        }
+
+
+@dataclass(frozen=True)
+class GraphGroup:
+    """A group; `member_ids` name users or other groups of the same tenant."""
+
+    id: str
+    tenant_id: str
+    display_name: str
+    member_ids: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"@odata.type": "#microsoft.graph.group", "id": self.id, "displayName": self.display_name}
+
+
+@dataclass(frozen=True)
+class Window:
+    start: dt.datetime
+    end: dt.datetime
+
+
+@dataclass(frozen=True)
+class DeltaState:
+    """What a `$deltatoken` stands for: the instances (and their fingerprints) the client has seen."""
+
+    user_id: str
+    window: Window
+    snapshot: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class DeltaRound:
+    """One delta answer being paged out: changed instances and removed ids, then the new state."""
+
+    state: DeltaState
+    entries: tuple[Instance | str, ...]
+
+
+class GraphSimulator(SimServer):
+    """`http://127.0.0.1:PORT/v1.0`."""
+
+    name = "graph"
+
+    def __init__(self, login: LoginSimulator) -> None:
+        super().__init__()
+        self.login = login
+        self.validation_timeout_seconds = 10.0
+        self._tenants: set[str] = set()
+        self._users: dict[str, GraphUser] = {}
+        self._groups: dict[str, GraphGroup] = {}
+        self._events: dict[str, dict[str, EventRecord]] = {}
+        self._version = 0
+        self._delta_states: dict[str, DeltaState] = {}
+        self._delta_cursors: dict[str, tuple[DeltaRound, int]] = {}
+        self._subscriptions: dict[str, Subscription] = {}
+        self._batch_item_faults: FaultSettings | None = None
+        self._notifier = Notifier()
+        self.routes = [
+            route("GET", USER, self._get_user),
+            route("GET", USER + r"/calendarView", self._calendar_view),
+            route("GET", USER + r"/calendarView/delta", self._calendar_view_delta),
+            route("GET", GROUP, self._get_group),
+            route(
+                "GET",
+                GROUP + r"/(?P<relation>members|transitiveMembers)(?P<cast>/microsoft\.graph\.user)?",
+                self._group_members,
+            ),
+            route("POST", r"/v1\.0/\$batch", self._batch),
+            route("GET", r"/v1\.0/subscriptions", self._list_subscriptions),
+            route("POST", r"/v1\.0/subscriptions", self._create_subscription),
+            route("GET", SUBSCRIPTION, self._get_subscription),
+            route("PATCH", SUBSCRIPTION, self._renew_subscription),
+            route("DELETE", SUBSCRIPTION, self._delete_subscription),
+            route("POST", SUBSCRIPTION + r"/reauthorize", self._reauthorize_subscription),
+        ]
+
+    def start(self) -> None:
+        self._notifier.start()
+        super().start()
+
+    def stop(self) -> None:
+        super().stop()
+        self._notifier.stop()
+
+    @property
+    def graph_url(self) -> str:
+        return f"{self.base_url}/v1.0"
+
+    # scripting the directory
+
+    def add_tenant(
+        self, tenant_id: str, client_id: str, client_secret: str, permissions: Iterable[str] = DEFAULT_PERMISSIONS
+    ) -> None:
+        """Create a tenant (or add an app to it) and register the app with the login simulator."""
+        self.login.add_app(tenant_id, client_id, client_secret, permissions)
+        with self.lock:
+            self._tenants.add(tenant_id)
+
+    def add_user(
+        self, tenant_id: str, user_id: str, email: str, display_name: str, timezone: str = "Europe/Oslo"
+    ) -> None:
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"user {user_id}: unknown IANA time zone {timezone!r}") from error
+        with self.lock:
+            self._require_tenant(tenant_id)
+            self._users[user_id] = GraphUser(user_id, tenant_id, email, display_name, timezone)
+            self._events.setdefault(user_id, {})
+
+    def add_group(self, tenant_id: str, group_id: str, display_name: str, member_ids: Iterable[str]) -> None:
+        """Members may be user ids or group ids (nested groups; `transitiveMembers` resolves them)."""
+        with self.lock:
+            self._require_tenant(tenant_id)
+            self._groups[group_id] = GraphGroup(group_id, tenant_id, display_name, tuple(member_ids))
+
+    def _require_tenant(self, tenant_id: str) -> None:
+        if tenant_id not in self._tenants:
+            raise LookupError(f"unknown tenant {tenant_id!r}: call add_tenant first")
+
+    # scripting mailboxes
+
+    def put_event(self, user_id: str, event: SimEvent) -> None:
+        """Create or replace an event by id; delta queries and subscriptions see the change."""
+        if not isinstance(event, SimEvent):
+            raise TypeError(f"put_event takes a SimEvent, not {type(event).__name__}")
+        with self.lock:
+            mailbox = self._mailbox_events(user_id)
+            previous = mailbox.get(event.id)
+            now = utc_now()
+            self._version += 1
+            record = EventRecord(event, self._version, previous.created if previous else now, now)
+            mailbox[event.id] = record
+        self._notify(user_id, "updated" if previous else "created", event.id, record.change_key)
+
+    def delete_event(self, user_id: str, event_id: str) -> None:
+        with self.lock:
+            mailbox = self._mailbox_events(user_id)
+            if event_id not in mailbox:
+                raise LookupError(f"user {user_id} has no event {event_id!r}")
+            record = mailbox.pop(event_id)
+        self._notify(user_id, "deleted", event_id, record.change_key)
+
+    def events(self, user_id: str) -> list[SimEvent]:
+        """The scripted events of a mailbox, as given."""
+        with self.lock:
+            return [record.event for record in self._mailbox_events(user_id).values()]
+
+    def _mailbox_events(self, user_id: str) -> dict[str, EventRecord]:
+        if user_id not in self._users:
+            raise LookupError(f"unknown user {user_id!r}: call add_user first")
+        return self._events[user_id]
+
+    def expire_delta_tokens(self) -> None:
+        """Forget every delta and skip token: the next call with one gets 410 SyncStateNotFound."""
+        with self.lock:
+            self._delta_states.clear()
+            self._delta_cursors.clear()
+
+    def set_batch_item_faults(
+        self, rate: float | None, kinds: Iterable[str] = BATCH_ITEM_FAULT_KINDS, seed: int | None = None
+    ) -> None:
+        """Faults for the inner responses of `$batch` only; `rate=None` goes back to following `set_faults`."""
+        settings = None if rate is None else make_fault_settings(rate, kinds, seed)
+        with self.lock:
+            self._batch_item_faults = settings
+
+    # subscriptions, for tests
+
+    def subscriptions(self) -> list[dict[str, Any]]:
+        """The active (unexpired) subscriptions, as Graph shows them."""
+        with self.lock:
+            return [subscription.to_json() for subscription in self._active_subscriptions()]
+
+    def send_lifecycle(self, subscription_id: str, lifecycle_event: str) -> None:
+        """Queue a lifecycle notification; `subscriptionRemoved` also ends the subscription."""
+        if lifecycle_event not in LIFECYCLE_EVENTS:
+            raise ValueError(f"lifecycle_event must be one of {LIFECYCLE_EVENTS}")
+        with self.lock:
+            subscription = self._subscriptions.get(subscription_id)
+            if subscription is None:
+                raise LookupError(f"no active subscription {subscription_id!r}")
+            if subscription.lifecycle_url is None:
+                raise ValueError(f"subscription {subscription_id} has no lifecycleNotificationUrl")
+            if lifecycle_event == "subscriptionRemoved":
+                del self._subscriptions[subscription_id]
+        document = {"value": [subscription.lifecycle_notification(lifecycle_event)]}
+        self._notifier.post(subscription.lifecycle_url, document)
+
+    def flush_notifications(self, timeout: float = 5.0) -> bool:
+        """Wait until every queued notification was posted; False if `timeout` seconds passed first."""
+        return self._notifier.flush(timeout)
+
+    def notification_log(self) -> list[Delivery]:
+        """Every notification POST so far, with the webhook's status (None when unreachable)."""
+        return self._notifier.deliveries()
+
+    def _active_subscriptions(self) -> list[Subscription]:
+        now = utc_now()
+        for subscription_id in [key for key, sub in self._subscriptions.items() if sub.expiration <= now]:
+            del self._subscriptions[subscription_id]
+        return list(self._subscriptions.values())
+
+    def _notify(self, user_id: str, change_type: str, event_id: str, change_key: str) -> None:
+        with self.lock:
+            targets = [
+                sub
+                for sub in self._active_subscriptions()
+                if sub.user_id == user_id and change_type in sub.change_types
+            ]
+        for subscription in targets:
+            document = {"value": [subscription.notification(change_type, event_id, change_key)]}
+            self._notifier.post(subscription.notification_url, document)
+
+    # authorization and lookups
+
+    def _authorize(self, request: Request, needed: frozenset[str], denied_code: str) -> AccessGrant:
+        token = request.bearer_token()
+        if token is None:
+            raise HttpError(401, "InvalidAuthenticationToken", "Access token is empty.", _challenge())
+        issued = self.login.grant(token)
+        if issued is None:
+            raise HttpError(401, "InvalidAuthenticationToken", "Access token validation failure.", _challenge())
+        if issued.expired:
+            raise HttpError(
+                401, "InvalidAuthenticationToken", "Lifetime validation failed, the token is expired.", _challenge()
+            )
+        if not issued.permissions & needed:
+            message = (
+                "Access is denied. Check credentials and try again."
+                if denied_code == "ErrorAccessDenied"
+                else "Insufficient privileges to complete the operation."
+            )
+            raise HttpError(403, denied_code, message)
+        return issued
+
+    def _mailbox(self, grant: AccessGrant, key: str) -> GraphUser:
+        """A user of the caller's tenant by id or userPrincipalName; 404 ErrorInvalidUser otherwise."""
+        with self.lock:
+            user = self._users.get(key) or next(
+                (user for user in self._users.values() if user.email.lower() == key.lower()), None
+            )
+        if user is None or user.tenant_id != grant.tenant_id:
+            raise HttpError(404, "ErrorInvalidUser", f"The requested user '{key}' is invalid.")
+        return user
+
+    def _instances(self, user: GraphUser, window: Window) -> list[Instance]:
+        with self.lock:
+            records = list(self._events[user.id].values())
+        instances = [
+            instance
+            for record in records
+            for instance in expand(record, user.zone)
+            if instance.overlaps(window.start, window.end)
+        ]
+        return sorted(instances, key=lambda instance: (instance.start, instance.end, instance.id))
+
+    # users and groups
+
+    def _get_user(self, request: Request, match: re.Match[str]) -> Reply:
+        grant = self._authorize(request, USER_PERMISSIONS, "Authorization_RequestDenied")
+        with self.lock:
+            user = self._users.get(match["user"])
+        if user is None or user.tenant_id != grant.tenant_id:
+            raise _directory_not_found(match["user"])
+        return json_reply(200, _select(user.to_json(), request))
+
+    def _get_group(self, request: Request, match: re.Match[str]) -> Reply:
+        grant = self._authorize(request, DIRECTORY_PERMISSIONS, "Authorization_RequestDenied")
+        return json_reply(200, _select(self._group(grant, match["group"]).to_json(), request))
+
+    def _group(self, grant: AccessGrant, group_id: str) -> GraphGroup:
+        with self.lock:
+            group = self._groups.get(group_id)
+        if group is None or group.tenant_id != grant.tenant_id:
+            raise _directory_not_found(group_id)
+        return group
+
+    def _group_members(self, request: Request, match: re.Match[str]) -> Reply:
+        grant = self._authorize(request, DIRECTORY_PERMISSIONS, "Authorization_RequestDenied")
+        group = self._group(grant, match["group"])
+        members = self._resolve_members(group, transitive=match["relation"].lower() == "transitivemembers")
+        if match["cast"]:
+            members = [member for member in members if isinstance(member, GraphUser)]
+        size = _page_size(request, MEMBER_PAGE)
+        offset = _decode_skiptoken(request.query.get("$skiptoken"))
+        documents = [_select(member.to_json(), request) for member in members[offset : offset + size]]
+        if match["cast"]:
+            documents = [{key: value for key, value in doc.items() if key != "@odata.type"} for doc in documents]
+        body: dict[str, Any] = {"@odata.context": f"{self.graph_url}/$metadata#directoryObjects", "value": documents}
+        if offset + size < len(members):
+            body["@odata.nextLink"] = self._link(request, {"$skiptoken": _encode_skiptoken(offset + size)})
+        return json_reply(200, body)
+
+    def _resolve_members(self, group: GraphGroup, transitive: bool) -> list[GraphUser | GraphGroup]:
+        """Direct members, or every user and group reachable through nested groups (each once)."""
+        found: list[GraphUser | GraphGroup] = []
+        seen = {group.id}
+        pending = list(group.member_ids)
+        with self.lock:
+            while pending:
+                member_id = pending.pop(0)
+                member = self._users.get(member_id) or self._groups.get(member_id)
+                if member_id in seen or member is None or member.tenant_id != group.tenant_id:
+                    continue
+                seen.add(member_id)
+                found.append(member)
+                if transitive and isinstance(member, GraphGroup):
+                    pending.extend(member.member_ids)
+        return found
+
+    # calendarView
+
+    def _calendar_view(self, request: Request, match: re.Match[str]) -> Reply:
+        grant = self._authorize(request, CALENDAR_PERMISSIONS, "ErrorAccessDenied")
+        user = self._mailbox(grant, match["user"])
+        window = _window(request)
+        prefer = zone_from_prefer(_prefer(request).get("outlook.timezone"))
+        size = _page_size(request, CALENDAR_PAGE)
+        skip = _non_negative_int(request.query.get("$skip", "0"), "$skip")
+        instances = self._instances(user, window)
+        documents = [
+            _select(event_json(instance, user.zone, prefer), request) for instance in instances[skip : skip + size]
+        ]
+        body: dict[str, Any] = {
+            "@odata.context": f"{self.graph_url}/$metadata#users('{user.id}')/calendarView",
+            "value": documents,
+        }
+        if skip + size < len(instances):
+            body["@odata.nextLink"] = self._link(request, {"$top": str(size), "$skip": str(skip + size)})
+        return json_reply(200, body, _preference_applied(prefer))
+
+    def _calendar_view_delta(self, request: Request, match: re.Match[str]) -> Reply:
+        grant = self._authorize(request, CALENDAR_PERMISSIONS, "ErrorAccessDenied")
+        user = self._mailbox(grant, match["user"])
+        if "$deltatoken" in request.query:
+            round_, position = self._delta_changes(user, request.query["$deltatoken"]), 0
+        elif "$skiptoken" in request.query:
+            round_, position = self._delta_cursor(user, request.query["$skiptoken"])
+        else:
+            round_, position = self._delta_initial(user, _window(request)), 0
+        return self._delta_page(request, user, round_, position)
+
+    def _delta_initial(self, user: GraphUser, window: Window) -> DeltaRound:
+        current = self._instances(user, window)
+        snapshot = {instance.id: instance.fingerprint for instance in current}
+        return DeltaRound(DeltaState(user.id, window, snapshot), tuple(current))
+
+    def _delta_changes(self, user: GraphUser, token: str) -> DeltaRound:
+        with self.lock:
+            state = self._delta_states.get(token)
+        if state is None or state.user_id != user.id:
+            raise _sync_state_not_found()
+        latest = self._delta_initial(user, state.window)
+        changed = [
+            instance
+            for instance in latest.entries
+            if isinstance(instance, Instance) and state.snapshot.get(instance.id) != instance.fingerprint
+        ]
+        removed = [instance_id for instance_id in state.snapshot if instance_id not in latest.state.snapshot]
+        return DeltaRound(latest.state, (*changed, *removed))
+
+    def _delta_cursor(self, user: GraphUser, token: str) -> tuple[DeltaRound, int]:
+        with self.lock:
+            cursor = self._delta_cursors.get(token)
+        if cursor is None or cursor[0].state.user_id != user.id:
+            raise _sync_state_not_found()
+        return cursor
+
+    def _delta_page(self, request: Request, user: GraphUser, round_: DeltaRound, position: int) -> Reply:
+        prefer = zone_from_prefer(_prefer(request).get("outlook.timezone"))
+        size = _page_size(request, CALENDAR_PAGE)
+        page = round_.entries[position : position + size]
+        documents = [
+            event_json(entry, user.zone, prefer) if isinstance(entry, Instance) else removed_json(entry)
+            for entry in page
+        ]
+        body: dict[str, Any] = {
+            "@odata.context": f"{self.graph_url}/$metadata#Collection(event)",
+            "value": documents,
+        }
+        token = secrets.token_urlsafe(24)
+        link = f"{self.graph_url}/users/{user.id}/calendarView/delta"
+        with self.lock:
+            if position + size < len(round_.entries):
+                self._delta_cursors[token] = (round_, position + size)
+                body["@odata.nextLink"] = f"{link}?$skiptoken={token}"
+            else:
+                self._delta_states[token] = round_.state
+                body["@odata.deltaLink"] = f"{link}?$deltatoken={token}"
+        return json_reply(200, body, _preference_applied(prefer))
+
+    def _link(self, request: Request, changes: Mapping[str, str]) -> str:
+        query = {**request.query, **changes}
+        return f"{self.base_url}{request.path}?{urlencode(query, safe='$')}"
+
+    # $batch
+
+    def _batch(self, request: Request, match: re.Match[str]) -> Reply:
+        items = _batch_items(request)
+        return json_reply(200, {"responses": [self._batch_item(request, item) for item in items]})
+
+    def _batch_item(self, outer: Request, item: Mapping[str, Any]) -> dict[str, Any]:
+        fault = self._draw_batch_item_fault()
+        try:
+            reply = self.fault_reply(fault) if fault else self.dispatch(_inner_request(outer, item))
+        except HttpError as error:
+            reply = self.error_reply(error.status, error.code, error.message, error.headers)
+        headers = {"Content-Type": reply.content_type} if reply.content_type else {}
+        response: dict[str, Any] = {"id": item["id"], "status": reply.status, "headers": {**headers, **reply.headers}}
+        if reply.body:
+            response["body"] = (
+                reply.json() if reply.content_type.startswith("application/json") else (reply.body.decode("utf-8"))
+            )
+        return response
+
+    def _draw_batch_item_fault(self) -> str | None:
+        with self.lock:
+            own = self._batch_item_faults
+            if own is not None:
+                return own.draw(BATCH_ITEM_FAULT_KINDS)
+        return self.draw_fault(BATCH_ITEM_FAULT_KINDS)
+
+    # subscriptions
+
+    def _list_subscriptions(self, request: Request, match: re.Match[str]) -> Reply:
+        grant = self._authorize(request, CALENDAR_PERMISSIONS, "ErrorAccessDenied")
+        with self.lock:
+            mine = [sub.to_json() for sub in self._active_subscriptions() if sub.tenant_id == grant.tenant_id]
+        return json_reply(200, {"@odata.context": f"{self.graph_url}/$metadata#subscriptions", "value": mine})
+
+    def _create_subscription(self, request: Request, match: re.Match[str]) -> Reply:
+        grant = self._authorize(request, CALENDAR_PERMISSIONS, "ErrorAccessDenied")
+        subscription = self._new_subscription(grant, _json_object(request))
+        for url in filter(None, (subscription.notification_url, subscription.lifecycle_url)):
+            problem = validate_endpoint(url, self.validation_timeout_seconds)
+            if problem is not None:
+                raise HttpError(
+                    400,
+                    "ValidationError",
+                    (
+                        "Subscription validation request failed. Notification endpoint must respond with 200 OK "
+                        f"to validation request. ({url}: {problem})"
+                    ),
+                )
+        with self.lock:
+            self._subscriptions[subscription.id] = subscription
+        body = {"@odata.context": f"{self.graph_url}/$metadata#subscriptions/$entity", **subscription.to_json()}
+        return json_reply(201, body)
+
+    def _new_subscription(self, grant: AccessGrant, payload: Mapping[str, Any]) -> Subscription:
+        resource = payload.get("resource")
+        resource_match = EVENTS_RESOURCE.fullmatch(resource) if isinstance(resource, str) else None
+        if resource_match is None:
+            raise HttpError(
+                400,
+                "InvalidRequest",
+                f"resource must be '/users/{{id}}/events' (the only resource simulated), not {resource!r}",
+            )
+        assert isinstance(resource, str)
+        user = self._mailbox(grant, resource_match["user"])
+        client_state = payload.get("clientState")
+        if client_state is not None and (not isinstance(client_state, str) or len(client_state) > 128):
+            raise HttpError(400, "ValidationError", "clientState must be a string of at most 128 characters.")
+        return Subscription(
+            id=str(uuid.uuid4()),
+            tenant_id=grant.tenant_id,
+            application_id=grant.client_id,
+            user_id=user.id,
+            resource=resource,
+            change_types=_change_types(payload.get("changeType")),
+            notification_url=_webhook_url(payload.get("notificationUrl"), "notificationUrl"),
+            lifecycle_url=(
+                _webhook_url(payload["lifecycleNotificationUrl"], "lifecycleNotificationUrl")
+                if payload.get("lifecycleNotificationUrl")
+                else None
+            ),
+            client_state=client_state,
+            expiration=_expiration(payload.get("expirationDateTime")),
+        )
+
+    def _subscription(self, request: Request, match: re.Match[str]) -> Subscription:
+        grant = self._authorize(request, CALENDAR_PERMISSIONS, "ErrorAccessDenied")
+        subscription_id = match["subscription"]
+        with self.lock:
+            active = {sub.id: sub for sub in self._active_subscriptions()}
+        subscription = active.get(subscription_id)
+        if subscription is None or subscription.tenant_id != grant.tenant_id:
+            raise HttpError(404, "ResourceNotFound", f"The subscription '{subscription_id}' was not found.")
+        return subscription
+
+    def _get_subscription(self, request: Request, match: re.Match[str]) -> Reply:
+        return json_reply(200, self._subscription(request, match).to_json())
+
+    def _renew_subscription(self, request: Request, match: re.Match[str]) -> Reply:
+        subscription = self._subscription(request, match)
+        expiration = _expiration(_json_object(request).get("expirationDateTime"))
+        with self.lock:
+            subscription.expiration = expiration
+        return json_reply(200, subscription.to_json())
+
+    def _delete_subscription(self, request: Request, match: re.Match[str]) -> Reply:
+        subscription = self._subscription(request, match)
+        with self.lock:
+            self._subscriptions.pop(subscription.id, None)
+        return empty_reply(204)
+
+    def _reauthorize_subscription(self, request: Request, match: re.Match[str]) -> Reply:
+        self._subscription(request, match)
+        return empty_reply(204)
+
+    # errors
+
+    def error_reply(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> Reply:
+        inner = {
+            "date": utc_now().strftime("%Y-%m-%dT%H:%M:%S"),
+            "request-id": str(uuid.uuid4()),
+            "client-request-id": str(uuid.uuid4()),
+        }
+        return json_reply(status, {"error": {"code": code, "message": message, "innerError": inner}}, headers)
+
+
+def _challenge() -> dict[str, str]:
+    return {
+        "WWW-Authenticate": 'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/'
+        'oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000"'
+    }
+
+
+def _directory_not_found(object_id: str) -> HttpError:
+    return HttpError(
+        404,
+        "Request_ResourceNotFound",
+        (f"Resource '{object_id}' does not exist or one of its queried reference-property objects are not present."),
+    )
+
+
+def _sync_state_not_found() -> HttpError:
+    return HttpError(
+        410,
+        "SyncStateNotFound",
+        (
+            "The sync state generation is not found or has expired. Start again with a new delta query "
+            "(startDateTime and endDateTime)."
+        ),
+    )
+
+
+def _prefer(request: Request) -> dict[str, str]:
+    """The `Prefer` header's preferences (`outlook.timezone`, `odata.maxpagesize`), names lower-cased."""
+    preferences = {}
+    for part in request.header("prefer").split(","):
+        name, _, value = part.strip().partition("=")
+        if name:
+            preferences[name.strip().lower()] = value.strip().strip('"')
+    return preferences
+
+
+def _preference_applied(prefer: tuple[ZoneInfo, str] | None) -> dict[str, str]:
+    return {"Preference-Applied": f'outlook.timezone="{prefer[1]}"'} if prefer else {}
+
+
+def _window(request: Request) -> Window:
+    raw_start, raw_end = request.query.get("startDateTime"), request.query.get("endDateTime")
+    if not raw_start or not raw_end:
+        raise HttpError(
+            400,
+            "ErrorInvalidParameter",
+            (
+                "This request requires a time window specified by the query string parameters StartDateTime and "
+                "EndDateTime."
+            ),
+        )
+    return Window(_query_datetime(raw_start, "StartDateTime"), _query_datetime(raw_end, "EndDateTime"))
+
+
+def _query_datetime(raw: str, name: str) -> dt.datetime:
+    value = parse_datetime(raw)
+    if value is None:
+        hint = " (a '+' in a query string must be sent as %2B)" if " " in raw else ""
+        raise HttpError(400, "ErrorInvalidParameter", f"The value '{raw}' of parameter '{name}' is invalid.{hint}")
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _non_negative_int(raw: str, name: str) -> int:
+    if not raw.isdigit():
+        raise HttpError(400, "BadRequest", f"Invalid value '{raw}' for query option {name}.")
+    return int(raw)
+
+
+def _page_size(request: Request, limits: tuple[int, int]) -> int:
+    """`$top`, else `Prefer: odata.maxpagesize`, else the default; 400 outside 1..largest."""
+    default, largest = limits
+    raw = request.query.get("$top") or _prefer(request).get("odata.maxpagesize")
+    if raw is None:
+        return default
+    size = _non_negative_int(raw, "$top")
+    if not 1 <= size <= largest:
+        raise HttpError(400, "BadRequest", f"Invalid page size specified: '{size}'. Must be between 1 and {largest}.")
+    return size
+
+
+def _encode_skiptoken(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"sim-offset:{offset}".encode()).decode()
+
+
+def _decode_skiptoken(token: str | None) -> int:
+    if not token:
+        return 0
+    try:
+        prefix, _, offset = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+        if prefix == "sim-offset" and offset.isdigit():
+            return int(offset)
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise HttpError(400, "Request_BadRequest", "The specified page token value has expired or is invalid.")
+
+
+def _select(document: Mapping[str, Any], request: Request) -> dict[str, Any]:
+    """Keep the `$select`ed properties (plus `id` and OData annotations); everything without `$select`."""
+    raw = request.query.get("$select")
+    if not raw:
+        return dict(document)
+    wanted = {name.strip().lower() for name in raw.split(",")} | {"id"}
+    return {key: value for key, value in document.items() if key.lower() in wanted or key.startswith("@odata.")}
+
+
+def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        payload = request.json()
+    except ValueError as error:
+        raise HttpError(400, "BadRequest", str(error)) from error
+    if not isinstance(payload, dict):
+        raise HttpError(400, "BadRequest", "The request body must be a JSON object.")
+    return payload
+
+
+def _batch_items(request: Request) -> list[Mapping[str, Any]]:
+    items = _json_object(request).get("requests")
+    if not isinstance(items, list) or not items:
+        raise HttpError(400, "BadRequest", "Invalid batch payload format: 'requests' must be a non-empty array.")
+    if len(items) > BATCH_LIMIT:
+        raise HttpError(
+            400, "BadRequest", f"Invalid batch payload: {len(items)} requests exceed the limit of {BATCH_LIMIT}."
+        )
+    ids = [item.get("id") if isinstance(item, dict) else None for item in items]
+    for item in items:
+        if not (isinstance(item, dict) and all(isinstance(item.get(key), str) for key in ("id", "method", "url"))):
+            raise HttpError(400, "BadRequest", "Invalid batch payload format: each request needs id, method and url.")
+    if len(set(ids)) != len(ids):
+        raise HttpError(400, "BadRequest", "Invalid batch payload format: request ids must be unique.")
+    return items
+
+
+def _inner_request(outer: Request, item: Mapping[str, Any]) -> Request:
+    """A `$batch` entry as a request of its own: relative url under /v1.0, the batch's Authorization."""
+    parts = urlsplit(item["url"])
+    path = "/v1.0/" + unquote(parts.path).lstrip("/")
+    if path.lower() == "/v1.0/$batch":
+        raise HttpError(400, "BadRequest", "A $batch request cannot contain another $batch.")
+    raw_headers = item.get("headers")
+    inner_headers: Mapping[str, Any] = raw_headers if isinstance(raw_headers, dict) else {}
+    headers = {
+        "authorization": outer.header("authorization"),
+        **{str(name).lower(): str(value) for name, value in inner_headers.items()},
+    }
+    body = json.dumps(item["body"]).encode("utf-8") if item.get("body") is not None else b""
+    return Request(item["method"].upper(), path, dict(parse_qsl(parts.query, keep_blank_values=True)), headers, body)
+
+
+def _change_types(raw: object) -> tuple[str, ...]:
+    kinds = tuple(kind.strip() for kind in raw.split(",")) if isinstance(raw, str) else ()
+    if not kinds or any(kind not in CHANGE_TYPES for kind in kinds):
+        raise HttpError(400, "ValidationError", f"changeType must be a comma-separated subset of {CHANGE_TYPES}.")
+    return kinds
+
+
+def _webhook_url(raw: object, name: str) -> str:
+    if not isinstance(raw, str) or urlsplit(raw).scheme not in ("http", "https") or not urlsplit(raw).netloc:
+        raise HttpError(400, "ValidationError", f"{name} must be an absolute http(s) URL.")
+    return raw
+
+
+def _expiration(raw: object) -> dt.datetime:
+    value = parse_datetime(raw)
+    if value is None:
+        raise HttpError(400, "ValidationError", "expirationDateTime must be an ISO 8601 date and time.")
+    value = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    now = utc_now()
+    if value <= now:
+        raise HttpError(400, "ValidationError", "Subscription expiration can't be in the past.")
+    if value > now + dt.timedelta(minutes=MAX_EXPIRATION_MINUTES):
+        raise HttpError(
+            400,
+            "ValidationError",
+            f"Subscription expiration can only be {MAX_EXPIRATION_MINUTES} minutes in the future.",
+        )
+    return value

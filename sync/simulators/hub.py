@@ -1,0 +1,120 @@
+"""`Simulators`: starts the login, Graph and MBN simulators together and gives tests one set of switches.
+
+Every switch takes a service name ("login", "graph", "mbn"); simulators added later (EWS, Google) join
+the same table.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import trustme
+
+from sync.simulators.base import FAULT_KINDS, SimServer
+from sync.simulators.graph import GraphSimulator
+from sync.simulators.login import LoginSimulator
+from sync.simulators.mbn import MbnSimulator
+
+
+class Simulators:
+    """The running simulators. Build with `Simulators.start()`; stop with `stop()` or a `with` block."""
+
+    def __init__(
+        self, login: LoginSimulator, graph: GraphSimulator, mbn: MbnSimulator, workdir: tempfile.TemporaryDirectory[str]
+    ) -> None:
+        self.login = login
+        self.graph = graph
+        self.mbn = mbn
+        self._workdir = workdir
+        self._services: dict[str, SimServer] = {"login": login, "graph": graph, "mbn": mbn}
+
+    @classmethod
+    def start(cls) -> Simulators:
+        """A fresh trustme CA, then every simulator on its own ephemeral 127.0.0.1 port."""
+        workdir = tempfile.TemporaryDirectory(prefix="kalenderpush-simulators-")
+        ca = trustme.CA()
+        ca.cert_pem.write_to_path(str(Path(workdir.name) / "ca.pem"))
+        login = LoginSimulator(ca)
+        sims = cls(login, GraphSimulator(login), MbnSimulator(), workdir)
+        try:
+            for service in sims._services.values():
+                service.start()
+        except BaseException:
+            sims.stop()
+            raise
+        return sims
+
+    def stop(self) -> None:
+        for service in self._services.values():
+            service.stop()
+        self._workdir.cleanup()
+
+    def __enter__(self) -> Simulators:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # where they are
+
+    @property
+    def login_url(self) -> str:
+        return self.login.base_url
+
+    @property
+    def graph_url(self) -> str:
+        return self.graph.graph_url
+
+    @property
+    def mbn_url(self) -> str:
+        return self.mbn.base_url
+
+    @property
+    def ca_path(self) -> str:
+        """The trustme CA (PEM) that signed the login simulator's certificate."""
+        return str(Path(self._workdir.name) / "ca.pem")
+
+    def urls(self) -> dict[str, Any]:
+        return {
+            "login_url": self.login_url,
+            "graph_url": self.graph_url,
+            "mbn_url": self.mbn_url,
+            "ca_path": self.ca_path,
+        }
+
+    # switches
+
+    def service(self, name: str) -> SimServer:
+        try:
+            return self._services[name]
+        except KeyError:
+            raise ValueError(f"unknown service {name!r}; choose from {tuple(self._services)}") from None
+
+    def set_latency(self, service: str, ms: float) -> None:
+        self.service(service).set_latency(ms)
+
+    def set_faults(
+        self, service: str, rate: float = 0.1, kinds: Iterable[str] = FAULT_KINDS, seed: int | None = None
+    ) -> None:
+        self.service(service).set_faults(rate, kinds, seed)
+
+    def set_fault_timeout_seconds(self, seconds: float, service: str | None = None) -> None:
+        """How long a `timeout` fault stalls (default 10 s), for one service or all."""
+        for name in [service] if service else list(self._services):
+            self.service(name).set_fault_timeout_seconds(seconds)
+
+    def requests(self, service: str) -> int:
+        return self.service(service).requests()
+
+    def request_log(self, service: str) -> list[tuple[str, str, int]]:
+        return self.service(service).request_log()
+
+    def reset_counters(self, service: str | None = None) -> None:
+        for name in [service] if service else list(self._services):
+            self.service(name).reset_counters()

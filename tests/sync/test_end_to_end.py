@@ -1,0 +1,181 @@
+"""Microsoft 365 to MBN, end to end: msal and the Graph client against the simulators, the rules engine,
+reconcile; the simulated MBN ends up holding exactly the engine's absences, and no subject is stored."""
+
+import datetime as dt
+import random
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.apps import apps
+from django.db import models
+from django.test.utils import override_settings
+from django.utils import timezone
+
+from customers.models import ServiceUser
+from sync import demo, jobs, pipeline
+from sync.models import CalendarUser, PushedAbsence, SyncRun
+from sync.rules import Event, compute_absences
+from sync.services import catalogue_from_database, rule_settings_for
+from tests.factories import make_customer
+
+simulators = pytest.importorskip("sync.simulators")
+pytestmark = pytest.mark.django_db
+OSLO = ZoneInfo("Europe/Oslo")
+SECRET_SUBJECT = "Hemmelig oppkjøp av Ørnulf AS &For"
+
+
+@pytest.fixture
+def sims():
+    with (
+        simulators.Simulators.start() as running,
+        override_settings(
+            MICROSOFT_LOGIN_BASE_URL=running.login_url,
+            GRAPH_BASE_URL=running.graph_url,
+            MBN_BASE_URL=running.mbn_url,
+            MICROSOFT_LOGIN_CA_BUNDLE=running.ca_path,
+        ),
+    ):
+        yield running
+
+
+@pytest.fixture
+def world(sims):
+    customer = make_customer(name="Fjord Elektro AS")
+    users = [
+        ServiceUser.objects.create(
+            customer=customer, email=f"ansatt{i}@fjord.no", name=f"Ansatt {i}", msisdn=f"+4791{i:06d}"
+        )
+        for i in range(3)
+    ]
+    source = demo.wire_customer(
+        sims=sims,
+        customer=customer,
+        users=users,
+        tenant_id="11111111-2222-3333",
+        enterprise_id="fjord",
+        mbn_rate_per_second=1000,
+    )
+    return customer, users, source
+
+
+def local(day: int, hour: int, minute: int = 0) -> dt.datetime:
+    return dt.datetime(2026, 12, day, hour, minute, tzinfo=OSLO)
+
+
+def expand(event: Event, days: int) -> list[Event]:
+    return [
+        Event(
+            f"{event.id}_{(event.start + dt.timedelta(days=n)).strftime('%Y%m%d')}",
+            event.start + dt.timedelta(days=n),
+            event.end + dt.timedelta(days=n),
+            subject=event.subject,
+            show_as=event.show_as,
+        )
+        for n in range(days)
+    ]
+
+
+def mbn_state(sims, user):
+    return sorted(
+        (a["reason"], dt.datetime.fromisoformat(a["start"]), dt.datetime.fromisoformat(a["end"]), a["diversion"])
+        for a in sims.mbn.absences("fjord", user.msisdn)
+    )
+
+
+def engine_state(user, events, now):
+    start, end = pipeline.sync_window(now)
+    rules = rule_settings_for(customer_settings=user.customer.settings, service_user=user)
+    absences = compute_absences(
+        settings=rules, window_start=start, window_end=end, events=events, catalogue=catalogue_from_database()
+    )
+    return sorted((a.mbn_reason, a.start, a.end, "voicemail" if a.divert else "none") for a in absences)
+
+
+def test_graph_calendars_reach_mbn_exactly_as_the_engine_says(sims, world):
+    _customer, users, source = world
+    now = local(7, 6)  # Monday 7 December 2026
+    kari = users[0]
+    calendar = [
+        Event("trip", local(8, 9), local(8, 17), subject=SECRET_SUBJECT),
+        Event("ferie", dt.date(2026, 12, 10), dt.date(2026, 12, 14), all_day=True, subject="&-Ferie", show_as="free"),
+        Event("lunsj", local(7, 11), local(7, 11, 30), subject="Lunsj &Ute", show_as="free"),
+        Event("avlyst", local(7, 13), local(7, 14), subject="Avlyst: Møte &Møt", cancelled=True),
+        Event("nei", local(7, 15), local(7, 16), subject="Styremøte", response="declined"),
+        Event("privat", local(9, 8), local(9, 9), subject="Lege", private=True),
+    ]
+    standup = Event("standup", local(7, 8, 30), local(7, 8, 45), subject="Standup")
+    for event in demo.to_sim_events(calendar):
+        sims.graph.put_event(demo.graph_user_id(kari), event)
+    sims.graph.put_event(
+        demo.graph_user_id(kari),
+        simulators.SimEvent(id="standup", subject="Standup", start=standup.start, end=standup.end, recurrence_days=5),
+    )
+    other_events = demo.scripted_events(rng=random.Random(1), start=now, days=14, count=25, prefix="o")
+    for event in demo.to_sim_events(other_events):
+        sims.graph.put_event(demo.graph_user_id(users[1]), event)
+
+    refreshed = jobs.refresh_group(source=source)
+    assert refreshed == {"members": 3, "matched": 3}
+    ids = list(CalendarUser.objects.filter(source=source).values_list("pk", flat=True))
+    results = pipeline.sync_users(calendar_user_ids=ids, now=now)
+    assert not [r.error for r in results if r.error]
+
+    expected_kari = engine_state(kari, calendar + expand(standup, 5), now)
+    assert mbn_state(sims, kari) == expected_kari
+    assert ("Jobbreise", local(8, 9), local(8, 17), "voicemail") in expected_kari
+    assert ("Ferie", local(10, 8), local(10, 16), "none") in expected_kari
+    assert not any(start == local(7, 13) for _reason, start, _end, _div in expected_kari)  # cancelled
+    assert mbn_state(sims, users[1]) == engine_state(users[1], other_events, now)
+    assert mbn_state(sims, users[2]) == []
+
+    # a second cycle with no change makes no MBN call
+    before = sims.requests("mbn")
+    results = pipeline.sync_users(calendar_user_ids=ids, now=now)
+    assert sims.requests("mbn") == before
+    assert sum(r.mbn_requests for r in results) == 0
+
+    # a change moves exactly what changed
+    sims.graph.put_event(
+        demo.graph_user_id(kari),
+        simulators.SimEvent(id="trip", subject=SECRET_SUBJECT, start=local(8, 9), end=local(8, 12)),
+    )
+    moved = [
+        e if e.id != "trip" else Event("trip", local(8, 9), local(8, 12), subject=SECRET_SUBJECT) for e in calendar
+    ]
+    pipeline.sync_users(calendar_user_ids=ids, now=now)
+    assert mbn_state(sims, kari) == engine_state(kari, moved + expand(standup, 5), now)
+    assert PushedAbsence.objects.filter(service_user=kari).count() == len(mbn_state(sims, kari))
+    assert SyncRun.objects.filter(service_user=kari).count() == 3
+
+    assert_not_stored("Ørnulf")
+
+
+def assert_not_stored(text: str) -> None:
+    """Search every text column of every table for `text`."""
+    for model in apps.get_models():
+        fields = [
+            f.name
+            for f in model._meta.get_fields()
+            if isinstance(f, (models.CharField, models.TextField)) and f.concrete
+        ]
+        for name in fields:
+            assert not model._default_manager.filter(**{f"{name}__icontains": text}).exists(), (model, name)
+
+
+def test_a_manual_absence_in_mbn_is_recorded_not_overwritten(sims, world):
+    _customer, users, _source = world
+    now = timezone.now()
+    start = (now + dt.timedelta(days=1)).astimezone(OSLO).replace(hour=10, minute=0, second=0, microsecond=0)
+    sims.mbn.put_manual_absence(
+        "fjord", users[0].msisdn, "Lunch", start.isoformat(), (start + dt.timedelta(hours=1)).isoformat()
+    )
+    sims.graph.put_event(
+        demo.graph_user_id(users[0]),
+        simulators.SimEvent(id="m", subject="Møte", start=start, end=start + dt.timedelta(hours=2)),
+    )
+    user = CalendarUser.objects.get(service_user=users[0])
+    (result,) = pipeline.sync_users(calendar_user_ids=[user.pk], now=now)
+    assert "manual absence" in result.error
+    user.refresh_from_db()
+    assert "manual absence" in user.last_error
+    assert [a["reason"] for a in sims.mbn.absences("fjord", users[0].msisdn)] == ["Lunch"]
