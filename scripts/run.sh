@@ -17,6 +17,14 @@ stop() {
 }
 trap stop INT TERM EXIT
 
+if [ -z "${MBN_BASE_URL:-}" ] && [ -z "${GRAPH_BASE_URL:-}" ]; then
+    # No real services configured: the loopback simulators with the demo customers' calendars.
+    rm -f var/simulators.env
+    $py manage.py demo_sync --env-file var/simulators.env &
+    pids+=($!)
+    for _ in $(seq 1 100); do [ -s var/simulators.env ] && break; sleep 0.2; done
+    set -a; . var/simulators.env; set +a
+fi
 $py manage.py qcluster &
 pids+=($!)
 broker=$($py -c 'import django, os; os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kalenderpush.settings"); django.setup(); from django.conf import settings; print("" if settings.CELERY_TASK_ALWAYS_EAGER else settings.CELERY_BROKER_URL)')

@@ -86,6 +86,7 @@ def _renew_now() -> None:
 
 
 def _queue_syncs(user_ids: set[int]) -> None:
+    """Queue the syncs after commit: on Celery, or (embedded default, eager Celery) on the q2 cluster."""
     from sync.tasks import sync_users
 
     if not user_ids:
@@ -93,4 +94,13 @@ def _queue_syncs(user_ids: set[int]) -> None:
     now = timezone.now()
     CalendarUser.objects.filter(pk__in=user_ids, changed_at__isnull=True).update(changed_at=now)
     for user_id in sorted(user_ids):
-        sync_users.delay_on_commit([user_id])
+        if sync_users.app.conf.task_always_eager:
+            transaction.on_commit(lambda pk=user_id: _queue_on_q2(pk))
+        else:
+            sync_users.delay_on_commit([user_id])
+
+
+def _queue_on_q2(calendar_user_id: int) -> None:
+    from django_q.tasks import async_task
+
+    async_task("sync.tasks.sync_users", [calendar_user_id], task_name=f"sync-user-{calendar_user_id}")

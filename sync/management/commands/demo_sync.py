@@ -1,0 +1,115 @@
+"""`demo_sync --env-file FILE`: the simulators for `make run`, wired to the demo customers, with a living day.
+
+Starts the login, Graph and MBN simulators; gives every demo customer a Microsoft 365 tenant with its
+users and two weeks of appointments, and an MBN enterprise with its subscribers; writes the simulators'
+addresses to FILE (the web server and the q2 cluster read them); subscribes to change notifications;
+syncs once; then changes a few appointments every `--interval` seconds, so absences move in admin and on
+the simulated MBN within seconds. Runs until Ctrl-C.
+"""
+
+import datetime as dt
+import random
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+from django.test.utils import override_settings
+from django.utils import timezone
+
+from customers.models import Customer
+from sync import demo, jobs, pipeline
+from sync.models import CalendarUser
+
+
+class Command(BaseCommand):
+    help = "Runs the loopback simulators for the demo, wired to the demo customers, with changing calendars."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--env-file", type=Path, required=True, help="where to write the simulators' URLs")
+        parser.add_argument("--interval", type=float, default=20.0, help="seconds between calendar changes")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        from sync.simulators import Simulators
+
+        stop = {"now": False}
+        signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+        with Simulators.start() as sims:
+            urls = {
+                "MICROSOFT_LOGIN_BASE_URL": sims.login_url,
+                "GRAPH_BASE_URL": sims.graph_url,
+                "MBN_BASE_URL": sims.mbn_url,
+                "MICROSOFT_LOGIN_CA_BUNDLE": sims.ca_path,
+            }
+            with override_settings(**urls):
+                rng = random.Random(2026)
+                users = self._wire(sims, rng)
+                options["env_file"].parent.mkdir(parents=True, exist_ok=True)
+                options["env_file"].write_text("".join(f"{key}={value}\n" for key, value in urls.items()))
+                self.stdout.write(f"Simulators: Graph {sims.graph_url}, MBN {sims.mbn_url} ({len(users)} users)")
+                self._first_sync()
+                try:
+                    while not stop["now"]:
+                        time.sleep(options["interval"])
+                        self._change_something(sims, rng, users)
+                except KeyboardInterrupt:
+                    pass
+
+    def _wire(self, sims, rng: random.Random) -> list[Any]:  # type: ignore[no-untyped-def]
+        everyone = []
+        now = timezone.now()
+        for index, customer in enumerate(Customer.objects.order_by("customer_number")):
+            users = list(customer.service_users.filter(active=True).order_by("pk"))
+            if not users:
+                continue
+            demo.wire_customer(
+                sims=sims,
+                customer=customer,
+                users=users,
+                tenant_id=f"demo-tenant-{index:04d}",
+                enterprise_id=f"demo-{customer.customer_number}",
+            )
+            for user in users:
+                for event in demo.to_sim_events(
+                    demo.scripted_events(rng=rng, start=now, days=14, count=12, prefix=f"{user.pk}-")
+                ):
+                    sims.graph.put_event(demo.graph_user_id(user), event)
+            everyone.extend(users)
+        return everyone
+
+    def _first_sync(self) -> None:
+        from sync.models import CalendarSource
+
+        for source in CalendarSource.objects.filter(active=True).select_related("customer"):
+            jobs.refresh_group(source=source)
+            for attempt in range(30):  # the web server may still be starting: its webhook answers the handshake
+                try:
+                    jobs.ensure_subscriptions(source=source)
+                    break
+                except Exception as error:
+                    if attempt == 29:
+                        self.stderr.write(f"No change notifications for {source}: {error}")
+                    time.sleep(1)
+            ids = list(CalendarUser.objects.filter(source=source).values_list("pk", flat=True))
+            for chunk in jobs._chunks(ids):
+                self._sync(chunk)
+        self.stdout.write("Demo calendars synced to the simulated MBN; changes follow every few seconds.")
+
+    def _sync(self, ids: list[int]) -> None:
+        for _attempt in range(20):
+            try:
+                pipeline.sync_users(calendar_user_ids=ids)
+                return
+            except pipeline.RetryLater as error:
+                ids = error.user_ids or ids
+                time.sleep(min(error.retry_after or 1, 5))
+
+    def _change_something(self, sims, rng: random.Random, users: list[Any]) -> None:  # type: ignore[no-untyped-def]
+        """Move, add or cancel an appointment of a random user; Graph notifies the webhook."""
+        user = rng.choice(users)
+        start = timezone.now() + dt.timedelta(hours=rng.randrange(1, 72))
+        (event,) = demo.scripted_events(
+            rng=rng, start=start, days=1, count=1, prefix=f"{user.pk}-live-{time.time_ns()}-"
+        )
+        sims.graph.put_event(demo.graph_user_id(user), demo.to_sim_events([event])[0])
