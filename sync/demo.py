@@ -45,11 +45,11 @@ def wire_customer(
     mbn_rate_per_second: int = 20,
 ) -> CalendarSource:
     """Put the customer's users in the simulators and point the customer's source and MBN connection there."""
-    client_id, secret = f"app-{tenant_id[:8]}", f"secret-{tenant_id[:8]}"
+    client_id, secret = f"app-{tenant_id}", f"secret-{tenant_id}"
     sims.graph.add_tenant(tenant_id, client_id, secret)
     for user in users:
         sims.graph.add_user(tenant_id, graph_user_id(user), user.email, user.name or user.email)
-    group_id = f"group-{tenant_id[:8]}"
+    group_id = f"group-{tenant_id}"
     sims.graph.add_group(tenant_id, group_id, "Kalender Push", [graph_user_id(u) for u in users])
     sims.mbn.add_enterprise(
         enterprise_id,
