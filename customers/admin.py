@@ -152,7 +152,7 @@ class CustomerAdmin(admin.ModelAdmin):
     list_display_links = ["number", "name"]
     list_filter = [SubscriptionStatusFilter, "subscriptions__term_months", "send_ehf", "created_at"]
     search_fields = ["name", "org_number", "=customer_number", "invoice_email", "contacts__name", "contacts__email"]
-    readonly_fields = ["number", "created_at"]
+    readonly_fields = ["number", "created_at", "sync_health"]
     fieldsets = [
         (None, {"fields": ["number", "name", "org_number"]}),
         (
@@ -169,6 +169,7 @@ class CustomerAdmin(admin.ModelAdmin):
                 ]
             },
         ),
+        (_("Calendar sync"), {"fields": ["sync_health"]}),
         (_("Record"), {"fields": ["created_at"], "classes": ["collapse"]}),
     ]
     inlines = [CustomerSettingsInline, SubscriptionInline, ContactInline, ServiceUserInline]
@@ -190,6 +191,12 @@ class CustomerAdmin(admin.ModelAdmin):
                 ),
             )
         )
+
+    @admin.display(description=_("sync health"))
+    def sync_health(self, obj: Customer) -> str:
+        from sync.health import render
+
+        return render(obj) if obj.pk else "–"
 
     @admin.display(description=_("customer number"), ordering="customer_number")
     def number(self, obj: Customer) -> str:

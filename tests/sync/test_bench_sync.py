@@ -1,0 +1,32 @@
+"""`bench_sync` runs the real pipeline against the simulators, and its dump lets anyone recheck MBN."""
+
+import io
+import json
+
+import pytest
+from django.core.management import call_command
+
+pytest.importorskip("sync.simulators")
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+def test_bench_sync_reports_no_mismatch_and_a_silent_no_change_cycle(tmp_path):
+    out = io.StringIO()
+    call_command("bench_sync", "--users", "8", "--events-per-user", "12", "--json", "--dump", str(tmp_path),
+                 "--mbn-rate", "1000", stdout=out, stderr=io.StringIO())
+    figures = json.loads(out.getvalue())
+    assert figures["users"] == 8 and figures["providers"] == {"graph": 8}
+    assert figures["mismatches"] == 0
+    assert figures["noop"]["mbn_requests"] == 0
+    assert figures["initial"]["mbn_requests"] > 0
+    assert figures["incremental"]["changed_users"] == 1
+    # the dump: recompute every user's absences with preview_absences and compare with MBN's state
+    for events_file in sorted(tmp_path.glob("*.events.json")):
+        preview = io.StringIO()
+        call_command("preview_absences", str(events_file), stdout=preview)
+        expected = sorted((a["mbn_reason"], a["start"], a["end"], "voicemail" if a["divert"] else "none")
+                          for a in json.loads(preview.getvalue())["absences"])
+        held = json.loads(events_file.with_name(events_file.name.replace(".events.", ".mbn.")).read_text())
+        have = sorted((a["reason"], a["start"], a["end"], a["diversion"]) for a in held["absences"])
+        assert expected == have, events_file.name
+    assert len(list(tmp_path.glob("*.mbn.json"))) == 8

@@ -1,0 +1,43 @@
+"""Staff see a customer's sync health on the customer page."""
+
+import datetime as dt
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from billing.models import UsageSnapshot
+from customers.models import ServiceUser
+from sync.models import CalendarSource, CalendarUser, SyncRun
+from tests.factories import make_customer
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_customer_page_shows_last_success_failing_and_unmatched_users_and_a_chart(admin_client):
+    customer = make_customer(name="Helse AS")
+    source = CalendarSource.objects.create(
+        customer=customer, tenant_id="t", client_id="c", activation_group="g", last_success_at=timezone.now()
+    )
+    failing = ServiceUser.objects.create(customer=customer, email="feil@helse.no", msisdn="+4791111111")
+    ServiceUser.objects.create(customer=customer, email="uten-nummer@helse.no")
+    CalendarUser.objects.create(
+        service_user=failing,
+        source=source,
+        provider_user_id="x",
+        last_error="A manual absence in MBN overlaps: 02.12 10:00",
+    )
+    today = timezone.localdate()
+    for days in range(5):
+        UsageSnapshot.objects.create(customer=customer, day=today - dt.timedelta(days=days), active_users=10 + days)
+        SyncRun.objects.create(
+            source=source,
+            service_user=failing,
+            started_at=timezone.now() - dt.timedelta(days=days),
+            latency_ms=800 + days * 100,
+        )
+    page = admin_client.get(reverse("admin:customers_customer_change", args=[customer.pk])).content.decode()
+    assert "feil@helse.no: A manual absence in MBN overlaps" in page
+    assert "uten-nummer@helse.no" in page
+    assert "<svg" in page and "<polyline" in page
+    assert "maks 14" in page  # most active users in the period
