@@ -164,14 +164,15 @@ class Invoice(models.Model):
         return self.number is not None
 
 
-class InvoiceLine(models.Model):
+class DocumentLineFields(models.Model):
+    """What every invoice and credit-note line holds."""
+
     class Kind(models.TextChoices):
         SETUP = "setup", _("Setup")
         SUBSCRIPTION = "subscription", _("Subscription")
         MINIMUM = "minimum", _("Minimum charge")
         TERMINATION_FEE = "termination_fee", _("Early-termination fee")
 
-    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines", verbose_name=_("invoice"))
     position = models.PositiveSmallIntegerField(_("position"))
     kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
     month = models.DateField(_("month"), null=True, blank=True)
@@ -181,12 +182,19 @@ class InvoiceLine(models.Model):
     amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
 
     class Meta:
-        verbose_name = _("invoice line")
-        verbose_name_plural = _("invoice lines")
-        ordering = ["invoice", "position"]
+        abstract = True
 
     def __str__(self) -> str:
         return self.description
+
+
+class InvoiceLine(DocumentLineFields):
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines", verbose_name=_("invoice"))
+
+    class Meta:
+        verbose_name = _("invoice line")
+        verbose_name_plural = _("invoice lines")
+        ordering = ["invoice", "position"]
 
 
 class CreditNote(models.Model):
@@ -218,25 +226,15 @@ class CreditNote(models.Model):
         return str(_("Credit note %(number)s") % {"number": self.number})
 
 
-class CreditNoteLine(models.Model):
+class CreditNoteLine(DocumentLineFields):
     credit_note = models.ForeignKey(
         CreditNote, on_delete=models.CASCADE, related_name="lines", verbose_name=_("credit note")
     )
-    position = models.PositiveSmallIntegerField(_("position"))
-    kind = models.CharField(_("kind"), max_length=20, choices=InvoiceLine.Kind.choices)
-    month = models.DateField(_("month"), null=True, blank=True)
-    description = models.CharField(_("description"), max_length=200)
-    quantity = models.DecimalField(_("quantity"), max_digits=12, decimal_places=2)
-    unit_price = models.DecimalField(_("unit price"), max_digits=12, decimal_places=2)
-    amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
 
     class Meta:
         verbose_name = _("credit note line")
         verbose_name_plural = _("credit note lines")
         ordering = ["credit_note", "position"]
-
-    def __str__(self) -> str:
-        return self.description
 
 
 class InvoiceEvent(models.Model):
