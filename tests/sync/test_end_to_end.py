@@ -179,3 +179,26 @@ def test_a_manual_absence_in_mbn_is_recorded_not_overwritten(sims, world):
     user.refresh_from_db()
     assert "manual absence" in user.last_error
     assert [a["reason"] for a in sims.mbn.absences("fjord", users[0].msisdn)] == ["Lunch"]
+
+
+def test_test_connection_says_in_words_what_works_and_what_does_not(sims, world, admin_client):
+    from django.urls import reverse
+
+    _customer, _users, source = world
+    url = reverse("admin:sync_calendarsource_changelist")
+
+    def messages_after_test() -> list[str]:
+        page = admin_client.post(url, {"action": "test_connection", "_selected_action": [source.pk]}, follow=True)
+        return [str(message) for message in page.context["messages"]]
+
+    (works,) = messages_after_test()
+    assert "3" in works and ("fungerer" in works or "works" in works)
+    source.set_secret("wrong-secret")
+    source.save()
+    (wrong_secret,) = messages_after_test()
+    assert "secret" in wrong_secret.lower()
+    source.set_secret("secret-11111111-2222-3333")
+    source.activation_group = "no-such-group"
+    source.save()
+    (no_group,) = messages_after_test()
+    assert "no-such-group" in no_group
