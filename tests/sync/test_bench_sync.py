@@ -12,8 +12,20 @@ pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 def test_bench_sync_reports_no_mismatch_and_a_silent_no_change_cycle(tmp_path):
     out = io.StringIO()
-    call_command("bench_sync", "--users", "8", "--events-per-user", "12", "--json", "--dump", str(tmp_path),
-                 "--mbn-rate", "1000", stdout=out, stderr=io.StringIO())
+    call_command(
+        "bench_sync",
+        "--users",
+        "8",
+        "--events-per-user",
+        "12",
+        "--json",
+        "--dump",
+        str(tmp_path),
+        "--mbn-rate",
+        "1000",
+        stdout=out,
+        stderr=io.StringIO(),
+    )
     figures = json.loads(out.getvalue())
     assert figures["users"] == 8 and figures["providers"] == {"graph": 8}
     assert figures["mismatches"] == 0
@@ -24,8 +36,10 @@ def test_bench_sync_reports_no_mismatch_and_a_silent_no_change_cycle(tmp_path):
     for events_file in sorted(tmp_path.glob("*.events.json")):
         preview = io.StringIO()
         call_command("preview_absences", str(events_file), stdout=preview)
-        expected = sorted((a["mbn_reason"], a["start"], a["end"], "voicemail" if a["divert"] else "none")
-                          for a in json.loads(preview.getvalue())["absences"])
+        expected = sorted(
+            (a["mbn_reason"], a["start"], a["end"], "voicemail" if a["divert"] else "none")
+            for a in json.loads(preview.getvalue())["absences"]
+        )
         held = json.loads(events_file.with_name(events_file.name.replace(".events.", ".mbn.")).read_text())
         have = sorted((a["reason"], a["start"], a["end"], a["diversion"]) for a in held["absences"])
         assert expected == have, events_file.name
