@@ -5,6 +5,7 @@ after commit; nothing syncs inline. Anything without the subscription's clientSt
 4xx and no side effect.
 """
 
+import functools
 import json
 import logging
 import secrets
@@ -95,7 +96,7 @@ def _queue_syncs(user_ids: set[int]) -> None:
     CalendarUser.objects.filter(pk__in=user_ids, changed_at__isnull=True).update(changed_at=now)
     for user_id in sorted(user_ids):
         if sync_users.app.conf.task_always_eager:
-            transaction.on_commit(lambda pk=user_id: _queue_on_q2(pk))
+            transaction.on_commit(functools.partial(_queue_on_q2, user_id))
         else:
             sync_users.delay_on_commit([user_id])
 
