@@ -1,5 +1,6 @@
 """Admin for the absence-profile catalogue."""
 
+import json
 from typing import Any
 
 from django import forms
@@ -21,21 +22,79 @@ class AbsenceProfileAdmin(admin.ModelAdmin):
 
 
 class CalendarSourceForm(forms.ModelForm):
+    endpoint = forms.URLField(
+        label=_("EWS endpoint"),
+        required=False,
+        assume_scheme="https",
+        help_text=_("Exchange on-premises: https://mail.firma.no/EWS/Exchange.asmx"),
+    )
     secret = forms.CharField(
-        label=_("Client secret"),
+        label=_("Client secret or password"),
         required=False,
         widget=forms.PasswordInput(render_value=False),
-        help_text=_("Stored encrypted; leave empty to keep the current one."),
+        help_text=_(
+            "Microsoft 365: the app's client secret; Exchange: the service account's password. "
+            "Stored encrypted; leave empty to keep the current one."
+        ),
+    )
+    service_account_key = forms.CharField(
+        label=_("Service-account key (JSON)"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "autocomplete": "off"}),
+        help_text=_("Google Workspace: the key file's content. Stored encrypted; leave empty to keep the current one."),
     )
 
     class Meta:
         model = CalendarSource
-        fields = ["customer", "kind", "tenant_id", "client_id", "activation_group", "active", "sweep_minutes"]
+        fields = [
+            "customer",
+            "kind",
+            "tenant_id",
+            "client_id",
+            "endpoint",
+            "username",
+            "admin_subject",
+            "activation_group",
+            "active",
+            "sweep_minutes",
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        kind = data.get("kind")
+        has_secret = bool(data.get("secret") or (self.instance.pk and self.instance.secret_encrypted))
+        required = {
+            CalendarSource.Kind.GRAPH: ["tenant_id", "client_id"],
+            CalendarSource.Kind.EWS: ["endpoint", "username"],
+            CalendarSource.Kind.GOOGLE: ["admin_subject"],
+        }.get(CalendarSource.Kind(kind) if kind else CalendarSource.Kind.GRAPH, [])
+        for name in required:
+            if not data.get(name):
+                self.add_error(name, gettext("Required for this kind of calendar."))
+        key = data.get("service_account_key")
+        if kind == CalendarSource.Kind.GOOGLE:
+            if key:
+                try:
+                    info = json.loads(key)
+                    assert isinstance(info, dict) and info.get("private_key") and info.get("client_email")
+                except (ValueError, AssertionError):
+                    self.add_error(
+                        "service_account_key",
+                        gettext(
+                            "Paste the whole JSON key file of the service account (with private_key and client_email)."
+                        ),
+                    )
+            elif not has_secret:
+                self.add_error("service_account_key", gettext("Required for Google Workspace."))
+        elif not has_secret:
+            self.add_error("secret", gettext("Required for this kind of calendar."))
+        return data
 
     def save(self, commit: bool = True) -> CalendarSource:
         source = super().save(commit=False)
-        if self.cleaned_data.get("secret"):
-            source.set_secret(self.cleaned_data["secret"])
+        secret = self.cleaned_data.get("service_account_key") or self.cleaned_data.get("secret")
+        if secret:
+            source.set_secret(secret)
         if commit:
             source.save()
         return source

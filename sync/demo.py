@@ -51,17 +51,7 @@ def wire_customer(
         sims.graph.add_user(tenant_id, graph_user_id(user), user.email, user.name or user.email)
     group_id = f"group-{tenant_id}"
     sims.graph.add_group(tenant_id, group_id, "Kalender Push", [graph_user_id(u) for u in users])
-    sims.mbn.add_enterprise(
-        enterprise_id,
-        f"mbn-{enterprise_id}",
-        "mbn-secret",
-        f"api-{enterprise_id}",
-        "mbn-pass",
-        rate_per_second=mbn_rate_per_second,
-    )
-    for user in users:
-        if user.msisdn:
-            sims.mbn.add_subscriber(enterprise_id, user.msisdn, user.email, user.name or user.email)
+    _wire_mbn(sims, customer, users, enterprise_id, mbn_rate_per_second)
     source, _created = CalendarSource.objects.update_or_create(
         customer=customer,
         kind=CalendarSource.Kind.GRAPH,
@@ -69,16 +59,6 @@ def wire_customer(
     )
     source.set_secret(secret)
     source.save()
-    connection, _created = MbnConnection.objects.update_or_create(
-        customer=customer,
-        defaults={
-            "enterprise_id": enterprise_id,
-            "client_id": f"mbn-{enterprise_id}",
-            "username": f"api-{enterprise_id}",
-        },
-    )
-    connection.set_secrets(client_secret="mbn-secret", password="mbn-pass")
-    connection.save()
     CalendarUser.objects.bulk_create(
         [CalendarUser(service_user=u, source=source, provider_user_id=graph_user_id(u)) for u in users],
         ignore_conflicts=True,
@@ -140,3 +120,104 @@ def to_sim_events(events: Iterable[Event]):  # type: ignore[no-untyped-def]
         )
         for e in events
     ]
+
+
+def wire_ews_customer(
+    *,
+    sims,
+    customer: Customer,
+    users: Sequence[ServiceUser],
+    enterprise_id: str,  # type: ignore[no-untyped-def]
+    mbn_rate_per_second: int = 20,
+) -> CalendarSource:
+    """The same for an Exchange on-premises customer: mailboxes and a distribution group in the EWS simulator."""
+    username, password = "svc-ews@firma.no", "ews-secret"
+    sims.ews.set_credentials(username, password)
+    for user in users:
+        sims.ews.add_mailbox(user.email, user.name or user.email)
+    group = f"kalenderpush@{customer.org_number}.example"
+    sims.ews.add_group(group, [u.email for u in users])
+    _wire_mbn(sims, customer, users, enterprise_id, mbn_rate_per_second)
+    source, _created = CalendarSource.objects.update_or_create(
+        customer=customer,
+        kind=CalendarSource.Kind.EWS,
+        defaults={"endpoint": sims.ews_url, "username": username, "activation_group": group},
+    )
+    source.set_secret(password)
+    source.save()
+    CalendarUser.objects.bulk_create(
+        [CalendarUser(service_user=u, source=source, provider_user_id=u.email) for u in users], ignore_conflicts=True
+    )
+    return source
+
+
+def _wire_mbn(sims, customer: Customer, users: Sequence[ServiceUser], enterprise_id: str, rate: int) -> None:  # type: ignore[no-untyped-def]
+    sims.mbn.add_enterprise(
+        enterprise_id, f"mbn-{enterprise_id}", "mbn-secret", f"api-{enterprise_id}", "mbn-pass", rate_per_second=rate
+    )
+    for user in users:
+        if user.msisdn:
+            sims.mbn.add_subscriber(enterprise_id, user.msisdn, user.email, user.name or user.email)
+    connection, _created = MbnConnection.objects.update_or_create(
+        customer=customer,
+        defaults={
+            "enterprise_id": enterprise_id,
+            "client_id": f"mbn-{enterprise_id}",
+            "username": f"api-{enterprise_id}",
+        },
+    )
+    connection.set_secrets(client_secret="mbn-secret", password="mbn-pass")
+    connection.save()
+
+
+def service_account_key(*, token_url: str) -> str:
+    """A fresh service-account key file (JSON) for the Google simulator: a real RSA key, a fake account."""
+    import json
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return json.dumps(
+        {
+            "type": "service_account",
+            "project_id": "kalender-push",
+            "private_key_id": "key-1",
+            "private_key": pem,
+            "client_email": "push@kalender-push.iam.gserviceaccount.com",
+            "client_id": "100000000000000000001",
+            "token_uri": token_url,
+        }
+    )
+
+
+def wire_google_customer(
+    *,
+    sims,
+    customer: Customer,
+    users: Sequence[ServiceUser],
+    enterprise_id: str,  # type: ignore[no-untyped-def]
+    mbn_rate_per_second: int = 20,
+) -> CalendarSource:
+    """The same for a Google Workspace customer: users, an admin and a group in the Google simulator."""
+    admin = f"admin@{customer.org_number}.example"
+    sims.google.add_user(admin, "Admin", admin=True)
+    for user in users:
+        sims.google.add_user(user.email, user.name or user.email)
+    group = f"kalenderpush@{customer.org_number}.example"
+    sims.google.add_group(group, [u.email for u in users])
+    _wire_mbn(sims, customer, users, enterprise_id, mbn_rate_per_second)
+    source, _created = CalendarSource.objects.update_or_create(
+        customer=customer,
+        kind=CalendarSource.Kind.GOOGLE,
+        defaults={"admin_subject": admin, "activation_group": group},
+    )
+    source.set_secret(service_account_key(token_url=sims.google.token_url))
+    source.save()
+    CalendarUser.objects.bulk_create(
+        [CalendarUser(service_user=u, source=source, provider_user_id=u.email) for u in users], ignore_conflicts=True
+    )
+    return source

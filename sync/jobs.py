@@ -84,8 +84,13 @@ def ensure_subscriptions(*, source: CalendarSource, now: dt.datetime | None = No
     """Subscribe to change notifications where missing, renew those expiring within a day."""
     now = now or timezone.now()
     provider = pipeline.provider_for(source)
-    url = settings.PUBLIC_BASE_URL.rstrip("/") + reverse("sync:graph_webhook")
-    lifecycle = settings.PUBLIC_BASE_URL.rstrip("/") + reverse("sync:graph_lifecycle")
+    if not getattr(provider, "supports_push", True):
+        return 0  # Exchange on-premises: the periodic sweep is the change detection
+    base = settings.PUBLIC_BASE_URL.rstrip("/")
+    if source.kind == CalendarSource.Kind.GOOGLE:
+        url, lifecycle = base + reverse("sync:google_webhook"), None
+    else:
+        url, lifecycle = base + reverse("sync:graph_webhook"), base + reverse("sync:graph_lifecycle")
     changed = 0
     for user in CalendarUser.objects.filter(source=source, service_user__active=True):
         expires = now + dt.timedelta(minutes=SUBSCRIPTION_MINUTES)

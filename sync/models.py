@@ -72,6 +72,20 @@ class CalendarSource(models.Model):
     kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices, default=Kind.GRAPH)
     tenant_id = models.CharField(_("tenant id"), max_length=100, blank=True, help_text=_("Entra ID directory id."))
     client_id = models.CharField(_("client id"), max_length=200, blank=True)
+    endpoint = models.URLField(
+        _("EWS endpoint"), blank=True, help_text=_("Exchange on-premises: https://mail.firma.no/EWS/Exchange.asmx")
+    )
+    username = models.CharField(
+        _("service account"),
+        max_length=200,
+        blank=True,
+        help_text=_("Exchange on-premises: the account with the impersonation right."),
+    )
+    admin_subject = models.EmailField(
+        _("Google admin"),
+        blank=True,
+        help_text=_("Google Workspace: an administrator the service account acts as to read group members."),
+    )
     secret_encrypted = models.TextField(_("secret (encrypted)"), blank=True, editable=False)
     activation_group = models.CharField(
         _("activation group"), max_length=200, help_text=_("The group whose members get the service.")

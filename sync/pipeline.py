@@ -74,27 +74,72 @@ class UserResult:
 
 @functools.lru_cache(maxsize=256)
 def _graph_provider(
-    tenant_id: str, client_id: str, secret_token: str, login_url: str, graph_url: str, ca_path: str | None
+    tenant_id: str, client_id: str, secret_token: str, login_url: str, graph_url: str, ca_path: str | None, zone: str
 ):  # type: ignore[no-untyped-def]
     from sync.providers.graph import GraphProvider
 
     secret = CalendarSource(secret_encrypted=secret_token).secret()
     return GraphProvider(
-        tenant_id, client_id, secret, login_base_url=login_url, graph_base_url=graph_url, ca_path=ca_path
+        tenant_id,
+        client_id,
+        secret,
+        login_base_url=login_url,
+        graph_base_url=graph_url,
+        ca_path=ca_path,
+        timezone=zone,
     )
 
 
 def provider_for(source: CalendarSource):  # type: ignore[no-untyped-def]
-    """The source's provider, kept per process (msal token cache, HTTP connections) per credentials and URL."""
-    if source.kind != CalendarSource.Kind.GRAPH:
-        raise NotImplementedError(f"{source.get_kind_display()} is not supported yet")
-    return _graph_provider(
-        source.tenant_id,
-        source.client_id,
+    """The source's provider, kept per process (token caches, HTTP connections) per credentials and URL."""
+    customer_settings = getattr(source.customer, "settings", None)
+    zone = customer_settings.timezone if customer_settings else "Europe/Oslo"
+    if source.kind == CalendarSource.Kind.GRAPH:
+        return _graph_provider(
+            source.tenant_id,
+            source.client_id,
+            source.secret_encrypted,
+            settings.MICROSOFT_LOGIN_BASE_URL,
+            settings.GRAPH_BASE_URL,
+            settings.MICROSOFT_LOGIN_CA_BUNDLE,
+            zone,
+        )
+    if source.kind == CalendarSource.Kind.EWS:
+        return _ews_provider(source.endpoint, source.username, source.secret_encrypted, zone)
+    return _google_provider(
         source.secret_encrypted,
-        settings.MICROSOFT_LOGIN_BASE_URL,
-        settings.GRAPH_BASE_URL,
-        settings.MICROSOFT_LOGIN_CA_BUNDLE,
+        source.admin_subject,
+        settings.GOOGLE_TOKEN_URL,
+        settings.GOOGLE_CALENDAR_BASE_URL,
+        settings.GOOGLE_DIRECTORY_BASE_URL,
+        zone,
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _ews_provider(endpoint: str, username: str, secret_token: str, zone: str):  # type: ignore[no-untyped-def]
+    from sync.providers.ews import EwsProvider
+
+    password = CalendarSource(secret_encrypted=secret_token).secret()
+    return EwsProvider(endpoint, username, password, timezone=zone)
+
+
+@functools.lru_cache(maxsize=256)
+def _google_provider(
+    secret_token: str, admin_subject: str, token_url: str, calendar_url: str, directory_url: str, zone: str
+):  # type: ignore[no-untyped-def]
+    import json
+
+    from sync.providers.google import GoogleProvider
+
+    info = json.loads(CalendarSource(secret_encrypted=secret_token).secret())
+    return GoogleProvider(
+        info,
+        admin_subject,
+        token_url=token_url,
+        calendar_base_url=calendar_url,
+        directory_base_url=directory_url,
+        timezone=zone,
     )
 
 

@@ -105,3 +105,20 @@ def _queue_on_q2(calendar_user_id: int) -> None:
     from django_q.tasks import async_task
 
     async_task("sync.tasks.sync_users", [calendar_user_id], task_name=f"sync-user-{calendar_user_id}")
+
+
+@csrf_exempt
+@require_POST
+def google_webhook(request: HttpRequest) -> HttpResponse:
+    """Google Calendar watch channels: the channel id and its token must match a user's channel."""
+    channel = request.headers.get("X-Goog-Channel-ID", "")
+    token = request.headers.get("X-Goog-Channel-Token", "")
+    if not channel:
+        return HttpResponseBadRequest("expected a Google Calendar push notification")
+    user = CalendarUser.objects.filter(subscription_id__startswith=f"{channel}|").first()
+    if user is None or not secrets.compare_digest(token, user.client_state or "\0"):
+        logger.warning("refused a Google notification with an unknown channel or wrong token")
+        return HttpResponseForbidden("unknown channel or wrong token")
+    if request.headers.get("X-Goog-Resource-State") != "sync":  # "sync" only confirms the channel
+        _queue_syncs({user.pk})
+    return HttpResponse(status=200)

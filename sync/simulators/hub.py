@@ -15,6 +15,8 @@ from typing import Any
 import trustme
 
 from sync.simulators.base import FAULT_KINDS, SimServer
+from sync.simulators.ews import EwsSimulator
+from sync.simulators.google import GoogleSimulator
 from sync.simulators.graph import GraphSimulator
 from sync.simulators.login import LoginSimulator
 from sync.simulators.mbn import MbnSimulator
@@ -24,13 +26,27 @@ class Simulators:
     """The running simulators. Build with `Simulators.start()`; stop with `stop()` or a `with` block."""
 
     def __init__(
-        self, login: LoginSimulator, graph: GraphSimulator, mbn: MbnSimulator, workdir: tempfile.TemporaryDirectory[str]
+        self,
+        login: LoginSimulator,
+        graph: GraphSimulator,
+        mbn: MbnSimulator,
+        workdir: tempfile.TemporaryDirectory[str],
+        ews: EwsSimulator | None = None,
+        google: GoogleSimulator | None = None,
     ) -> None:
         self.login = login
         self.graph = graph
         self.mbn = mbn
+        self.ews = ews or EwsSimulator()
+        self.google = google or GoogleSimulator()
         self._workdir = workdir
-        self._services: dict[str, SimServer] = {"login": login, "graph": graph, "mbn": mbn}
+        self._services: dict[str, SimServer] = {
+            "login": login,
+            "graph": graph,
+            "mbn": mbn,
+            "ews": self.ews,
+            "google": self.google,
+        }
 
     @classmethod
     def start(cls) -> Simulators:
@@ -76,6 +92,10 @@ class Simulators:
         return self.mbn.base_url
 
     @property
+    def ews_url(self) -> str:
+        return self.ews.url
+
+    @property
     def ca_path(self) -> str:
         """The trustme CA (PEM) that signed the login simulator's certificate."""
         return str(Path(self._workdir.name) / "ca.pem")
@@ -85,6 +105,10 @@ class Simulators:
             "login_url": self.login_url,
             "graph_url": self.graph_url,
             "mbn_url": self.mbn_url,
+            "ews_url": self.ews_url,
+            "google_token_url": self.google.token_url,
+            "google_calendar_url": self.google.calendar_url,
+            "google_directory_url": self.google.directory_url,
             "ca_path": self.ca_path,
         }
 

@@ -33,6 +33,9 @@ def sims():
             GRAPH_BASE_URL=running.graph_url,
             MBN_BASE_URL=running.mbn_url,
             MICROSOFT_LOGIN_CA_BUNDLE=running.ca_path,
+            GOOGLE_TOKEN_URL=running.google.token_url,
+            GOOGLE_CALENDAR_BASE_URL=running.google.calendar_url,
+            GOOGLE_DIRECTORY_BASE_URL=running.google.directory_url,
         ),
     ):
         yield running
@@ -202,3 +205,89 @@ def test_test_connection_says_in_words_what_works_and_what_does_not(sims, world,
     source.save()
     (no_group,) = messages_after_test()
     assert "no-such-group" in no_group
+
+
+def test_exchange_on_premises_calendars_reach_mbn_exactly_as_the_engine_says(sims):
+    from exchangelib.protocol import close_connections
+
+    customer = make_customer(name="Lokal Exchange AS")
+    users = [
+        ServiceUser.objects.create(
+            customer=customer, email=f"ansatt{i}@lokal.no", name=f"Ansatt {i}", msisdn=f"+4793{i:06d}"
+        )
+        for i in range(2)
+    ]
+    source = demo.wire_ews_customer(
+        sims=sims, customer=customer, users=users, enterprise_id="lokal", mbn_rate_per_second=1000
+    )
+    now = local(7, 6)
+    calendar = [
+        Event("kunde", local(7, 10), local(7, 12), subject="Kundebesøk &Eks"),
+        Event("ferie", dt.date(2026, 12, 10), dt.date(2026, 12, 12), all_day=True, subject="&-Ferie", show_as="free"),
+        Event("avlyst", local(8, 13), local(8, 14), subject="Møte", cancelled=True),
+        Event("nei", local(8, 15), local(8, 16), subject="Styremøte", response="declined"),
+        Event("privat", local(9, 8), local(9, 9), subject=SECRET_SUBJECT, private=True),
+    ]
+    for event in demo.to_sim_events(calendar):
+        sims.ews.put_event(users[0].email, event)
+    try:
+        assert jobs.refresh_group(source=source)["members"] == 2
+        assert jobs.ensure_subscriptions(source=source) == 0  # EWS: the sweep detects changes
+        ids = list(CalendarUser.objects.filter(source=source).values_list("pk", flat=True))
+        results = pipeline.sync_users(calendar_user_ids=ids, now=now)
+        assert not [r.error for r in results if r.error]
+        expected = engine_state(users[0], calendar, now)
+        assert ("Ferie", local(10, 8), local(10, 16), "none") in expected
+        assert (
+            sorted(
+                (
+                    a["reason"],
+                    dt.datetime.fromisoformat(a["start"]),
+                    dt.datetime.fromisoformat(a["end"]),
+                    a["diversion"],
+                )
+                for a in sims.mbn.absences("lokal", users[0].msisdn)
+            )
+            == expected
+        )
+        assert sims.mbn.absences("lokal", users[1].msisdn) == []
+        assert_not_stored("Ørnulf")
+    finally:
+        close_connections()
+
+
+def test_google_workspace_calendars_reach_mbn_exactly_as_the_engine_says(sims):
+    customer = make_customer(name="Sky Regnskap AS")
+    users = [
+        ServiceUser.objects.create(
+            customer=customer, email=f"ansatt{i}@sky.no", name=f"Ansatt {i}", msisdn=f"+4794{i:06d}"
+        )
+        for i in range(2)
+    ]
+    source = demo.wire_google_customer(
+        sims=sims, customer=customer, users=users, enterprise_id="sky", mbn_rate_per_second=1000
+    )
+    now = local(7, 6)
+    calendar = [
+        Event("kunde", local(7, 10), local(7, 12), subject="Kundebesøk &Eks"),
+        Event("ferie", dt.date(2026, 12, 10), dt.date(2026, 12, 12), all_day=True, subject="&-Ferie", show_as="free"),
+        Event("avlyst", local(8, 13), local(8, 14), subject="Møte", cancelled=True),
+        Event("nei", local(8, 15), local(8, 16), subject="Styremøte", response="declined"),
+        Event("privat", local(9, 8), local(9, 9), subject=SECRET_SUBJECT, private=True),
+    ]
+    for event in demo.to_sim_events(calendar):
+        sims.google.put_event(users[0].email, event)
+    assert jobs.refresh_group(source=source)["members"] == 2
+    ids = list(CalendarUser.objects.filter(source=source).values_list("pk", flat=True))
+    results = pipeline.sync_users(calendar_user_ids=ids, now=now)
+    assert not [r.error for r in results if r.error]
+    expected = engine_state(users[0], calendar, now)
+    assert ("Ferie", local(10, 8), local(10, 16), "none") in expected
+    assert (
+        sorted(
+            (a["reason"], dt.datetime.fromisoformat(a["start"]), dt.datetime.fromisoformat(a["end"]), a["diversion"])
+            for a in sims.mbn.absences("sky", users[0].msisdn)
+        )
+        == expected
+    )
+    assert_not_stored("Ørnulf")

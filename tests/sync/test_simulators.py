@@ -839,7 +839,7 @@ def test_latency_and_request_counters(sims: Simulators, mbn: requests.Session) -
     sims.reset_counters()
     assert sims.requests("mbn") == 0 and sims.request_log("mbn") == []
     with pytest.raises(ValueError, match="unknown service"):
-        sims.requests("ews")
+        sims.requests("exchange-2003")
 
 
 def test_the_demo_command_prints_working_urls_as_json() -> None:

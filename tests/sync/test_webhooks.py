@@ -80,3 +80,16 @@ def test_a_notification_without_the_right_client_state_is_refused_without_side_e
 def test_garbage_is_a_bad_request(client):
     assert client.post(reverse("sync:graph_webhook"), "nonsense", content_type="application/json").status_code == 400
     assert client.get(reverse("sync:graph_webhook")).status_code == 405
+
+
+def test_google_notifications_need_the_channel_token(client, calendar_user, django_capture_on_commit_callbacks):
+    CalendarUser.objects.filter(pk=calendar_user.pk).update(subscription_id="chan-1|res-9")
+    url = reverse("sync:google_webhook")
+    headers = {"HTTP_X_GOOG_CHANNEL_ID": "chan-1", "HTTP_X_GOOG_RESOURCE_STATE": "exists"}
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert client.post(url, **headers, HTTP_X_GOOG_CHANNEL_TOKEN="wrong").status_code == 403
+    assert callbacks == []
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert client.post(url, **headers, HTTP_X_GOOG_CHANNEL_TOKEN="s3cret-state").status_code == 200
+    assert len(callbacks) == 1
+    assert client.post(url).status_code == 400

@@ -1,0 +1,426 @@
+"""Exchange on-premises calendars through EWS (exchangelib 5.6.0), converted at the edge into the engine's `Event`.
+
+No autodiscover and no version probe: the endpoint and server build come from the settings. A service account
+reads every employee's calendar through ApplicationImpersonation, one `FindItem` with a `CalendarView` per
+mailbox (recurrences expanded by Exchange). EWS offers no push here, so change detection is the periodic sweep:
+`changes` re-reads the window, and `subscribe`/`renew`/`unsubscribe` are not supported.
+
+Throttling uses exchangelib's default `FailFast` policy: the worker never sleeps; an `ErrorServerBusy` becomes
+`Throttled(retry_after=back_off)` and the task is requeued with that delay. Subjects pass into `Event` because
+the engine reads & codes from them; they are never logged or stored here, and no error message quotes an event.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+from exchangelib import (
+    IMPERSONATION,
+    Account,
+    Build,
+    Configuration,
+    Credentials,
+    EWSDateTime,
+    EWSTimeZone,
+    FailFast,
+    Version,
+)
+from exchangelib.errors import (
+    ErrorAccessDenied,
+    ErrorImpersonateUserDenied,
+    ErrorImpersonationDenied,
+    ErrorImpersonationFailed,
+    ErrorInvalidExchangeImpersonationHeaderData,
+    ErrorMailboxStoreUnavailable,
+    ErrorNameResolutionNoResults,
+    ErrorNonExistentMailbox,
+    ErrorServerBusy,
+    ErrorTimeoutExpired,
+    EWSError,
+    RateLimitError,
+    UnauthorizedError,
+)
+from exchangelib.protocol import Protocol
+from exchangelib.transport import BASIC
+
+from sync.providers.base import (
+    AuthError,
+    CalendarChanges,
+    DirectoryUser,
+    NotFound,
+    PermissionMissing,
+    ProviderError,
+    TemporaryError,
+    Throttled,
+)
+from sync.rules.model import Event
+
+IMPERSONATION_ROLE = "ApplicationImpersonation"
+DEFAULT_BACK_OFF_SECONDS = 10.0  # exchangelib's back-off for an HTTP 503 without a hint
+VIEW_FIELDS = (
+    "subject",
+    "start",
+    "end",
+    "is_all_day",
+    "legacy_free_busy_status",
+    "my_response_type",
+    "is_cancelled",
+    "sensitivity",
+    "id",
+)
+GROUP_TYPES = {"PublicDL", "PrivateDL"}
+NO_PUSH = "EWS uses the periodic sweep"
+
+SHOW_AS = {
+    "Free": "free",
+    "Tentative": "tentative",
+    "Busy": "busy",
+    "OOF": "oof",
+    "WorkingElsewhere": "workingElsewhere",
+    "NoData": "unknown",
+}
+RESPONSES = {
+    "Accept": "accepted",
+    "Tentative": "tentative",
+    "Decline": "declined",
+    "Organizer": "organizer",
+    "NoResponseReceived": "none",
+    "Unknown": "none",
+}
+PRIVATE_SENSITIVITIES = {"Private", "Confidential"}
+
+_T = TypeVar("_T")
+
+
+# --- conversion at the edge -------------------------------------------------------------------------------------
+
+
+def event_from_ews(item: Any, zone: ZoneInfo) -> Event:
+    """The engine's `Event` for one exchangelib `CalendarItem` (from a CalendarView).
+
+    Timed items come back in UTC and are returned aware in `zone`; all-day items come back as `EWSDate`s with
+    an INCLUSIVE end, which becomes the engine's exclusive end (+1 day). Raises ValueError naming the field when
+    the item is unusable; the message never quotes the subject.
+    """
+    item_id = getattr(item, "id", None)
+    if not isinstance(item_id, str) or not item_id:
+        raise ValueError("item without an id")
+    all_day = item.is_all_day is True
+    start, end = item.start, item.end
+    if all_day:
+        if not isinstance(start, dt.date) or not isinstance(end, dt.date):
+            raise ValueError(f"item {item_id}: all-day item without start and end dates")
+        first, last = _plain_date(start), _plain_date(end)
+        start_value: dt.datetime | dt.date = first
+        end_value: dt.datetime | dt.date = max(last, first) + dt.timedelta(days=1)
+    else:
+        if not isinstance(start, dt.datetime) or not isinstance(end, dt.datetime):
+            raise ValueError(f"item {item_id}: timed item without start and end times")
+        if start.tzinfo is None or end.tzinfo is None:
+            raise ValueError(f"item {item_id}: start or end without a time zone")
+        start_value, end_value = _plain_datetime(start, zone), _plain_datetime(end, zone)
+    subject = item.subject
+    return Event(
+        id=item_id,
+        start=start_value,
+        end=end_value,
+        all_day=all_day,
+        subject=subject if isinstance(subject, str) else "",
+        show_as=SHOW_AS.get(item.legacy_free_busy_status or "Busy", "unknown"),
+        response=RESPONSES.get(item.my_response_type or "Unknown", "none"),
+        cancelled=item.is_cancelled is True,
+        private=item.sensitivity in PRIVATE_SENSITIVITIES,
+    )
+
+
+def _plain_date(value: dt.date) -> dt.date:
+    """A `datetime.date` (EWSDate is a subclass; the engine wants the plain type)."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    return dt.date(value.year, value.month, value.day)
+
+
+def _plain_datetime(value: dt.datetime, zone: ZoneInfo) -> dt.datetime:
+    """A standard-library datetime in `zone` (EWSDateTime refuses non-EWS zones, so rebuild it from its fields)."""
+    offset = value.utcoffset()
+    if offset is None:
+        raise ValueError("a time without a time zone")
+    naive = dt.datetime(value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond)
+    return (naive - offset).replace(tzinfo=dt.UTC).astimezone(zone)
+
+
+# --- the provider -------------------------------------------------------------------------------------------------
+
+
+class EwsProvider:
+    """One Exchange organisation reached through its EWS endpoint with a Basic-auth service account."""
+
+    supports_push = False
+
+    def __init__(
+        self,
+        endpoint: str,
+        username: str,
+        password: str,
+        *,
+        version_build: str = "15.1.2507.0",
+        timezone: str = "Europe/Oslo",
+        timeout: float = 10.0,
+    ) -> None:
+        self.endpoint = endpoint
+        self.username = username
+        self.timezone = timezone
+        self.timeout = timeout
+        self._zone = ZoneInfo(timezone)
+        self._ews_zone = EWSTimeZone(timezone)
+        try:
+            parts = [int(part) for part in version_build.split(".")]
+            build = Build(*parts)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"version_build must look like 15.1.2507.0, not {version_build!r}") from error
+        self._config = Configuration(
+            service_endpoint=endpoint,
+            credentials=Credentials(username, password),
+            auth_type=BASIC,
+            version=Version(build=build),
+            retry_policy=FailFast(),
+        )
+        self._accounts: dict[str, Account] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:  # never the password
+        return f"EwsProvider(endpoint={self.endpoint!r}, username={self.username!r})"
+
+    def close(self) -> None:
+        """Close this provider's HTTP sessions and forget its cached exchangelib Protocol (others untouched)."""
+        with self._lock:
+            self._accounts.clear()
+        try:
+            protocol = Protocol[self._config]  # type: ignore[misc]  # CachingProtocol.__getitem__
+        except KeyError:
+            return
+        if isinstance(protocol, tuple):
+            protocol = protocol[0]
+        if not isinstance(protocol, Exception):
+            protocol.close()
+        with suppress(KeyError):
+            del Protocol[self._config]  # type: ignore[attr-defined]
+
+    def _account(self, smtp: str) -> Account:
+        key = smtp.casefold()
+        with self._lock:
+            account = self._accounts.get(key)
+            if account is None:
+                account = Account(
+                    primary_smtp_address=smtp,
+                    config=self._config,
+                    autodiscover=False,
+                    access_type=IMPERSONATION,
+                    default_timezone=self._ews_zone,
+                )
+                self._accounts[key] = account
+        account.protocol.TIMEOUT = self.timeout  # the instance's own limit (exchangelib's class default is 120 s)
+        return account
+
+    @contextmanager
+    def _errors(self, subject: str) -> Iterator[None]:
+        """Turn exchangelib's errors into the provider errors, in plain words; `subject` names what was asked."""
+        try:
+            yield
+        except ProviderError:
+            raise
+        except Exception as error:  # exchangelib raises many kinds (EWSError, ValueError from parsing, …)
+            raise self._translate(error, subject) from error
+
+    def _translate(self, error: Exception, subject: str) -> ProviderError:
+        server = f"the Exchange server ({self.endpoint})"
+        if isinstance(error, UnauthorizedError):
+            return AuthError(
+                f"{server} refused the service account {self.username!r}: the user name or password is wrong, "
+                "or the account is locked. Check the EWS user name and password in the settings."
+            )
+        if isinstance(error, ErrorServerBusy):
+            back_off = float(error.back_off) if error.back_off else DEFAULT_BACK_OFF_SECONDS
+            if "503" in str(error):
+                return TemporaryError(
+                    f"{server} is unavailable (HTTP 503); the sync tries again in {back_off:g} s.", retry_after=back_off
+                )
+            return Throttled(
+                f"{server} is busy and asked us to wait {back_off:g} s; the sync tries again then.",
+                retry_after=back_off,
+            )
+        if isinstance(error, RateLimitError):
+            return Throttled(f"{server} is busy; the sync tries again later.", retry_after=DEFAULT_BACK_OFF_SECONDS)
+        if isinstance(
+            error,
+            ErrorImpersonateUserDenied
+            | ErrorImpersonationDenied
+            | ErrorImpersonationFailed
+            | ErrorInvalidExchangeImpersonationHeaderData,
+        ):
+            return PermissionMissing(
+                f"The service account {self.username!r} may not read other mailboxes ({subject}): an Exchange "
+                f"administrator must give it the {IMPERSONATION_ROLE} role "
+                f"(New-ManagementRoleAssignment -Role {IMPERSONATION_ROLE} -User {self.username}).",
+                permission=IMPERSONATION_ROLE,
+            )
+        if isinstance(error, ErrorAccessDenied):
+            return PermissionMissing(
+                f"Exchange denied the service account {self.username!r} access to {subject}: check its "
+                f"{IMPERSONATION_ROLE} role and scope.",
+                permission=IMPERSONATION_ROLE,
+            )
+        if isinstance(error, ErrorNonExistentMailbox | ErrorNameResolutionNoResults):
+            return NotFound(f"Exchange does not know {subject}: check the address.")
+        if isinstance(error, ErrorTimeoutExpired):
+            return TemporaryError(
+                f"{server} could not be reached or did not answer within {self.timeout:g} s: check the address "
+                "and the network; the sync tries again later."
+            )
+        if isinstance(error, ErrorMailboxStoreUnavailable):
+            return TemporaryError(f"Exchange's mailbox database for {subject} is unavailable; the sync tries again.")
+        if isinstance(error, EWSError):
+            return TemporaryError(
+                f"{server} answered with an error ({type(error).__name__}) while reading {subject}; "
+                "the sync tries again later."
+            )
+        return TemporaryError(
+            f"{server} sent an answer we could not read ({type(error).__name__}) while reading {subject}; "
+            "the sync tries again later."
+        )
+
+    def _call(self, subject: str, call: Callable[[], _T]) -> _T:
+        with self._errors(subject):
+            return call()
+
+    # --- directory ---
+
+    def list_users(self, group_id: str) -> list[DirectoryUser]:
+        """The members of the distribution group (its SMTP address), nested groups expanded, each once."""
+        users: dict[str, DirectoryUser] = {}
+        seen_groups: set[str] = set()
+        pending = [group_id]
+        while pending:
+            group = pending.pop(0)
+            if group.casefold() in seen_groups:
+                continue
+            seen_groups.add(group.casefold())
+            members = self._expand(group)
+            for member in members:
+                email = getattr(member, "email_address", None)
+                if not email:
+                    continue
+                if getattr(member, "mailbox_type", None) in GROUP_TYPES:
+                    pending.append(email)
+                elif email.casefold() not in users:
+                    users[email.casefold()] = DirectoryUser(id=email, email=email, name=member.name or email)
+        return list(users.values())
+
+    def _expand(self, group: str) -> list[Any]:
+        protocol = self._account(self.username).protocol
+        return self._call(f"the distribution group {group!r}", lambda: list(protocol.expand_dl(group)))
+
+    # --- calendars ---
+
+    def read_events(self, user_ids: Sequence[str], start: dt.datetime, end: dt.datetime) -> dict[str, list[Event]]:
+        """Every mailbox's events in [start, end), recurrences expanded: one FindItem per mailbox.
+
+        A mailbox Exchange does not know is left out of the answer; the caller compares the keys with what it
+        asked for and shows those users.
+        """
+        if start.tzinfo is None or end.tzinfo is None:
+            raise ValueError("read_events needs timezone-aware start and end")
+        view_start, view_end = self._ews_time(start), self._ews_time(end)
+        events: dict[str, list[Event]] = {}
+        for smtp in dict.fromkeys(user_ids):
+            try:
+                events[smtp] = self._read_mailbox(smtp, view_start, view_end)
+            except NotFound:
+                continue
+        return events
+
+    def _ews_time(self, moment: dt.datetime) -> EWSDateTime:
+        """An aware datetime as an EWSDateTime in the customer's zone (the CalendarView carries its offset)."""
+        return EWSDateTime.from_datetime(_plain_datetime(moment, self._zone)).astimezone(self._ews_zone)
+
+    def _read_mailbox(self, smtp: str, start: EWSDateTime, end: EWSDateTime) -> list[Event]:
+        account = self._account(smtp)
+        subject = f"the calendar of {smtp}"
+
+        def fetch() -> list[Any]:
+            return list(account.calendar.view(start=start, end=end).only(*VIEW_FIELDS))
+
+        items = self._call(subject, fetch)
+        converted = []
+        for item in items:
+            if isinstance(item, Exception):  # exchangelib yields per-item errors instead of raising
+                raise self._translate(item, subject)
+            try:
+                converted.append(event_from_ews(item, self._zone))
+            except ValueError as error:
+                raise TemporaryError(f"Exchange sent an event we could not read ({error}).") from error
+        return converted
+
+    def changes(self, user_id: str, start: dt.datetime, end: dt.datetime, cursor: str | None) -> CalendarChanges:
+        """A full re-read of the window every time: the periodic sweep is EWS's change detection."""
+        events = self.read_events([user_id], start, end).get(user_id)
+        if events is None:
+            raise NotFound(f"Exchange has no mailbox {user_id}: check the address.")
+        return CalendarChanges(
+            events=tuple(events),
+            changed_ids=frozenset(event.id for event in events),
+            removed_ids=frozenset(),
+            cursor=None,
+            full_resync=True,
+        )
+
+    def subscribe(
+        self, user_id: str, notification_url: str, client_state: str, expires: dt.datetime, lifecycle_url: str | None
+    ) -> tuple[str, dt.datetime]:
+        raise NotImplementedError(NO_PUSH)
+
+    def renew(self, subscription_id: str, expires: dt.datetime) -> dt.datetime:
+        raise NotImplementedError(NO_PUSH)
+
+    def unsubscribe(self, subscription_id: str) -> None:
+        raise NotImplementedError(NO_PUSH)
+
+    # --- test connection ---
+
+    def check(self, *, group_id: str | None = None, mailbox: str | None = None) -> list[str]:
+        """Problems in plain words, for the admin's "test connection"; empty means all good.
+
+        Lists the group (when given) and reads one calendar for the next hour through impersonation: `mailbox`,
+        else the group's first member, else the service account's own mailbox.
+        """
+        problems: list[str] = []
+        target = mailbox
+        if group_id:
+            try:
+                users = self.list_users(group_id)
+            except AuthError as error:
+                return [str(error)]
+            except ProviderError as error:
+                problems.append(str(error))
+            else:
+                if not users:
+                    problems.append(
+                        f"The group {group_id!r} has no members: add the employees whose calendars should be pushed."
+                    )
+                elif target is None:
+                    target = users[0].email
+        now = dt.datetime.now(dt.UTC)
+        try:
+            self._read_mailbox(
+                target or self.username,
+                self._ews_time(now),
+                self._ews_time(now + dt.timedelta(hours=1)),
+            )
+        except ProviderError as error:
+            problems.append(str(error))
+        return list(dict.fromkeys(problems))

@@ -1,0 +1,631 @@
+"""Google Workspace calendars through google-auth + google-api-python-client: a service account with domain-wide
+delegation acts as each user (one credential per user), Calendar v3 reads (batched first pages), `syncToken`
+changes, `events.watch` channels and the Admin SDK Directory for group members; converted at the edge into the
+engine's `Event`.
+
+Subjects pass into `Event` because the engine reads & codes from them; they are never logged or stored here,
+and no error message quotes an event.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import google_auth_httplib2
+import httplib2
+from google.auth import exceptions as auth_exceptions
+from google.oauth2 import service_account
+from googleapiclient.discovery import build
+from googleapiclient.errors import BatchError, HttpError
+from googleapiclient.http import BatchHttpRequest
+
+from sync.providers.base import (
+    AuthError,
+    CalendarChanges,
+    DirectoryUser,
+    NotFound,
+    PermissionMissing,
+    ProviderError,
+    SyncStateLost,
+    TemporaryError,
+    Throttled,
+    parse_retry_after,
+)
+from sync.rules.model import Event
+
+CALENDAR_SCOPE = "https://www.googleapis.com/auth/calendar.readonly"
+DIRECTORY_SCOPE = "https://www.googleapis.com/auth/admin.directory.group.member.readonly"
+SCOPES = (CALENDAR_SCOPE, DIRECTORY_SCOPE)
+BATCH_LIMIT = 50  # Google's maximum number of calls in one Calendar batch
+PAGE_SIZE = 250
+MEMBER_PAGE_SIZE = 200
+DEFAULT_THROTTLE_SECONDS = 5.0
+MIN_THROTTLE_SECONDS, MAX_THROTTLE_SECONDS = 1.0, 30.0
+_LOGIN_OUTAGES = {"internal_failure", "server_error", "temporarily_unavailable"}
+_RATE_LIMIT_REASONS = {"ratelimitexceeded", "userratelimitexceeded", "quotaexceeded"}
+_RESPONSES = {"accepted": "accepted", "tentative": "tentative", "declined": "declined", "needsaction": "none"}
+_DELEGATION = (
+    "in the Google Admin console → Security → Access and data control → API controls → Domain-wide delegation, "
+    "add the service account's client ID {client_id} with the scopes " + ",".join(SCOPES)
+)
+
+# Address and token of the channels this process watches, for `renew` (Google cannot extend a channel).
+_WATCHED: dict[str, tuple[str, str]] = {}
+_WATCHED_LOCK = threading.Lock()
+
+_NETWORK_ERRORS = (OSError, socket.timeout, httplib2.HttpLib2Error, auth_exceptions.TransportError)
+
+
+# --- conversion at the edge -------------------------------------------------------------------------------------
+
+
+def event_from_google(item: Mapping[str, Any], zone: str) -> Event:
+    """The engine's `Event` for one Calendar v3 event resource (a single event or an expanded occurrence).
+
+    All-day events carry `start.date`/`end.date` (end exclusive); timed ones `dateTime` with an offset, returned
+    aware in `zone`. Raises ValueError naming the field when unusable; the message never quotes the summary.
+    """
+    event_id = item.get("id")
+    if not isinstance(event_id, str) or not event_id:
+        raise ValueError("event without an id")
+    start_field, end_field = item.get("start"), item.get("end")
+    if not isinstance(start_field, Mapping) or not isinstance(end_field, Mapping):
+        raise ValueError(f"event {event_id}: missing start or end")
+    all_day = "date" in start_field and "dateTime" not in start_field
+    target = ZoneInfo(zone)
+    start: dt.date | dt.datetime
+    end: dt.date | dt.datetime
+    if all_day:
+        start = _date(start_field.get("date"), f"event {event_id}: start")
+        end = _date(end_field.get("date"), f"event {event_id}: end")
+    else:
+        start = _moment(start_field, f"event {event_id}: start").astimezone(target)
+        end = _moment(end_field, f"event {event_id}: end").astimezone(target)
+    event_type = item.get("eventType")
+    if event_type == "outOfOffice":
+        show_as = "oof"
+    elif event_type == "workingLocation":
+        show_as = "workingElsewhere"
+    elif item.get("transparency") == "transparent":
+        show_as = "free"
+    else:
+        show_as = "busy"
+    summary = item.get("summary")
+    return Event(
+        id=event_id,
+        start=start,
+        end=end,
+        all_day=all_day,
+        subject=summary if isinstance(summary, str) else "",
+        show_as=show_as,
+        response=_response(item),
+        cancelled=item.get("status") == "cancelled",
+        private=item.get("visibility") in ("private", "confidential"),
+    )
+
+
+def _response(item: Mapping[str, Any]) -> str:
+    organizer = item.get("organizer")
+    if isinstance(organizer, Mapping) and organizer.get("self") is True:
+        return "organizer"
+    attendees = item.get("attendees")
+    if isinstance(attendees, list):
+        for attendee in attendees:
+            if isinstance(attendee, Mapping) and attendee.get("self") is True:
+                if attendee.get("organizer") is True:
+                    return "organizer"
+                return _RESPONSES.get(str(attendee.get("responseStatus")).casefold(), "none")
+    return "accepted"  # no attendee list: the user's own event
+
+
+def _date(value: Any, field: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError as error:
+        raise ValueError(f"{field}: not a date") from error
+
+
+def _moment(value: Mapping[str, Any], field: str) -> dt.datetime:
+    text = value.get("dateTime")
+    try:
+        moment = dt.datetime.fromisoformat(str(text))
+    except ValueError as error:
+        raise ValueError(f"{field}: not an RFC 3339 time") from error
+    if moment.utcoffset() is None:
+        moment = moment.replace(tzinfo=ZoneInfo(str(value.get("timeZone") or "UTC")))
+    return moment
+
+
+def _rfc3339(moment: dt.datetime) -> str:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("Google times must be timezone-aware")
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- the provider -------------------------------------------------------------------------------------------------
+
+
+class GoogleProvider:
+    """One Google Workspace domain, read by a service account with domain-wide delegation."""
+
+    def __init__(
+        self,
+        service_account_info: dict[str, Any],
+        admin_subject: str,
+        *,
+        token_url: str,
+        calendar_base_url: str,
+        directory_base_url: str,
+        timezone: str = "Europe/Oslo",
+        timeout: float = 10.0,
+    ) -> None:
+        ZoneInfo(timezone)  # fail early on a bad setting
+        self.admin_subject = admin_subject
+        self.token_url = token_url
+        self.calendar_base_url = calendar_base_url.rstrip("/") + "/"
+        self.directory_base_url = directory_base_url.rstrip("/") + "/"
+        self.timezone = timezone
+        self.timeout = timeout
+        self.client_id = str(service_account_info.get("client_id") or "?")
+        self._info = dict(service_account_info, token_uri=token_url)
+        self._base: service_account.Credentials | None = None
+        self._credentials: dict[str, service_account.Credentials] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:  # never the key
+        return f"GoogleProvider(client_id={self.client_id!r}, admin_subject={self.admin_subject!r})"
+
+    @property
+    def batch_url(self) -> str:
+        """`BatchHttpRequest` ignores api_endpoint: the batch address is the calendar root's `batch/calendar/v3`."""
+        root = self.calendar_base_url.removesuffix("calendar/v3/")
+        return f"{root}batch/calendar/v3"
+
+    # --- credentials and services ---
+
+    def _credentials_for(self, subject: str) -> service_account.Credentials:
+        with self._lock:
+            if self._base is None:
+                try:
+                    self._base = service_account.Credentials.from_service_account_info(self._info, scopes=SCOPES)
+                except (ValueError, KeyError, TypeError) as error:
+                    raise AuthError(
+                        "The service account key cannot be read: download a new JSON key for the service account in "
+                        "Google Cloud console → IAM & Admin → Service accounts → Keys and paste all of it here."
+                    ) from error
+            credentials = self._credentials.get(subject)
+            if credentials is None:
+                credentials = self._base.with_subject(subject)
+                self._credentials[subject] = credentials
+            return credentials
+
+    def _http(self, subject: str) -> google_auth_httplib2.AuthorizedHttp:
+        # httplib2 is not thread-safe: a fresh connection object per service, sharing the user's cached token.
+        return google_auth_httplib2.AuthorizedHttp(
+            self._credentials_for(subject), http=httplib2.Http(timeout=self.timeout)
+        )
+
+    def _calendar(self, subject: str) -> Any:
+        return build(
+            "calendar",
+            "v3",
+            http=self._http(subject),
+            static_discovery=True,
+            cache_discovery=False,
+            client_options={"api_endpoint": self.calendar_base_url},
+        )
+
+    def _directory(self) -> Any:
+        return build(
+            "admin",
+            "directory_v1",
+            http=self._http(self.admin_subject),
+            static_discovery=True,
+            cache_discovery=False,
+            client_options={"api_endpoint": self.directory_base_url},
+        )
+
+    def _refresh(self, subject: str) -> None:
+        """Fetch the user's token now (so a batch does not fail as a whole on one user's login)."""
+        credentials = self._credentials_for(subject)
+        if credentials.valid:
+            return
+        request = google_auth_httplib2.Request(httplib2.Http(timeout=self.timeout))
+        self._call(lambda: credentials.refresh(request), subject=subject, what="sign in")
+
+    def _call(self, action: Callable[[], Any], *, subject: str, what: str, not_found: str = "") -> Any:
+        try:
+            return action()
+        except BatchError as error:
+            raise TemporaryError(f"Google sent a batch answer we could not read ({what}).") from error
+        except HttpError as error:
+            raise self._api_error(error, not_found=not_found) from error
+        except auth_exceptions.RefreshError as error:
+            raise self._login_error(error, subject) from error
+        except _NETWORK_ERRORS as error:
+            raise TemporaryError(f"Google did not answer in time or could not be reached ({what}).") from error
+        except (ValueError, TypeError, KeyError) as error:  # a body that is not JSON, or JSON of the wrong shape
+            raise TemporaryError(f"Google sent an answer we could not read ({what}).") from error
+
+    # --- errors in words ---
+
+    def _login_error(self, error: auth_exceptions.RefreshError, subject: str) -> ProviderError:
+        data = error.args[1] if len(error.args) > 1 and isinstance(error.args[1], Mapping) else {}
+        code = str(data.get("error") or "")
+        description = str(data.get("error_description") or "")
+        if getattr(error, "retryable", False) or code in {
+            "internal_failure",
+            "server_error",
+            "temporarily_unavailable",
+        }:
+            return TemporaryError("Google sign-in is unavailable right now; the sync tries again later.")
+        if code == "unauthorized_client":
+            return PermissionMissing(
+                "The service account is not allowed to act for the domain's users (domain-wide delegation is not "
+                "granted): " + _DELEGATION.format(client_id=self.client_id) + ".",
+                permission="domain-wide delegation",
+            )
+        if code == "invalid_grant" and "email" in description.casefold():
+            return NotFound(f"Google does not know the user {subject}: check the address in Google Admin → Users.")
+        if code in {"invalid_grant", "invalid_client"}:
+            return AuthError(
+                "Google refused the service account key (it is wrong, deleted or disabled): create a new JSON key in "
+                "Google Cloud console → IAM & Admin → Service accounts → Keys and paste it here."
+            )
+        return AuthError(f"Google sign-in refused the service account ({code or 'no reason given'}).")
+
+    def _api_error(self, error: HttpError, *, not_found: str) -> ProviderError:
+        status = int(error.resp.status)
+        reasons = _reasons(error)
+        if status == 410:
+            return SyncStateLost("The calendar's sync token has expired at Google; a full resync is needed.")
+        if status == 429 or (status == 403 and reasons & _RATE_LIMIT_REASONS):
+            value = parse_retry_after(error.resp.get("retry-after"))
+            seconds = DEFAULT_THROTTLE_SECONDS if value is None else value
+            seconds = min(MAX_THROTTLE_SECONDS, max(MIN_THROTTLE_SECONDS, seconds))
+            return Throttled(
+                f"Google is throttling the service account; try again in {seconds:g} s.", retry_after=seconds
+            )
+        if status == 401:
+            return AuthError(
+                "Google refused the service account's token: check the key and that it belongs to this Workspace "
+                "domain's project."
+            )
+        if status == 403:
+            return PermissionMissing(
+                "The service account lacks access: " + _DELEGATION.format(client_id=self.client_id) + ", and make "
+                f"sure {self.admin_subject} is a Workspace administrator who may read groups.",
+                permission=",".join(SCOPES),
+            )
+        if status == 404:
+            return NotFound(not_found or "Google did not find the object.")
+        if status >= 500:
+            return TemporaryError(
+                f"Google is unavailable (HTTP {status}); the sync tries again later.",
+                retry_after=parse_retry_after(error.resp.get("retry-after")),
+            )
+        return ProviderError(f"Google refused the request (HTTP {status} {', '.join(sorted(reasons))}).")
+
+    # --- directory ---
+
+    def list_users(self, group_id: str) -> list[DirectoryUser]:
+        """The group's users, nested groups included (`includeDerivedMembership`), each once; read as the admin."""
+        directory = self._directory()
+        members = directory.members()
+        request = members.list(groupKey=group_id, includeDerivedMembership=True, maxResults=MEMBER_PAGE_SIZE)
+        users: dict[str, DirectoryUser] = {}
+        not_found = (
+            f"The group {group_id!r} was not found in Google Workspace: check its address in Google Admin → Groups."
+        )
+        while request is not None:
+            page = self._call(request.execute, subject=self.admin_subject, what="group members", not_found=not_found)
+            if not isinstance(page, dict):
+                raise TemporaryError("Google sent a member list we could not read.")
+            for member in page.get("members") or []:
+                if not isinstance(member, dict) or member.get("type", "USER") != "USER":
+                    continue
+                email = str(member.get("email") or "").lower()
+                if email and email not in users:
+                    users[email] = DirectoryUser(id=email, email=email, name=str(member.get("name") or email))
+            request = members.list_next(request, page)
+        return list(users.values())
+
+    # --- calendars ---
+
+    def read_events(self, user_ids: Sequence[str], start: dt.datetime, end: dt.datetime) -> dict[str, list[Event]]:
+        """Every user's events in [start, end), occurrences expanded (`singleEvents`).
+
+        Each user signs in first (tokens are cached per user); then the users' pages go out in batches of up to 50
+        (`POST batch/calendar/v3`, each part with its own user's token), round after round until no user has a
+        next page. A user Google does not know is left out of the answer, like Graph's 404 mailboxes.
+        """
+        wanted = list(dict.fromkeys(user_ids))
+        events: dict[str, list[Event]] = {}
+        pending: list[tuple[str, Any, Any]] = []  # (user, events resource, request)
+        for user in wanted:
+            try:
+                self._refresh(user)
+            except NotFound:
+                continue
+            resource = self._calendar(user).events()
+            request = resource.list(
+                calendarId="primary",
+                singleEvents=True,
+                timeMin=_rfc3339(start),
+                timeMax=_rfc3339(end),
+                timeZone=self.timezone,
+                maxResults=PAGE_SIZE,
+            )
+            events[user] = []
+            pending.append((user, resource, request))
+        while pending:
+            chunk, pending = pending[:BATCH_LIMIT], pending[BATCH_LIMIT:]
+            for (user, resource, request), page in zip(chunk, self._batch(chunk), strict=True):
+                if page is None:
+                    events.pop(user, None)
+                    continue
+                events[user].extend(self._convert(item) for item in _items(page))
+                next_request = resource.list_next(request, page)
+                if next_request is not None:
+                    pending.append((user, resource, next_request))
+        return events
+
+    def _batch(self, chunk: Sequence[tuple[str, Any, Any]]) -> list[dict[str, Any] | None]:
+        """One batch of list requests: each page, or None for a calendar that is not found."""
+        if len(chunk) == 1:  # no batch for a single request
+            user, _resource, request = chunk[0]
+            try:
+                return [self._call(request.execute, subject=user, what="calendar read")]
+            except NotFound:
+                return [None]
+        answers: dict[str, tuple[Any, HttpError | None]] = {}
+
+        def collect(request_id: str, response: Any, exception: HttpError | None) -> None:
+            answers[request_id] = (response, exception)
+
+        batch = BatchHttpRequest(callback=collect, batch_uri=self.batch_url)
+        for index, (_user, _resource, request) in enumerate(chunk):
+            batch.add(request, request_id=str(index))
+        first_user = chunk[0][0]
+        self._call(lambda: batch.execute(http=self._http(first_user)), subject=first_user, what="calendar batch")
+        pages: list[dict[str, Any] | None] = []
+        for index, (user, _resource, _request) in enumerate(chunk):
+            response, exception = answers.get(str(index), (None, None))
+            if exception is not None:
+                error = self._api_error(exception, not_found="")
+                if isinstance(error, NotFound):
+                    pages.append(None)
+                    continue
+                raise error
+            if not isinstance(response, dict):
+                raise TemporaryError(f"Google's batch answer left out or garbled the calendar of {user}.")
+            pages.append(response)
+        return pages
+
+    def _convert(self, item: Mapping[str, Any]) -> Event:
+        try:
+            return event_from_google(item, self.timezone)
+        except ValueError as error:
+            raise TemporaryError(f"Google sent an event we could not read ({error}).") from error
+
+    def changes(self, user_id: str, start: dt.datetime, end: dt.datetime, cursor: str | None) -> CalendarChanges:
+        """`events.list` with `syncToken`: with no cursor every event of [start, end) and the `nextSyncToken`.
+
+        With a cursor Google reports every event changed since (deleted ones as `status: cancelled`, which are
+        reported as removed). A 410 raises SyncStateLost.
+        """
+        resource = self._calendar(user_id).events()
+        not_found = f"The calendar of user {user_id} was not found."
+        params: dict[str, Any] = {"calendarId": "primary", "singleEvents": True, "maxResults": PAGE_SIZE}
+        if cursor is None:
+            params |= {"timeMin": _rfc3339(start), "timeMax": _rfc3339(end), "timeZone": self.timezone}
+        else:
+            params |= {"syncToken": cursor, "timeZone": self.timezone}
+        request = resource.list(**params)
+        items: dict[str, Mapping[str, Any]] = {}
+        removed: set[str] = set()
+        sync_token: Any = None
+        while request is not None:
+            page = self._call(request.execute, subject=user_id, what="calendar changes", not_found=not_found)
+            for item in _items(page):
+                item_id = item.get("id")
+                if not isinstance(item_id, str):
+                    continue
+                if cursor is not None and item.get("status") == "cancelled":
+                    items.pop(item_id, None)
+                    removed.add(item_id)
+                else:
+                    removed.discard(item_id)
+                    items[item_id] = item
+            sync_token = page.get("nextSyncToken")
+            request = resource.list_next(request, page)
+        if not isinstance(sync_token, str) or not sync_token:
+            raise TemporaryError("Google ended an event list without a sync token.")
+        if cursor is None:
+            return CalendarChanges(
+                events=tuple(self._convert(item) for item in items.values()),
+                changed_ids=frozenset(items),
+                removed_ids=frozenset(),
+                cursor=sync_token,
+                full_resync=True,
+            )
+        return CalendarChanges(
+            events=None,
+            changed_ids=frozenset(items),
+            removed_ids=frozenset(removed),
+            cursor=sync_token,
+            full_resync=False,
+        )
+
+    # --- change notifications ---
+
+    def subscribe(
+        self,
+        user_id: str,
+        notification_url: str,
+        client_state: str,
+        expires: dt.datetime,
+        lifecycle_url: str | None = None,
+    ) -> tuple[str, dt.datetime]:
+        """An `events.watch` web_hook channel on the user's primary calendar; `lifecycle_url` is unused by Google.
+
+        The subscription id is `"{channel id}|{resourceId}"`, what `channels.stop` needs; the channel id carries the
+        user (base64url), because stopping runs with that user's credentials. Notifications carry
+        `X-Goog-Channel-Token: client_state`.
+        """
+        return self._watch(user_id, _channel_id(user_id), notification_url, client_state, expires)
+
+    def _watch(
+        self, user_id: str, channel_id: str, notification_url: str, client_state: str, expires: dt.datetime
+    ) -> tuple[str, dt.datetime]:
+        body = {
+            "id": channel_id,
+            "type": "web_hook",
+            "address": notification_url,
+            "token": client_state,
+            "expiration": str(_millis(expires)),
+        }
+        resource = self._calendar(user_id).events()
+        answer = self._call(
+            resource.watch(calendarId="primary", body=body).execute,
+            subject=user_id,
+            what="watch",
+            not_found=f"The calendar of user {user_id} was not found.",
+        )
+        if not isinstance(answer, dict) or not answer.get("resourceId"):
+            raise TemporaryError("Google created a channel but sent no resource id.")
+        subscription_id = f"{answer.get('id') or channel_id}|{answer['resourceId']}"
+        with _WATCHED_LOCK:
+            _WATCHED[subscription_id] = (notification_url, client_state)
+        return subscription_id, _expiry(answer)
+
+    def renew(self, subscription_id: str, expires: dt.datetime) -> dt.datetime:
+        """Google channels cannot be extended: stop the channel and watch again with the same channel id.
+
+        The address and token come from this process's memory of `subscribe` (they are not in the id, the token
+        being a secret). Google's resourceId names the calendar, so the subscription id stays the same. When this
+        process did not make the channel (e.g. after a restart) the channel is stopped and NotFound says to
+        subscribe again.
+        """
+        channel_id, _resource_id, user = _split_subscription(subscription_id)
+        with _WATCHED_LOCK:
+            remembered = _WATCHED.get(subscription_id)
+        self.unsubscribe(subscription_id)
+        if remembered is None:
+            raise NotFound("This Google channel cannot be renewed from here: it was stopped; subscribe again.")
+        new_id, expiry = self._watch(user, channel_id, remembered[0], remembered[1], expires)
+        if new_id != subscription_id:
+            with _WATCHED_LOCK:
+                _WATCHED.pop(new_id, None)
+            self.unsubscribe(new_id)
+            raise NotFound("Google gave the renewed channel another resource id: subscribe again.")
+        return expiry
+
+    def unsubscribe(self, subscription_id: str) -> None:
+        """`channels.stop`; a channel that is already gone counts as stopped."""
+        channel_id, resource_id, user = _split_subscription(subscription_id)
+        with _WATCHED_LOCK:
+            _WATCHED.pop(subscription_id, None)
+        service = self._calendar(user)
+        try:
+            self._call(
+                service.channels().stop(body={"id": channel_id, "resourceId": resource_id}).execute,
+                subject=user,
+                what="stop channel",
+            )
+        except NotFound:
+            return
+
+    # --- test connection ---
+
+    def check(self, *, group_id: str | None = None) -> list[str]:
+        """Problems in plain words, for the admin's "test connection"; empty means all good.
+
+        Signs in as the admin subject (bad key, delegation not granted, unknown admin), and with `group_id` lists
+        the group and reads one member's calendar for the next hour.
+        """
+        problems: list[str] = []
+        try:
+            self._refresh(self.admin_subject)
+            if group_id:
+                users = self.list_users(group_id)
+                if not users:
+                    problems.append(
+                        f"The group {group_id!r} has no users: add the employees whose calendars should be pushed."
+                    )
+                else:
+                    now = dt.datetime.now(dt.UTC)
+                    if users[0].id not in self.read_events([users[0].id], now, now + dt.timedelta(hours=1)):
+                        problems.append(f"Google does not know the user {users[0].id}.")
+        except ProviderError as error:
+            problems.append(str(error))
+        return problems
+
+
+# --- helpers ------------------------------------------------------------------------------------------------------
+
+
+def _items(page: Any) -> list[dict[str, Any]]:
+    if not isinstance(page, dict):
+        raise TemporaryError("Google sent an event list we could not read.")
+    items = page.get("items") or []
+    if not isinstance(items, list):
+        raise TemporaryError("Google sent an event list whose items are not a list.")
+    return [item for item in items if isinstance(item, dict)]
+
+
+def _reasons(error: HttpError) -> set[str]:
+    details = getattr(error, "error_details", None)
+    reasons = set()
+    if isinstance(details, list):
+        reasons = {str(d.get("reason")).casefold() for d in details if isinstance(d, dict) and d.get("reason")}
+    if not reasons:
+        try:
+            body = json.loads(error.content)
+            for item in body["error"]["errors"]:
+                reasons.add(str(item.get("reason")).casefold())
+        except (ValueError, KeyError, TypeError, AttributeError):
+            pass
+    return reasons
+
+
+def _millis(moment: dt.datetime) -> int:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("expires must be timezone-aware")
+    return int(moment.timestamp() * 1000)
+
+
+def _expiry(answer: Mapping[str, Any]) -> dt.datetime:
+    try:
+        return dt.datetime.fromtimestamp(int(answer["expiration"]) / 1000, dt.UTC)
+    except (KeyError, TypeError, ValueError) as error:
+        raise TemporaryError("Google sent a channel without a readable expiration.") from error
+
+
+def _channel_id(user_id: str) -> str:
+    """A fresh channel id (Google allows [A-Za-z0-9-_+/=]) that carries the user for `channels.stop`."""
+    encoded = base64.urlsafe_b64encode(user_id.encode("utf-8")).decode("ascii").rstrip("=")
+    return f"kp_{uuid.uuid4().hex}_{encoded}"
+
+
+def _split_subscription(subscription_id: str) -> tuple[str, str, str]:
+    """(channel id, resourceId, user) of a subscription id made by `subscribe`."""
+    channel_id, _, resource_id = subscription_id.partition("|")
+    prefix, _, rest = channel_id.partition("_")
+    _hex, _, encoded = rest.partition("_")
+    try:
+        user = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        user = ""
+    if prefix != "kp" or not resource_id or "@" not in user:
+        raise NotFound(f"{subscription_id!r} is not a Google channel made by this provider: subscribe again.")
+    return channel_id, resource_id, user

@@ -1,0 +1,371 @@
+"""Exchange on-premises look-alike: the EWS SOAP endpoint (`POST /EWS/Exchange.asmx`) as exchangelib 5.6.0 uses it.
+
+Speaks exactly the minimal shapes verified in shared/spec/simulators/ews/: Basic auth, `ExchangeImpersonation`
+(one calendar per mailbox), `GetFolder` (root, calendar), `FindItem` with `CalendarView` (series expanded into
+occurrences; all-day items midnight-to-midnight in the mailbox zone with `StartTimeZone`/`EndTimeZone`, timed
+items in UTC) and `ExpandDL`. Faults come from the base's switches: "503" is an HTTP 503, "429" is EWS's own
+throttling answer, an `ErrorServerBusy` SOAP fault with `BackOffMilliseconds`. Standard library only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from xml.sax.saxutils import escape, quoteattr
+from zoneinfo import ZoneInfo
+
+from sync.simulators.base import HttpError, Reply, Request, SimServer, parse_datetime, route, utc_now
+from sync.simulators.events import EventRecord, Instance, SimEvent, expand
+
+EWS_PATH = "/EWS/Exchange.asmx"
+SOAP = "{http://schemas.xmlsoap.org/soap/envelope/}"
+M = "{http://schemas.microsoft.com/exchange/services/2006/messages}"
+T = "{http://schemas.microsoft.com/exchange/services/2006/types}"
+NS = (
+    'xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" '
+    'xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages" '
+    'xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types"'
+)
+ERRORS_NS = "http://schemas.microsoft.com/exchange/services/2006/errors"
+DEFAULT_BACK_OFF_MS = 30_000
+
+# The IANA zones a mailbox may have → the Windows id EWS writes in StartTimeZone/EndTimeZone.
+WINDOWS_ZONE_IDS = {
+    "Europe/Oslo": "W. Europe Standard Time",
+    "Europe/Berlin": "W. Europe Standard Time",
+    "Europe/Stockholm": "W. Europe Standard Time",
+    "Europe/Copenhagen": "Romance Standard Time",
+    "Europe/Paris": "Romance Standard Time",
+    "Europe/London": "GMT Standard Time",
+    "UTC": "UTC",
+}
+FREE_BUSY = {
+    "free": "Free",
+    "tentative": "Tentative",
+    "busy": "Busy",
+    "oof": "OOF",
+    "workingElsewhere": "WorkingElsewhere",
+    "unknown": "NoData",
+}
+RESPONSE_TYPES = {
+    "accepted": "Accept",
+    "tentative": "Tentative",
+    "tentativelyAccepted": "Tentative",
+    "declined": "Decline",
+    "organizer": "Organizer",
+    "none": "Unknown",
+    "notResponded": "NoResponseReceived",
+}
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    email: str
+    name: str
+    timezone: str
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True)
+class DistributionGroup:
+    email: str
+    name: str
+    member_emails: tuple[str, ...]
+
+
+def envelope(body: str) -> bytes:
+    return f'<?xml version="1.0" encoding="utf-8"?><s:Envelope {NS}><s:Body>{body}</s:Body></s:Envelope>'.encode()
+
+
+def soap_fault(code: str, message: str, details: str = "") -> bytes:
+    """A SOAP fault the way Exchange writes one (unqualified `detail`, codes in the errors namespace)."""
+    text = escape(message)
+    return envelope(
+        "<s:Fault>"
+        f'<faultcode xmlns:a="http://schemas.microsoft.com/exchange/services/2006/types">a:{code}</faultcode>'
+        f'<faultstring xml:lang="en-US">{text}</faultstring>'
+        "<detail>"
+        f'<e:ResponseCode xmlns:e="{ERRORS_NS}">{code}</e:ResponseCode>'
+        f'<e:Message xmlns:e="{ERRORS_NS}">{text}</e:Message>{details}'
+        "</detail></s:Fault>"
+    )
+
+
+def _response(operation: str, message: str) -> str:
+    return f"<m:{operation}Response><m:ResponseMessages>{message}</m:ResponseMessages></m:{operation}Response>"
+
+
+def _error_message(operation: str, code: str, text: str) -> str:
+    return _response(
+        operation,
+        f'<m:{operation}ResponseMessage ResponseClass="Error"><m:MessageText>{escape(text)}</m:MessageText>'
+        f"<m:ResponseCode>{code}</m:ResponseCode><m:DescriptiveLinkKey>0</m:DescriptiveLinkKey>"
+        f"</m:{operation}ResponseMessage>",
+    )
+
+
+def _utc(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+class EwsSimulator(SimServer):
+    """The EWS endpoint of one Exchange organisation, scripted through the public methods (thread-safe)."""
+
+    name = "ews"
+    status_codes = {**SimServer.status_codes, 401: "ErrorUnauthorized", 400: "ErrorInvalidRequest"}
+
+    def __init__(self, username: str = "svc-ews@firma.no", password: str = "secret") -> None:
+        super().__init__()
+        self._username = username
+        self._password = password
+        self._impersonation_allowed = True
+        self._back_off_ms = DEFAULT_BACK_OFF_MS
+        self._mailboxes: dict[str, Mailbox] = {}
+        self._groups: dict[str, DistributionGroup] = {}
+        self._events: dict[str, dict[str, EventRecord]] = {}
+        self._version = 0
+        self._operations: list[tuple[str, str | None]] = []
+        self.routes = [route("POST", EWS_PATH, self._soap)]
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}{EWS_PATH}"
+
+    # --- scripting -----------------------------------------------------------------------------------------------
+
+    def set_credentials(self, username: str, password: str) -> None:
+        """The one service account Basic auth accepts."""
+        with self.lock:
+            self._username, self._password = username, password
+
+    def set_impersonation_allowed(self, allowed: bool) -> None:
+        """False: the service account lacks the ApplicationImpersonation role (ErrorImpersonateUserDenied)."""
+        with self.lock:
+            self._impersonation_allowed = allowed
+
+    def set_back_off_ms(self, ms: int) -> None:
+        """The BackOffMilliseconds of the ErrorServerBusy fault (fault kind "429")."""
+        with self.lock:
+            self._back_off_ms = max(0, int(ms))
+
+    def add_mailbox(self, email: str, name: str, timezone: str = "Europe/Oslo") -> None:
+        if timezone not in WINDOWS_ZONE_IDS:
+            raise ValueError(f"mailbox time zone must be one of {tuple(WINDOWS_ZONE_IDS)}")
+        with self.lock:
+            self._mailboxes[email.casefold()] = Mailbox(email, name, timezone)
+            self._events.setdefault(email.casefold(), {})
+
+    def add_group(self, email: str, member_emails: Iterable[str], name: str | None = None) -> None:
+        """A distribution group; members are mailboxes or other groups (nested groups come back as PublicDL)."""
+        with self.lock:
+            self._groups[email.casefold()] = DistributionGroup(email, name or email, tuple(member_emails))
+
+    def put_event(self, email: str, event: SimEvent) -> None:
+        """Create or replace an event by id in the mailbox's calendar."""
+        if not isinstance(event, SimEvent):
+            raise TypeError(f"put_event takes a SimEvent, not {type(event).__name__}")
+        with self.lock:
+            calendar = self._calendar(email)
+            previous = calendar.get(event.id)
+            now = utc_now()
+            self._version += 1
+            calendar[event.id] = EventRecord(event, self._version, previous.created if previous else now, now)
+
+    def delete_event(self, email: str, event_id: str) -> None:
+        with self.lock:
+            calendar = self._calendar(email)
+            if event_id not in calendar:
+                raise LookupError(f"mailbox {email} has no event {event_id!r}")
+            del calendar[event_id]
+
+    def events(self, email: str) -> list[SimEvent]:
+        with self.lock:
+            return [record.event for record in self._calendar(email).values()]
+
+    def operations(self) -> list[tuple[str, str | None]]:
+        """Every SOAP call received, faulted ones included: (operation, impersonated mailbox or None)."""
+        with self.lock:
+            return list(self._operations)
+
+    def operation_count(self, operation: str, mailbox: str | None = None) -> int:
+        return sum(
+            1
+            for op, who in self.operations()
+            if op == operation and (mailbox is None or (who or "").casefold() == mailbox.casefold())
+        )
+
+    def reset_counters(self) -> None:
+        super().reset_counters()
+        with self.lock:
+            self._operations.clear()
+
+    def _calendar(self, email: str) -> dict[str, EventRecord]:
+        key = email.casefold()
+        if key not in self._mailboxes:
+            raise LookupError(f"no mailbox {email}; add_mailbox first")
+        return self._events[key]
+
+    # --- serving -------------------------------------------------------------------------------------------------
+
+    def serve(self, request: Request) -> Reply:
+        operation, mailbox = _peek(request.body)
+        with self.lock:
+            self._operations.append((operation, mailbox))
+        return super().serve(request)
+
+    def fault_reply(self, kind: str) -> Reply:
+        if kind == "429":
+            with self.lock:
+                ms = self._back_off_ms
+            value = f'<t:MessageXml><t:Value Name="BackOffMilliseconds">{ms}</t:Value></t:MessageXml>'
+            message = "The server cannot service this request right now. Try again later."
+            return Reply(500, soap_fault("ErrorServerBusy", message, value), "text/xml; charset=utf-8")
+        if kind == "malformed":
+            return Reply(200, envelope("<m:FindItemResponse>")[:120], "text/xml; charset=utf-8")
+        return super().fault_reply(kind)
+
+    def error_reply(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> Reply:
+        if status == 500:
+            return Reply(500, soap_fault(code, message), "text/xml; charset=utf-8", dict(headers or {}))
+        if status == 401:
+            return Reply(401, b"", "", {"WWW-Authenticate": 'Basic realm="EWS"', **(headers or {})})
+        return Reply(status, message.encode(), "text/plain; charset=utf-8", dict(headers or {}))
+
+    def _soap(self, request: Request, _match: object) -> Reply:
+        with self.lock:
+            credentials = (self._username, self._password)
+            impersonation_allowed = self._impersonation_allowed
+        if request.basic_credentials() != credentials:
+            raise HttpError(401, "ErrorUnauthorized", "Unauthorized")
+        try:
+            root = ET.fromstring(request.body)
+        except ET.ParseError as error:
+            raise HttpError(500, "ErrorSchemaValidation", f"The request is not valid XML: {error}") from error
+        body = root.find(f"{SOAP}Body")
+        if body is None or not len(body):
+            raise HttpError(500, "ErrorInvalidRequest", "The request has no SOAP body.")
+        operation = body[0]
+        name = _local(operation.tag)
+        if name == "ExpandDL":
+            return self._ok(self._expand_dl(operation))
+        impersonated = root.findtext(f"{SOAP}Header/{T}ExchangeImpersonation/{T}ConnectingSID/{T}PrimarySmtpAddress")
+        if impersonated is not None and not impersonation_allowed:
+            raise HttpError(
+                500, "ErrorImpersonateUserDenied", "The account does not have permission to impersonate the user."
+            )
+        target = operation.findtext(f".//{T}Mailbox/{T}EmailAddress") or impersonated
+        mailbox = self._mailboxes.get((target or "").casefold())
+        if mailbox is None:
+            raise HttpError(500, "ErrorNonExistentMailbox", f"No mailbox with address {target}.")
+        if name == "GetFolder":
+            return self._ok(self._get_folder(operation))
+        if name == "FindItem":
+            return self._ok(self._find_item(operation, mailbox))
+        raise HttpError(500, "ErrorInvalidRequest", f"The simulator does not implement {name}.")
+
+    @staticmethod
+    def _ok(body: str) -> Reply:
+        return Reply(200, envelope(body), "text/xml; charset=utf-8")
+
+    def _get_folder(self, operation: ET.Element) -> str:
+        folder = operation.find(f".//{T}DistinguishedFolderId")
+        which = folder.get("Id") if folder is not None else None
+        if which == "root":
+            tag, folder_id, extra = "Folder", "ROOT", ""
+        elif which == "calendar":
+            tag, folder_id, extra = "CalendarFolder", "CALENDAR", "<t:DisplayName>Kalender</t:DisplayName>"
+        else:
+            return _error_message("GetFolder", "ErrorFolderNotFound", f"The simulator has no folder {which!r}.")
+        return _response(
+            "GetFolder",
+            '<m:GetFolderResponseMessage ResponseClass="Success"><m:ResponseCode>NoError</m:ResponseCode>'
+            f'<m:Folders><t:{tag}><t:FolderId Id="{folder_id}" ChangeKey="CK1"/>{extra}</t:{tag}></m:Folders>'
+            "</m:GetFolderResponseMessage>",
+        )
+
+    def _find_item(self, operation: ET.Element, mailbox: Mailbox) -> str:
+        view = operation.find(f"{M}CalendarView")
+        if view is None:
+            return _error_message("FindItem", "ErrorInvalidRequest", "The simulator only serves CalendarView.")
+        start = parse_datetime(view.get("StartDate"))
+        end = parse_datetime(view.get("EndDate"))
+        if start is None or end is None or start.tzinfo is None or end.tzinfo is None or end < start:
+            return _error_message("FindItem", "ErrorCalendarInvalidDateRange", "The CalendarView dates are invalid.")
+        with self.lock:
+            records = list(self._events[mailbox.email.casefold()].values())
+        instances = [
+            instance for record in records for instance in expand(record, mailbox.zone) if instance.overlaps(start, end)
+        ]
+        instances.sort(key=lambda instance: (instance.start, instance.id))
+        items = "".join(_calendar_item(instance, mailbox) for instance in instances)
+        return _response(
+            "FindItem",
+            '<m:FindItemResponseMessage ResponseClass="Success"><m:ResponseCode>NoError</m:ResponseCode>'
+            f'<m:RootFolder TotalItemsInView="{len(instances)}" IncludesLastItemInRange="true">'
+            f"<t:Items>{items}</t:Items></m:RootFolder></m:FindItemResponseMessage>",
+        )
+
+    def _expand_dl(self, operation: ET.Element) -> str:
+        address = operation.findtext(f".//{T}EmailAddress") or ""
+        with self.lock:
+            group = self._groups.get(address.casefold())
+            if group is None:
+                return _error_message("ExpandDL", "ErrorNameResolutionNoResults", "No results were found.")
+            entries = []
+            for member in group.member_emails:
+                if member.casefold() in self._groups:
+                    entries.append((self._groups[member.casefold()].name, member, "PublicDL"))
+                elif member.casefold() in self._mailboxes:
+                    entries.append((self._mailboxes[member.casefold()].name, member, "Mailbox"))
+        mailboxes = "".join(
+            f"<t:Mailbox><t:Name>{escape(name)}</t:Name><t:EmailAddress>{escape(email)}</t:EmailAddress>"
+            f"<t:RoutingType>SMTP</t:RoutingType><t:MailboxType>{kind}</t:MailboxType></t:Mailbox>"
+            for name, email, kind in entries
+        )
+        return _response(
+            "ExpandDL",
+            '<m:ExpandDLResponseMessage ResponseClass="Success"><m:ResponseCode>NoError</m:ResponseCode>'
+            f'<m:DLExpansion TotalItemsInView="{len(entries)}" IncludesLastItemInRange="true">{mailboxes}'
+            "</m:DLExpansion></m:ExpandDLResponseMessage>",
+        )
+
+
+def _calendar_item(instance: Instance, mailbox: Mailbox) -> str:
+    """One `t:CalendarItem` as FindItem returns it with the provider's AdditionalProperties."""
+    event = instance.record.event
+    zone_id = WINDOWS_ZONE_IDS[mailbox.timezone]
+    item_id = quoteattr(instance.id)
+    change_key = quoteattr(instance.record.change_key)
+    return (
+        f"<t:CalendarItem><t:ItemId Id={item_id} ChangeKey={change_key}/>"
+        f"<t:Subject>{escape(event.subject)}</t:Subject>"
+        f"<t:Sensitivity>{'Private' if event.private else 'Normal'}</t:Sensitivity>"
+        f"<t:Start>{_utc(instance.start)}</t:Start><t:End>{_utc(instance.end)}</t:End>"
+        f"<t:IsAllDayEvent>{'true' if event.all_day else 'false'}</t:IsAllDayEvent>"
+        f"<t:LegacyFreeBusyStatus>{FREE_BUSY[event.show_as]}</t:LegacyFreeBusyStatus>"
+        f"<t:IsCancelled>{'true' if event.cancelled else 'false'}</t:IsCancelled>"
+        f"<t:MyResponseType>{RESPONSE_TYPES[event.response]}</t:MyResponseType>"
+        f'<t:StartTimeZone Id="{zone_id}"/><t:EndTimeZone Id="{zone_id}"/>'
+        "</t:CalendarItem>"
+    )
+
+
+def _peek(body: bytes) -> tuple[str, str | None]:
+    """The SOAP operation and impersonated mailbox of a request body, for the operation log."""
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError:
+        return "(not XML)", None
+    operation = root.find(f"{SOAP}Body")
+    name = _local(operation[0].tag) if operation is not None and len(operation) else "(no body)"
+    mailbox = root.findtext(f"{SOAP}Header/{T}ExchangeImpersonation/{T}ConnectingSID/{T}PrimarySmtpAddress")
+    return name, mailbox
