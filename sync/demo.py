@@ -4,6 +4,7 @@ Creates the tenant, users and activation group in the Graph simulator, the enter
 in the MBN simulator, and the matching CalendarSource and MbnConnection rows; scripts realistic calendars.
 """
 
+import dataclasses
 import datetime as dt
 import random
 from collections.abc import Iterable, Sequence
@@ -221,3 +222,16 @@ def wire_google_customer(
         [CalendarUser(service_user=u, source=source, provider_user_id=u.email) for u in users], ignore_conflicts=True
     )
     return source
+
+
+def as_provider_can_hold(kind: str, events: list[Event]) -> list[Event]:
+    """The scripted events as the calendar system can represent them.
+
+    Google Calendar has no "tentative" free/busy state (only busy or free, plus a tentative reply), so a
+    tentative appointment there is a busy one that the user answered "tentative".
+    """
+    if kind != "google":
+        return events
+    return [
+        dataclasses.replace(e, show_as="busy", response="tentative") if e.show_as == "tentative" else e for e in events
+    ]

@@ -23,11 +23,13 @@ def test_bench_sync_reports_no_mismatch_and_a_silent_no_change_cycle(tmp_path):
         str(tmp_path),
         "--mbn-rate",
         "1000",
+        "--concurrency",
+        "1",
         stdout=out,
         stderr=io.StringIO(),
     )
     figures = json.loads(out.getvalue())
-    assert figures["users"] == 8 and figures["providers"] == {"graph": 8}
+    assert figures["users"] == 8 and figures["providers"] == {"graph": 3, "ews": 3, "google": 2}
     assert figures["mismatches"] == 0
     assert figures["noop"]["mbn_requests"] == 0
     assert figures["initial"]["mbn_requests"] > 0

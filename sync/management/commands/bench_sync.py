@@ -31,6 +31,23 @@ from sync.rules import compute_absences
 from sync.services import catalogue_from_database, rule_settings_for
 
 BATCH = 20
+PROVIDERS = ("graph", "ews", "google")
+
+
+def _wire_graph(**kwargs: Any) -> Any:
+    return demo.wire_customer(tenant_id=f"bench-{kwargs['customer'].pk:08d}", **kwargs)
+
+
+WIRE = {"graph": _wire_graph, "ews": demo.wire_ews_customer, "google": demo.wire_google_customer}
+
+
+def _put(sims, kind: str, user: ServiceUser, events: list[Any]) -> None:  # type: ignore[no-untyped-def]
+    """Script the events in the user's calendar system."""
+    for event in demo.to_sim_events(events):
+        if kind == "graph":
+            sims.graph.put_event(demo.graph_user_id(user), event)
+        else:
+            getattr(sims, kind).put_event(user.email, event)
 
 
 class Command(BaseCommand):
@@ -52,13 +69,17 @@ class Command(BaseCommand):
         if options["users"] < 1 or options["events_per_user"] < 0 or options["concurrency"] < 1:
             raise CommandError("--users and --concurrency must be at least 1, --events-per-user at least 0")
         with Simulators.start() as sims:
-            for service in ("login", "graph", "mbn"):
+            for service in ("login", "graph", "mbn", "ews", "google"):
                 sims.set_latency(service, options["latency_ms"])
             with override_settings(
                 MICROSOFT_LOGIN_BASE_URL=sims.login_url,
                 GRAPH_BASE_URL=sims.graph_url,
                 MBN_BASE_URL=sims.mbn_url,
                 MICROSOFT_LOGIN_CA_BUNDLE=sims.ca_path,
+                GOOGLE_TOKEN_URL=sims.google.token_url,
+                GOOGLE_CALENDAR_BASE_URL=sims.google.calendar_url,
+                GOOGLE_DIRECTORY_BASE_URL=sims.google.directory_url,
+                MBN_REQUESTS_PER_SECOND=options["mbn_rate"] * 0.9,
             ):
                 result = self._run(sims, options)
         self.stdout.write(json.dumps(result))
@@ -66,57 +87,70 @@ class Command(BaseCommand):
     def _run(self, sims, options: dict[str, Any]) -> dict[str, Any]:  # type: ignore[no-untyped-def]
         rng = random.Random(options["seed"])
         count, concurrency = options["users"], options["concurrency"]
-        customer, users = self._build(count)
+        shares = {kind: count // len(PROVIDERS) + (i < count % len(PROVIDERS)) for i, kind in enumerate(PROVIDERS)}
+        built = [(kind, *self._build(n, kind)) for kind, n in shares.items() if n]
         try:
-            source = demo.wire_customer(
-                sims=sims,
-                customer=customer,
-                users=users,
-                tenant_id=f"bench{customer.pk:08d}",
-                enterprise_id=f"bench-{customer.pk}",
-                mbn_rate_per_second=options["mbn_rate"],
-            )
             now = timezone.now()
-            calendars = {}
-            for user in users:
-                events = demo.scripted_events(
-                    rng=rng, start=now, days=14, count=options["events_per_user"], prefix=f"{user.pk}-"
+            calendars: dict[int, list[Any]] = {}
+            batches: list[list[int]] = []
+            for kind, customer, users in built:
+                source = WIRE[kind](
+                    sims=sims,
+                    customer=customer,
+                    users=users,
+                    enterprise_id=f"bench-{customer.pk}",
+                    mbn_rate_per_second=options["mbn_rate"],
                 )
-                calendars[user.pk] = events
-                for event in demo.to_sim_events(events):
-                    sims.graph.put_event(demo.graph_user_id(user), event)
-            ids = list(CalendarUser.objects.filter(source=source).order_by("pk").values_list("pk", flat=True))
-            initial = self._cycle(sims, ids, now, concurrency, "initial sync")
-            noop = self._cycle(sims, ids, now, concurrency, "no-change cycle")
-            changed = rng.sample(users, max(1, count // 100))
-            for user in changed:
-                extra = demo.scripted_events(rng=rng, start=now, days=3, count=2, prefix=f"{user.pk}-chg-")
+                for user in users:
+                    events = demo.as_provider_can_hold(
+                        kind,
+                        demo.scripted_events(
+                            rng=rng, start=now, days=14, count=options["events_per_user"], prefix=f"{user.pk}-"
+                        ),
+                    )
+                    calendars[user.pk] = events
+                    _put(sims, kind, user, events)
+                ids = list(CalendarUser.objects.filter(source=source).order_by("pk").values_list("pk", flat=True))
+                batches += [ids[i : i + BATCH] for i in range(0, len(ids), BATCH)]
+            initial = self._cycle(sims, batches, now, concurrency, "initial sync")
+            noop = self._cycle(sims, batches, now, concurrency, "no-change cycle")
+            everyone = [(kind, user) for kind, _customer, users in built for user in users]
+            changed = rng.sample(everyone, max(1, count // 100))
+            for kind, user in changed:
+                extra = demo.as_provider_can_hold(
+                    kind, demo.scripted_events(rng=rng, start=now, days=3, count=2, prefix=f"{user.pk}-chg-")
+                )
                 calendars[user.pk] = calendars[user.pk] + extra
-                for event in demo.to_sim_events(extra):
-                    sims.graph.put_event(demo.graph_user_id(user), event)
-            changed_ids = list(CalendarUser.objects.filter(service_user__in=changed).values_list("pk", flat=True))
+                _put(sims, kind, user, extra)
+            changed_users = [user for _kind, user in changed]
+            changed_batches = [
+                [pk] for pk in CalendarUser.objects.filter(service_user__in=changed_users).values_list("pk", flat=True)
+            ]
             incremental = {
-                **self._cycle(sims, changed_ids, now, concurrency, "1 % changed"),
+                **self._cycle(sims, changed_batches, now, concurrency, "1 % changed"),
                 "changed_users": len(changed),
             }
-            mismatches = self._verify(sims, customer, users, calendars, now, options.get("dump"))
+            mismatches = sum(
+                self._verify(sims, customer, users, calendars, now, options.get("dump"))
+                for _kind, customer, users in built
+            )
         finally:
-            Customer.objects.filter(pk=customer.pk).delete()
+            Customer.objects.filter(pk__in=[customer.pk for _kind, customer, _users in built]).delete()
         return {
             "users": count,
             "concurrency": concurrency,
-            "providers": {"graph": count},
+            "providers": {kind: n for kind, n in shares.items() if n},
             "initial": initial,
             "noop": noop,
             "incremental": incremental,
             "mismatches": mismatches,
         }
 
-    def _build(self, count: int) -> tuple[Customer, list[ServiceUser]]:
+    def _build(self, count: int, kind: str) -> tuple[Customer, list[ServiceUser]]:
         taken = set(Customer.objects.values_list("org_number", flat=True))
         org_number = next(n for n in org_numbers_from(81000000) if n not in taken)
         customer = Customer(
-            name="Benchmark Sync AS",
+            name=f"Benchmark Sync {kind} AS",
             org_number=org_number,
             address_line="Testveien 1",
             postal_code="0150",
@@ -128,7 +162,7 @@ class Command(BaseCommand):
         ServiceUser.objects.bulk_create(
             ServiceUser(
                 customer=customer,
-                email=f"user{i}@bench.example",
+                email=f"{kind}{i}@bench{customer.pk}.example",
                 name=f"Bruker {i}",
                 msisdn=f"+479{customer.pk % 100:02d}{i:05d}",
             )
@@ -136,9 +170,8 @@ class Command(BaseCommand):
         )
         return customer, list(ServiceUser.objects.filter(customer=customer).order_by("pk"))
 
-    def _cycle(self, sims, ids: list[int], now: dt.datetime, concurrency: int, label: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    def _cycle(self, sims, batches: list[list[int]], now: dt.datetime, concurrency: int, label: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
         sims.reset_counters()
-        batches = [ids[i : i + BATCH] for i in range(0, len(ids), BATCH)]
         progress = ProgressBar(label, stream=sys.stderr)
         done = 0
 
@@ -165,7 +198,7 @@ class Command(BaseCommand):
         wall = time.perf_counter() - started
         return {
             "wall_s": round(wall, 3),
-            "calendar_requests": sims.requests("graph") + sims.requests("login"),
+            "calendar_requests": sum(sims.requests(name) for name in ("login", "graph", "ews", "google")),
             "mbn_requests": sims.requests("mbn"),
         }
 
