@@ -41,12 +41,15 @@ def sims(live_server):
             MBN_BASE_URL=running.mbn_url,
             MICROSOFT_LOGIN_CA_BUNDLE=running.ca_path,
             PUBLIC_BASE_URL=live_server.url,
+            GOOGLE_TOKEN_URL=running.google.token_url,
+            GOOGLE_CALENDAR_BASE_URL=running.google.calendar_url,
+            GOOGLE_DIRECTORY_BASE_URL=running.google.directory_url,
         ),
     ):
         yield running
 
 
-def wire(sims, count: int):
+def wire(sims, count: int, kind: str = "graph"):
     customer = make_customer(name="Fjord Elektro AS")
     users = [
         ServiceUser.objects.create(
@@ -54,10 +57,23 @@ def wire(sims, count: int):
         )
         for i in range(count)
     ]
-    source = demo.wire_customer(
-        sims=sims, customer=customer, users=users, tenant_id="22222222-3333-4444", enterprise_id="fjord"
-    )
+    if kind == "graph":
+        source = demo.wire_customer(
+            sims=sims, customer=customer, users=users, tenant_id="22222222-3333-4444", enterprise_id="fjord"
+        )
+    elif kind == "ews":
+        source = demo.wire_ews_customer(sims=sims, customer=customer, users=users, enterprise_id="fjord")
+    else:
+        source = demo.wire_google_customer(sims=sims, customer=customer, users=users, enterprise_id="fjord")
     return customer, users, source
+
+
+def put(sims, kind: str, user, events) -> None:
+    for event in demo.to_sim_events(events):
+        if kind == "graph":
+            sims.graph.put_event(demo.graph_user_id(user), event)
+        else:
+            getattr(sims, kind).put_event(user.email, event)
 
 
 def mbn_matches_engine(sims, users, calendars, now) -> bool:
@@ -108,20 +124,22 @@ def test_a_graph_change_reaches_mbn_within_five_seconds(sims, celery_worker):
     assert sims.requests("mbn") > before
 
 
-def test_faults_and_a_second_cycle(sims, celery_worker):
-    _customer, users, source = wire(sims, 12)
+@pytest.mark.parametrize("kind", ["graph", "ews", "google"])
+def test_faults_and_a_second_cycle(sims, celery_worker, kind):
+    _customer, users, source = wire(sims, 12, kind)
     now = timezone.now()
     calendars = {}
     import random
 
     rng = random.Random(7)
     for user in users:
-        calendars[user.pk] = demo.scripted_events(
-            rng=rng, start=now + dt.timedelta(days=1), days=12, count=15, prefix=f"{user.pk}-"
+        calendars[user.pk] = demo.as_provider_can_hold(
+            kind,
+            demo.scripted_events(rng=rng, start=now + dt.timedelta(days=1), days=12, count=15, prefix=f"{user.pk}-"),
         )
-        for event in demo.to_sim_events(calendars[user.pk]):
-            sims.graph.put_event(demo.graph_user_id(user), event)
-    for service in ("graph", "mbn"):
+        put(sims, kind, user, calendars[user.pk])
+    sims.ews.set_back_off_ms(500)
+    for service in (kind, "mbn"):
         sims.set_faults(service, rate=0.1, kinds=("429", "503", "timeout"))
     sims.set_fault_timeout_seconds(1)
     ids = list(CalendarUser.objects.filter(source=source).values_list("pk", flat=True))
@@ -135,7 +153,7 @@ def test_faults_and_a_second_cycle(sims, celery_worker):
             break
         except AssertionError:
             continue
-    sims.set_faults("graph", rate=0)
+    sims.set_faults(kind, rate=0)
     sims.set_faults("mbn", rate=0)
     wait_for(lambda: mbn_matches_engine(sims, users, calendars, now), 30)
     for user in users:  # no duplicates: each reference once

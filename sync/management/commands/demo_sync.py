@@ -37,6 +37,9 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
         with Simulators.start() as sims:
             urls = {
+                "GOOGLE_TOKEN_URL": sims.google.token_url,
+                "GOOGLE_CALENDAR_BASE_URL": sims.google.calendar_url,
+                "GOOGLE_DIRECTORY_BASE_URL": sims.google.directory_url,
                 "MICROSOFT_LOGIN_BASE_URL": sims.login_url,
                 "GRAPH_BASE_URL": sims.graph_url,
                 "MBN_BASE_URL": sims.mbn_url,
@@ -56,26 +59,33 @@ class Command(BaseCommand):
                 except KeyboardInterrupt:
                     pass
 
-    def _wire(self, sims, rng: random.Random) -> list[Any]:  # type: ignore[no-untyped-def]
-        everyone = []
+    def _wire(self, sims, rng: random.Random) -> list[tuple[str, Any]]:  # type: ignore[no-untyped-def]
+        """One demo customer per calendar system: Microsoft 365, Exchange on-premises, Google Workspace."""
+        everyone: list[tuple[str, Any]] = []
         now = timezone.now()
+        kinds = ("graph", "ews", "google")
         for index, customer in enumerate(Customer.objects.order_by("customer_number")):
             users = list(customer.service_users.filter(active=True).order_by("pk"))
             if not users:
                 continue
-            demo.wire_customer(
-                sims=sims,
-                customer=customer,
-                users=users,
-                tenant_id=f"demo-tenant-{index:04d}",
-                enterprise_id=f"demo-{customer.customer_number}",
-            )
+            kind = kinds[index % len(kinds)]
+            enterprise = f"demo-{customer.customer_number}"
+            if kind == "graph":
+                demo.wire_customer(
+                    sims=sims,
+                    customer=customer,
+                    users=users,
+                    tenant_id=f"demo-tenant-{index:04d}",
+                    enterprise_id=enterprise,
+                )
+            elif kind == "ews":
+                demo.wire_ews_customer(sims=sims, customer=customer, users=users, enterprise_id=enterprise)
+            else:
+                demo.wire_google_customer(sims=sims, customer=customer, users=users, enterprise_id=enterprise)
             for user in users:
-                for event in demo.to_sim_events(
-                    demo.scripted_events(rng=rng, start=now, days=14, count=12, prefix=f"{user.pk}-")
-                ):
-                    sims.graph.put_event(demo.graph_user_id(user), event)
-            everyone.extend(users)
+                events = demo.scripted_events(rng=rng, start=now, days=14, count=12, prefix=f"{user.pk}-")
+                _put(sims, kind, user, demo.as_provider_can_hold(kind, events))
+                everyone.append((kind, user))
         return everyone
 
     def _first_sync(self) -> None:
@@ -105,11 +115,18 @@ class Command(BaseCommand):
                 ids = error.user_ids or ids
                 time.sleep(min(error.retry_after or 1, 5))
 
-    def _change_something(self, sims, rng: random.Random, users: list[Any]) -> None:  # type: ignore[no-untyped-def]
-        """Move, add or cancel an appointment of a random user; Graph notifies the webhook."""
-        user = rng.choice(users)
+    def _change_something(self, sims, rng: random.Random, users: list[tuple[str, Any]]) -> None:  # type: ignore[no-untyped-def]
+        """Add an appointment for a random user; Graph and Google notify the webhooks, Exchange waits for the sweep."""
+        kind, user = rng.choice(users)
         start = timezone.now() + dt.timedelta(hours=rng.randrange(1, 72))
-        (event,) = demo.scripted_events(
-            rng=rng, start=start, days=1, count=1, prefix=f"{user.pk}-live-{time.time_ns()}-"
-        )
-        sims.graph.put_event(demo.graph_user_id(user), demo.to_sim_events([event])[0])
+        prefix = f"{user.pk}-live-{time.time_ns()}-"
+        events = demo.scripted_events(rng=rng, start=start, days=1, count=1, prefix=prefix)
+        _put(sims, kind, user, demo.as_provider_can_hold(kind, events))
+
+
+def _put(sims, kind: str, user: Any, events: list[Any]) -> None:  # type: ignore[no-untyped-def]
+    for event in demo.to_sim_events(events):
+        if kind == "graph":
+            sims.graph.put_event(demo.graph_user_id(user), event)
+        else:
+            getattr(sims, kind).put_event(user.email, event)
