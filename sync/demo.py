@@ -60,10 +60,7 @@ def wire_customer(
     )
     source.set_secret(secret)
     source.save()
-    CalendarUser.objects.bulk_create(
-        [CalendarUser(service_user=u, source=source, provider_user_id=graph_user_id(u)) for u in users],
-        ignore_conflicts=True,
-    )
+    _calendar_users(source, users, graph_user_id)
     return source
 
 
@@ -146,9 +143,7 @@ def wire_ews_customer(
     )
     source.set_secret(password)
     source.save()
-    CalendarUser.objects.bulk_create(
-        [CalendarUser(service_user=u, source=source, provider_user_id=u.email) for u in users], ignore_conflicts=True
-    )
+    _calendar_users(source, users, lambda user: user.email)
     return source
 
 
@@ -218,9 +213,7 @@ def wire_google_customer(
     )
     source.set_secret(service_account_key(token_url=sims.google.token_url))
     source.save()
-    CalendarUser.objects.bulk_create(
-        [CalendarUser(service_user=u, source=source, provider_user_id=u.email) for u in users], ignore_conflicts=True
-    )
+    _calendar_users(source, users, lambda user: user.email)
     return source
 
 
@@ -235,3 +228,19 @@ def as_provider_can_hold(kind: str, events: list[Event]) -> list[Event]:
     return [
         dataclasses.replace(e, show_as="busy", response="tentative") if e.show_as == "tentative" else e for e in events
     ]
+
+
+def _calendar_users(source: CalendarSource, users: Sequence[ServiceUser], provider_id) -> None:  # type: ignore[no-untyped-def]
+    CalendarUser.objects.bulk_create(
+        [CalendarUser(service_user=u, source=source, provider_user_id=provider_id(u)) for u in users],
+        ignore_conflicts=True,
+    )
+
+
+def put_events(sims, kind: str, user: ServiceUser, events: Iterable[Event]) -> None:  # type: ignore[no-untyped-def]
+    """Script the events in the user's calendar system ("graph", "ews" or "google")."""
+    for event in to_sim_events(events):
+        if kind == "graph":
+            sims.graph.put_event(graph_user_id(user), event)
+        else:
+            getattr(sims, kind).put_event(user.email, event)

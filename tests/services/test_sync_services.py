@@ -68,14 +68,6 @@ def wire(sims, count: int, kind: str = "graph"):
     return customer, users, source
 
 
-def put(sims, kind: str, user, events) -> None:
-    for event in demo.to_sim_events(events):
-        if kind == "graph":
-            sims.graph.put_event(demo.graph_user_id(user), event)
-        else:
-            getattr(sims, kind).put_event(user.email, event)
-
-
 def mbn_matches_engine(sims, users, calendars, now) -> bool:
     start, end = pipeline.sync_window(now)
     catalogue = catalogue_from_database()
@@ -137,7 +129,7 @@ def test_faults_and_a_second_cycle(sims, celery_worker, kind):
             kind,
             demo.scripted_events(rng=rng, start=now + dt.timedelta(days=1), days=12, count=15, prefix=f"{user.pk}-"),
         )
-        put(sims, kind, user, calendars[user.pk])
+        demo.put_events(sims, kind, user, calendars[user.pk])
     sims.ews.set_back_off_ms(500)
     for service in (kind, "mbn"):
         sims.set_faults(service, rate=0.1, kinds=("429", "503", "timeout"))

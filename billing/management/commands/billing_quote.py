@@ -2,9 +2,7 @@
 
 import datetime as dt
 import json
-import sys
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -14,6 +12,7 @@ from django.db import DatabaseError
 from billing.core.invoicing import PRICES_2019
 from billing.core.quote_json import QuoteInputError, run_quote
 from customers.models import price_for
+from kalenderpush.cli import read_json_argument
 
 
 def prices_from_price_list(term_months: int, go_live: dt.date) -> tuple[Decimal, Decimal]:
@@ -34,19 +33,7 @@ class Command(BaseCommand):
         parser.add_argument("file", metavar="FILE", help="a JSON scenario as in billing.md, or - for stdin")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        name = options["file"]
-        try:
-            text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
-        except FileNotFoundError as error:
-            raise CommandError(f"FILE: {name} does not exist") from error
-        except (OSError, UnicodeDecodeError) as error:
-            raise CommandError(f"FILE: cannot read {name}: {error}") from error
-        try:
-            payload = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise CommandError(
-                f"input: invalid JSON at line {error.lineno} column {error.colno}: {error.msg}"
-            ) from error
+        payload = read_json_argument(options["file"])
         try:
             result = run_quote(payload, prices_for=prices_from_price_list)
         except QuoteInputError as error:

@@ -41,15 +41,6 @@ def _wire_graph(**kwargs: Any) -> Any:
 WIRE = {"graph": _wire_graph, "ews": demo.wire_ews_customer, "google": demo.wire_google_customer}
 
 
-def _put(sims, kind: str, user: ServiceUser, events: list[Any]) -> None:  # type: ignore[no-untyped-def]
-    """Script the events in the user's calendar system."""
-    for event in demo.to_sim_events(events):
-        if kind == "graph":
-            sims.graph.put_event(demo.graph_user_id(user), event)
-        else:
-            getattr(sims, kind).put_event(user.email, event)
-
-
 class Command(BaseCommand):
     help = "Benchmarks calendar sync against the loopback simulators (JSON on stdout, progress on stderr)."
 
@@ -109,7 +100,7 @@ class Command(BaseCommand):
                         ),
                     )
                     calendars[user.pk] = events
-                    _put(sims, kind, user, events)
+                    demo.put_events(sims, kind, user, events)
                 ids = list(CalendarUser.objects.filter(source=source).order_by("pk").values_list("pk", flat=True))
                 batches += [ids[i : i + BATCH] for i in range(0, len(ids), BATCH)]
             initial = self._cycle(sims, batches, now, concurrency, "initial sync")
@@ -121,7 +112,7 @@ class Command(BaseCommand):
                     kind, demo.scripted_events(rng=rng, start=now, days=3, count=2, prefix=f"{user.pk}-chg-")
                 )
                 calendars[user.pk] = calendars[user.pk] + extra
-                _put(sims, kind, user, extra)
+                demo.put_events(sims, kind, user, extra)
             changed_users = [user for _kind, user in changed]
             changed_batches = [
                 [pk] for pk in CalendarUser.objects.filter(service_user__in=changed_users).values_list("pk", flat=True)

@@ -84,7 +84,7 @@ class Command(BaseCommand):
                 demo.wire_google_customer(sims=sims, customer=customer, users=users, enterprise_id=enterprise)
             for user in users:
                 events = demo.scripted_events(rng=rng, start=now, days=14, count=12, prefix=f"{user.pk}-")
-                _put(sims, kind, user, demo.as_provider_can_hold(kind, events))
+                demo.put_events(sims, kind, user, demo.as_provider_can_hold(kind, events))
                 everyone.append((kind, user))
         return everyone
 
@@ -121,12 +121,4 @@ class Command(BaseCommand):
         start = timezone.now() + dt.timedelta(hours=rng.randrange(1, 72))
         prefix = f"{user.pk}-live-{time.time_ns()}-"
         events = demo.scripted_events(rng=rng, start=start, days=1, count=1, prefix=prefix)
-        _put(sims, kind, user, demo.as_provider_can_hold(kind, events))
-
-
-def _put(sims, kind: str, user: Any, events: list[Any]) -> None:  # type: ignore[no-untyped-def]
-    for event in demo.to_sim_events(events):
-        if kind == "graph":
-            sims.graph.put_event(demo.graph_user_id(user), event)
-        else:
-            getattr(sims, kind).put_event(user.email, event)
+        demo.put_events(sims, kind, user, demo.as_provider_can_hold(kind, events))

@@ -1,0 +1,22 @@
+"""Shared pieces of the fixed command-line interfaces (`preview_absences`, `billing_quote`)."""
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import CommandError
+
+
+def read_json_argument(name: str) -> Any:
+    """The JSON in file `name` (`-` = stdin); a one-line CommandError that says what is wrong otherwise."""
+    try:
+        text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+    except FileNotFoundError as error:
+        raise CommandError(f"FILE: {name} does not exist") from error
+    except (OSError, UnicodeDecodeError) as error:
+        raise CommandError(f"FILE: cannot read {name}: {error}") from error
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise CommandError(f"input: invalid JSON at line {error.lineno} column {error.colno}: {error.msg}") from error
