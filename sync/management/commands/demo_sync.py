@@ -33,8 +33,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         from sync.simulators import Simulators
 
-        stop = {"now": False}
-        signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+        signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop at once, like Ctrl-C
         with Simulators.start() as sims:
             urls = {
                 "GOOGLE_TOKEN_URL": sims.google.token_url,
@@ -53,11 +52,11 @@ class Command(BaseCommand):
                 self.stdout.write(f"Simulators: Graph {sims.graph_url}, MBN {sims.mbn_url} ({len(users)} users)")
                 self._first_sync()
                 try:
-                    while not stop["now"]:
+                    while True:
                         time.sleep(options["interval"])
                         self._change_something(sims, rng, users)
                 except KeyboardInterrupt:
-                    pass
+                    self.stdout.write("Simulators stopped.")
 
     def _wire(self, sims, rng: random.Random) -> list[tuple[str, Any]]:  # type: ignore[no-untyped-def]
         """One demo customer per calendar system: Microsoft 365, Exchange on-premises, Google Workspace."""
