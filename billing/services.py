@@ -30,7 +30,6 @@ from billing.models import (
 )
 from billing.quarters import Quarter
 from customers.models import Customer, Subscription, Term
-from kalenderpush.formatting import format_nok, format_number
 
 logger = logging.getLogger(__name__)
 _DAY = dt.timedelta(days=1)
@@ -511,15 +510,4 @@ def termination_letter(*, subscription: Subscription, today: dt.date | None = No
         remaining_months=round_half_up(result.remaining_months, 4) if result else Decimal("0.0000"),
         monthly_price=subscription.monthly_price or Decimal("0.00"),
         fee=result.fee if result else Decimal("0.00"),
-    )
-
-
-def describe_termination(result: Termination) -> str:
-    """One sentence for staff and customers: when the service ends and what it costs."""
-    from billing.core.money import round_half_up
-
-    return (
-        f"Oppsigelse mottatt {result.notice_received:%d.%m.%Y} avslutter tjenesten {result.effective_end:%d.%m.%Y}; "
-        f"gjennomsnittlig {format_number(round_half_up(result.average_users, 4), 4)} brukere; "
-        f"gebyr ved oppsigelse i bindingstiden: {format_nok(result.fee)}."
     )

@@ -16,6 +16,7 @@ from django.utils import timezone
 from customers.models import ServiceUser
 from sync import pipeline
 from sync.models import CalendarSource, CalendarUser, SyncRun
+from sync.providers.base import DirectoryUser
 
 logger = logging.getLogger(__name__)
 BATCH = 20  # Graph $batch holds 20 requests
@@ -62,7 +63,7 @@ def refresh_group(*, source: CalendarSource) -> dict[str, int]:
         users = list(ServiceUser.objects.filter(customer=customer, active=True))
         manual = {str(u.pk): u.msisdn for u in users if u.msisdn_set_by_hand and u.msisdn}
         found = match_subscribers(
-            [_Member(str(u.pk), u.email, u.name) for u in users],
+            [DirectoryUser(str(u.pk), u.email, u.name) for u in users],
             pipeline.mbn_client_for(connection).subscribers(),
             manual=manual,
         )
@@ -73,11 +74,6 @@ def refresh_group(*, source: CalendarSource) -> dict[str, int]:
                 user.save(update_fields=["msisdn"])
             matched += bool(msisdn)
     return {"members": len(members), "matched": matched}
-
-
-class _Member:
-    def __init__(self, id: str, email: str, name: str) -> None:
-        self.id, self.email, self.name = id, email, name
 
 
 def ensure_subscriptions(*, source: CalendarSource, now: dt.datetime | None = None) -> int:
