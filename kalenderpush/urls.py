@@ -1,17 +1,13 @@
-"""Top-level URL configuration: admin for Nettsoft staff, language switching."""
+"""Top-level URL configuration: admin for Nettsoft staff, the customer portal, webhooks, language switching."""
 
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-admin.site.site_header = "Kalender Push"
-admin.site.site_title = "Kalender Push"
-admin.site.index_title = "Nettsoft"
-admin.site.empty_value_display = "–"
-
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
+    path("portal/", include("portal.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("webhooks/", include("sync.urls")),
 ]

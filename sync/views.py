@@ -5,7 +5,6 @@ after commit; nothing syncs inline. Anything without the subscription's clientSt
 4xx and no side effect.
 """
 
-import functools
 import json
 import logging
 import secrets
@@ -17,6 +16,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from sync.models import CalendarUser
+from sync.services import queue_syncs
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def graph_webhook(request: HttpRequest) -> HttpResponse:
     valid, refusal = _notifications(request)
     if refusal is not None:
         return refusal
-    _queue_syncs({user.pk for user, _item in valid})
+    queue_syncs(calendar_user_ids={user.pk for user, _item in valid})
     return HttpResponse(status=202)
 
 
@@ -76,7 +76,7 @@ def graph_lifecycle(request: HttpRequest) -> HttpResponse:
     if renew:  # the renewal job subscribes again / renews at once
         CalendarUser.objects.filter(pk__in=renew).update(subscription_expires=timezone.now())
         transaction.on_commit(_renew_now)
-    _queue_syncs({user.pk for user, _item in valid})  # "missed" and the others: sync in full now
+    queue_syncs(calendar_user_ids={user.pk for user, _item in valid})  # "missed" and the others: sync in full now
     return HttpResponse(status=202)
 
 
@@ -84,27 +84,6 @@ def _renew_now() -> None:
     from django_q.tasks import async_task
 
     async_task("sync.jobs.renew_subscriptions_job", task_name="renew-graph-subscriptions")
-
-
-def _queue_syncs(user_ids: set[int]) -> None:
-    """Queue the syncs after commit: on Celery, or (embedded default, eager Celery) on the q2 cluster."""
-    from sync.tasks import sync_users
-
-    if not user_ids:
-        return
-    now = timezone.now()
-    CalendarUser.objects.filter(pk__in=user_ids, changed_at__isnull=True).update(changed_at=now)
-    for user_id in sorted(user_ids):
-        if sync_users.app.conf.task_always_eager:
-            transaction.on_commit(functools.partial(_queue_on_q2, user_id))
-        else:
-            sync_users.delay_on_commit([user_id])
-
-
-def _queue_on_q2(calendar_user_id: int) -> None:
-    from django_q.tasks import async_task
-
-    async_task("sync.tasks.sync_users", [calendar_user_id], task_name=f"sync-user-{calendar_user_id}")
 
 
 @csrf_exempt
@@ -120,5 +99,5 @@ def google_webhook(request: HttpRequest) -> HttpResponse:
         logger.warning("refused a Google notification with an unknown channel or wrong token")
         return HttpResponseForbidden("unknown channel or wrong token")
     if request.headers.get("X-Goog-Resource-State") != "sync":  # "sync" only confirms the channel
-        _queue_syncs({user.pk})
+        queue_syncs(calendar_user_ids={user.pk})
     return HttpResponse(status=200)

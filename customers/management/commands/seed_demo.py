@@ -1,10 +1,12 @@
 """Creates the demo: three customers (terms none, 12 and 36 months) with settings, contacts and users.
 
 Idempotent: running it again creates only what is missing and never overwrites what staff changed.
-The staff superuser `admin` is created only when DEBUG is on; its password is printed every run.
+The staff superuser `admin` and, for every demo customer, a portal admin (it@…) and a portal
+accountant (regnskap@…) are created only when DEBUG is on; their logins are printed every run.
 """
 
 import datetime as dt
+import json
 import random
 import secrets
 from dataclasses import dataclass
@@ -167,6 +169,7 @@ class Command(BaseCommand):
         )
         self.stdout.write(f"Usage snapshots back-filled from the users' history: {created} new")
         self._seed_admin()
+        self._seed_portal_logins()
 
     @transaction.atomic
     def _seed_customer(self, spec: DemoCustomer, today: dt.date) -> tuple[Customer, int]:
@@ -243,3 +246,31 @@ class Command(BaseCommand):
                 )
                 return
         self.stdout.write(self.style.SUCCESS(f"Admin: http://127.0.0.1:8000/admin/  user: admin  password: {password}"))
+
+    def _seed_portal_logins(self) -> None:
+        if not settings.DEBUG:
+            return
+        from portal.models import PortalMembership
+
+        logins_file = Path(settings.DEMO_STATE_DIR) / "demo-portal-logins.json"
+        known: dict[str, str] = json.loads(logins_file.read_text()) if logins_file.is_file() else {}
+        User = get_user_model()
+        lines = []
+        for spec in DEMO_CUSTOMERS:
+            customer = Customer.objects.get(org_number=spec.org_number)
+            for local, role in (("it", PortalMembership.Role.ADMIN), ("regnskap", PortalMembership.Role.ACCOUNTANT)):
+                email = f"{local}@{spec.domain}"
+                user = User.objects.filter(username=email).first()
+                if user is None:
+                    known[email] = secrets.token_urlsafe(9)
+                    user = User.objects.create_user(username=email, email=email, password=known[email])
+                    PortalMembership.objects.create(user=user, customer=customer, role=role)
+                password = known.get(email, "")
+                if not password or not user.check_password(password):
+                    password = "(changed; reset it with “Forgot your password?”)"
+                lines.append(f"  {customer.name:<28} {role.label:<14} {email:<34} {password}")
+        logins_file.parent.mkdir(parents=True, exist_ok=True)
+        logins_file.write_text(json.dumps(known, indent=2) + "\n")
+        logins_file.chmod(0o600)
+        self.stdout.write(self.style.SUCCESS("Portal: http://127.0.0.1:8000/portal/  (user name, password)"))
+        self.stdout.write("\n".join(lines))

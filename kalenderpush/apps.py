@@ -1,0 +1,7 @@
+"""The admin app, configured with Kalender Push's own admin site (two-factor for staff, dashboard)."""
+
+from django.contrib.admin.apps import AdminConfig
+
+
+class KalenderPushAdminConfig(AdminConfig):
+    default_site = "kalenderpush.admin_site.KalenderPushAdminSite"

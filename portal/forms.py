@@ -1,0 +1,147 @@
+"""Portal forms: login, calendar settings, a user's overrides, the subject preview, the notice calculator."""
+
+import datetime as dt
+from typing import Any
+
+from django import forms
+from django.contrib.auth.forms import AuthenticationForm
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from customers.models import WEEKDAYS, CustomerSettings, ServiceUser
+from portal.models import PortalMembership
+from sync.models import AbsenceProfile
+
+
+class PortalLoginForm(AuthenticationForm):
+    username = forms.CharField(
+        label=_("E-mail"), widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "username"})
+    )
+
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "invalid_login": _("Wrong e-mail or password. Note that the password is case-sensitive."),
+        "no_portal": _("This login has no access to the customer portal. Nettsoft staff sign in at /admin/."),
+    }
+
+    def confirm_login_allowed(self, user: Any) -> None:
+        super().confirm_login_allowed(user)
+        if not PortalMembership.objects.filter(user=user).exists():
+            raise forms.ValidationError(self.error_messages["no_portal"], code="no_portal")
+
+
+class _TimeInput(forms.TimeInput):
+    input_type = "time"
+
+    def __init__(self) -> None:
+        super().__init__(format="%H:%M")
+
+
+OFFICE_FIELDS = [f"{day}_{which}" for day, _label in WEEKDAYS for which in ("start", "end")]
+
+
+class SettingsForm(forms.ModelForm):
+    class Meta:
+        model = CustomerSettings
+        fields = [
+            *OFFICE_FIELDS,
+            "office_hours_only",
+            "public_holidays",
+            "default_profile",
+            "out_of_office_profile",
+            "divert_by_default",
+            "include_tentative",
+        ]
+        widgets = {name: _TimeInput() for name in OFFICE_FIELDS}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in ("default_profile", "out_of_office_profile"):
+            self.fields[name].queryset = AbsenceProfile.objects.order_by("position", "full_name")  # type: ignore[attr-defined]
+            self.fields[name].empty_label = None  # type: ignore[attr-defined]
+
+    def weekday_rows(self) -> list[tuple[Any, forms.BoundField, forms.BoundField]]:
+        return [(label, self[f"{day}_start"], self[f"{day}_end"]) for day, label in WEEKDAYS]
+
+
+class OverridesForm(forms.ModelForm):
+    divert_by_default = forms.NullBooleanField(
+        label=_("Divert to voicemail by default"),
+        required=False,
+        widget=forms.Select(
+            choices=[("unknown", _("The company's setting")), ("true", _("Yes")), ("false", _("No"))]
+        ),
+    )
+
+    class Meta:
+        model = ServiceUser
+        fields = ["default_profile", "divert_by_default"]
+
+    def __init__(self, *args: Any, company_profile: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["default_profile"]
+        field.queryset = AbsenceProfile.objects.order_by("position", "full_name")  # type: ignore[attr-defined]
+        field.empty_label = _("The company's setting (%(profile)s)") % {"profile": company_profile}  # type: ignore[attr-defined]
+
+
+class _DateTimeInput(forms.DateTimeInput):
+    input_type = "datetime-local"
+
+    def __init__(self) -> None:
+        super().__init__(format="%Y-%m-%dT%H:%M")
+
+
+SHOW_AS_CHOICES = [
+    ("busy", _("Busy")),
+    ("oof", _("Out of office")),
+    ("tentative", _("Tentative")),
+    ("workingElsewhere", _("Working elsewhere")),
+    ("free", _("Free")),
+]
+
+
+class TrySubjectForm(forms.Form):
+    subject = forms.CharField(
+        label=_("Subject"), max_length=300, help_text=_("For example “Kundemøte &For” or “Sommerferie &+Ferie”.")
+    )
+    start = forms.DateTimeField(label=_("Start"), widget=_DateTimeInput(), input_formats=["%Y-%m-%dT%H:%M"])
+    end = forms.DateTimeField(label=_("End"), widget=_DateTimeInput(), input_formats=["%Y-%m-%dT%H:%M"])
+    show_as = forms.ChoiceField(label=_("Show as"), choices=SHOW_AS_CHOICES, initial="busy")
+    all_day = forms.BooleanField(label=_("All-day appointment"), required=False)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        start, end = data.get("start"), data.get("end")
+        if start and end:
+            if end <= start:
+                self.add_error("end", _("The end must be after the start."))
+            elif end - start > dt.timedelta(days=31):
+                self.add_error("end", _("Try an appointment of at most 31 days."))
+        return data
+
+    @classmethod
+    def example(cls, *, now: dt.datetime) -> dict[str, str]:
+        """Next weekday 10:00–11:30 local time, with a code, as the form's first values."""
+        day = timezone.localtime(now).date() + dt.timedelta(days=1)
+        while day.weekday() >= 5:
+            day += dt.timedelta(days=1)
+        return {
+            "subject": "Kundemøte hos Telenor &For",
+            "start": f"{day:%Y-%m-%d}T10:00",
+            "end": f"{day:%Y-%m-%d}T11:30",
+            "show_as": "busy",
+        }
+
+
+class NoticeDateForm(forms.Form):
+    notice = forms.DateField(
+        label=_("Notice given on"), widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+    )
+
+
+class TerminationForm(forms.Form):
+    confirm = forms.BooleanField(
+        label=_("I confirm that we terminate Kalender Push, and that I may do so on behalf of the company."),
+        required=True,
+        error_messages={"required": _("Tick the box to confirm the termination.")},
+    )

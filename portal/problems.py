@@ -1,0 +1,99 @@
+"""Sync errors in plain words for a customer's IT admin: what is wrong and what to do about it.
+
+The pipeline records errors in English for staff; here each is sorted into a kind the customer can act
+on, in the portal's language, with the original text kept as a detail.
+"""
+
+from dataclasses import dataclass
+
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop as N_
+
+
+@dataclass(frozen=True)
+class Problem:
+    title: str
+    advice: str
+    detail: str = ""
+    count: int = 0
+    link: str = ""
+
+
+_KINDS: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    (
+        ("manual absence in mbn overlaps",),
+        N_(
+            "An absence registered by hand in MBN overlaps an appointment"
+        ),
+        N_(
+            "Remove the manual absence in the switchboard or the MBN app, or move the appointment; "
+            "the next sync fills the gap by itself."
+        ),
+    ),
+    (
+        ("no mailbox", "has no mailbox", "check the address"),
+        N_(
+            "A calendar could not be read"
+        ),
+        N_(
+            "The user has no mailbox under this address in your calendar system. Check the e-mail address, "
+            "or remove the user from the activation group."
+        ),
+    ),
+    (
+        ("mbn refused", "mbn api user", "mbn credentials", "mbn's token", "mbn (")
+        + ("mbn did not answer", "mbn sent"),
+        N_(
+            "Telenor MBN is not answering as expected"
+        ),
+        N_(
+            "We retry automatically. If this lasts more than an hour, check that the Telenor API subscription "
+            "“Tilknytning Nettsoft Calendar Push” is still active, or contact Nettsoft."
+        ),
+    ),
+    (
+        ("permission", "consent", "impersonat", "forbidden", "403", "not allowed"),
+        N_(
+            "Kalender Push lacks a permission in your calendar system"
+        ),
+        N_(
+            "Grant the permissions listed in the setup guide (for Microsoft 365: Calendars.Read and "
+            "GroupMember.Read.All with admin consent; for Exchange: the impersonation role; for Google: "
+            "domain-wide delegation), then wait a few minutes."
+        ),
+    ),
+    (
+        ("secret", "password", "credential", "login", "sign in", "token", "tenant", "unauthor", "401", "aadsts"),
+        N_(
+            "Kalender Push cannot sign in to your calendar system"
+        ),
+        N_(
+            "The app secret or service account password may have expired or been changed. Send Nettsoft the "
+            "new secret, or renew it in your calendar system."
+        ),
+    ),
+    (
+        ("timeout", "timed out", "could not be reached", "unavailable", "503", "502", "500", "throttl", "429"),
+        N_(
+            "Your calendar system answered slowly or not at all"
+        ),
+        N_(
+            "We retry automatically; nothing is lost. Contact Nettsoft if this lasts more than an hour."
+        ),
+    ),
+)
+
+
+def explain(error: str, *, count: int = 0, link: str = "") -> Problem:
+    """The plain-words problem behind a recorded error message."""
+    folded = error.casefold()
+    for needles, title, advice in _KINDS:
+        if any(needle in folded for needle in needles):
+            return Problem(_(title), _(advice), error, count, link)
+    return Problem(
+        _("The last sync failed"),
+        _("We retry automatically. Contact Nettsoft if this lasts more than an hour."),
+        error,
+        count,
+        link,
+    )

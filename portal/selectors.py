@@ -1,0 +1,219 @@
+"""Reads for the portal pages, always through one customer: nothing here can reach another's data."""
+
+import datetime as dt
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from django.db.models import Count, Q, QuerySet
+from django.urls import reverse
+
+from billing.core.invoicing import Invoice as InvoiceEstimate
+from billing.estimates import estimate_quarter_invoice
+from billing.models import CreditNote, Invoice
+from billing.quarters import Quarter
+from customers.models import Customer, CustomerSettings, ServiceUser, Subscription
+from portal.problems import Problem, explain
+from sync.models import CalendarSource, PushedAbsence
+
+
+@dataclass(frozen=True)
+class UserCounts:
+    active: int
+    matched: int
+    unmatched: int
+    failing: int
+    inactive: int
+
+
+@dataclass(frozen=True)
+class Overview:
+    subscription: Subscription | None
+    sources: list[CalendarSource]
+    has_mbn: bool
+    counts: UserCounts
+    last_success: dt.datetime | None
+    problems: list[Problem]
+    estimate: tuple[Quarter, InvoiceEstimate] | None
+
+
+def current_subscription(customer: Customer) -> Subscription | None:
+    """The subscription that has not ended, else the latest one."""
+    subscriptions = list(customer.subscriptions.select_related("price_list").order_by("-signed_on", "-id"))
+    open_ones = [s for s in subscriptions if s.status != Subscription.Status.ENDED]
+    return (open_ones or subscriptions or [None])[0]
+
+
+def user_counts(customer: Customer) -> UserCounts:
+    row = ServiceUser.objects.filter(customer=customer).aggregate(
+        n_active=Count("id", filter=Q(active=True)),
+        n_matched=Count("id", filter=Q(active=True) & ~Q(msisdn="")),
+        n_unmatched=Count("id", filter=Q(active=True, msisdn="")),
+        n_failing=Count("id", filter=Q(active=True, calendar__isnull=False) & ~Q(calendar__last_error="")),
+        n_inactive=Count("id", filter=Q(active=False)),
+    )
+    return UserCounts(**{key.removeprefix("n_"): value for key, value in row.items()})
+
+
+def problems_of(customer: Customer, counts: UserCounts, sources: list[CalendarSource], has_mbn: bool) -> list[Problem]:
+    from django.utils.translation import gettext as _
+
+    users_url = reverse("portal:users")
+    problems = [explain(source.last_error) for source in sources if source.active and source.last_error]
+    if counts.failing:
+        sample = (
+            ServiceUser.objects.filter(customer=customer, active=True, calendar__isnull=False)
+            .exclude(calendar__last_error="")
+            .values_list("calendar__last_error", flat=True)
+            .first()
+        )
+        problem = explain(sample or "", count=counts.failing, link=f"{users_url}?vis=feil")
+        problems.append(problem)
+    if counts.unmatched:
+        problems.append(
+            Problem(
+                _("Users without a mobile number in MBN"),
+                _(
+                    "These users are in the activation group but have no matching subscriber in Telenor MBN, so "
+                    "their calls cannot be diverted. Check their mobile numbers, or ask Nettsoft to match them."
+                ),
+                count=counts.unmatched,
+                link=f"{users_url}?vis=umatchet",
+            )
+        )
+    if not sources:
+        problems.append(
+            Problem(
+                _("No calendar system is connected yet"),
+                _("Nettsoft sets up the connection with you before go-live."),
+            )
+        )
+    if not has_mbn:
+        problems.append(
+            Problem(
+                _("Telenor MBN is not connected yet"),
+                _(
+                    "Order the API subscription “Tilknytning Nettsoft Calendar Push” from Telenor and send "
+                    "Nettsoft the access details."
+                ),
+            )
+        )
+    return problems
+
+
+def overview(customer: Customer, *, today: dt.date) -> Overview:
+    from sync.models import MbnConnection
+
+    subscription = current_subscription(customer)
+    sources = list(CalendarSource.objects.filter(customer=customer))
+    has_mbn = MbnConnection.objects.filter(customer=customer).exists()
+    counts = user_counts(customer)
+    last_success = max((s.last_success_at for s in sources if s.last_success_at), default=None)
+    estimate = None
+    if subscription is not None and subscription.status != Subscription.Status.ENDED:
+        estimate = estimate_quarter_invoice(subscription=subscription, today=today)
+    return Overview(
+        subscription, sources, has_mbn, counts, last_success, problems_of(customer, counts, sources, has_mbn), estimate
+    )
+
+
+USER_FILTERS = ("alle", "umatchet", "feil", "inaktive")
+
+
+def service_users(customer: Customer, *, show: str = "alle", search: str = "") -> QuerySet[ServiceUser]:
+    users = (
+        ServiceUser.objects.filter(customer=customer)
+        .select_related("default_profile", "calendar")
+        .order_by("name", "email")
+    )
+    if show == "umatchet":
+        users = users.filter(active=True, msisdn="")
+    elif show == "feil":
+        users = users.filter(active=True, calendar__isnull=False).exclude(calendar__last_error="")
+    elif show == "inaktive":
+        users = users.filter(active=False)
+    else:
+        users = users.filter(active=True)
+    if search:
+        users = users.filter(Q(name__icontains=search) | Q(email__icontains=search) | Q(msisdn__icontains=search))
+    return users
+
+
+@dataclass(frozen=True)
+class TimelineAbsence:
+    start: dt.datetime
+    end: dt.datetime
+    profile: str
+    diversion: str
+
+
+def upcoming_absences(service_user: ServiceUser, *, now: dt.datetime, days: int = 7) -> list[TimelineAbsence]:
+    """What is on MBN for the user from the start of today (local) for `days` days, profile names resolved."""
+    from sync.models import AbsenceProfile
+
+    zone = ZoneInfo(timezone_of(service_user.customer))
+    start = dt.datetime.combine(now.astimezone(zone).date(), dt.time(), tzinfo=zone)
+    end = start + dt.timedelta(days=days)
+    names = dict(AbsenceProfile.objects.values_list("mbn_reason", "profile"))
+    rows = PushedAbsence.objects.filter(service_user=service_user, end__gt=start, start__lt=end).order_by("start")
+    return [
+        TimelineAbsence(
+            row.start.astimezone(zone), row.end.astimezone(zone), names.get(row.reason, row.reason), row.diversion
+        )
+        for row in rows
+    ]
+
+
+def timezone_of(customer: Customer) -> str:
+    return CustomerSettings.objects.filter(customer=customer).values_list("timezone", flat=True).first() or "Europe/Oslo"
+
+
+def invoices(customer: Customer) -> QuerySet[Invoice]:
+    return Invoice.objects.filter(customer=customer).exclude(number=None).order_by("-issue_date", "-number")
+
+
+def credit_notes(customer: Customer) -> QuerySet[CreditNote]:
+    return CreditNote.objects.filter(invoice__customer=customer).select_related("invoice").order_by("-number")
+
+
+
+@dataclass(frozen=True)
+class SettingsChange:
+    when: dt.datetime
+    who: str
+    changes: list[tuple[str, str, str]]  # (field label, old, new)
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        from django.utils.translation import gettext as _
+
+        return _("yes") if value else _("no")
+    if isinstance(value, dt.time):
+        return f"{value:%H:%M}"
+    return str(value)
+
+
+def settings_changes(customer_settings: CustomerSettings, *, limit: int = 10) -> list[SettingsChange]:
+    """The latest changes to the calendar settings, newest first: when, by whom, which fields."""
+    from sync.models import AbsenceProfile
+
+    records = list(customer_settings.history.select_related("history_user").order_by("-history_date")[: limit + 1])  # type: ignore[attr-defined]
+    profiles = dict(AbsenceProfile.objects.values_list("pk", "profile"))
+    meta = customer_settings._meta
+    result = []
+    for newer, older in zip(records, records[1:], strict=False):
+        delta = newer.diff_against(older)
+        changes = []
+        for change in delta.changes:
+            field = meta.get_field(change.field)
+            old, new = change.old, change.new
+            if field.is_relation:
+                old, new = profiles.get(old, old), profiles.get(new, new)
+            changes.append((str(field.verbose_name), _shown(old), _shown(new)))
+        if changes:
+            user = newer.history_user
+            who = (user.get_full_name() or user.email or user.get_username()) if user else "Nettsoft"
+            result.append(SettingsChange(newer.history_date, who, changes))
+    return result[:limit]

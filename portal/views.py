@@ -1,0 +1,314 @@
+"""The customer portal's pages. Every view gets the customer from the login's membership and reads
+through it, so an id from another customer is simply not found (404)."""
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse, reverse_lazy
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_http_methods
+
+from billing.models import CreditNote, Invoice
+from billing.services import document_for_credit_note, document_for_invoice, termination_for
+from customers.models import Customer, ServiceUser, Subscription
+from customers.services import ensure_customer_settings
+from portal import forms, selectors, services, timeline
+from portal.models import PortalMembership
+from portal.preview import preview_subject
+from sync.models import AbsenceProfile
+
+TIMELINE_DAYS = 7
+USERS_PER_PAGE = 50
+
+View = Callable[..., HttpResponse]
+
+
+def portal_page(*, admin_only: bool = True) -> Callable[[View], View]:
+    """Log-in required; the login's customer is passed to the view; accountants only where allowed."""
+
+    def decorator(view: View) -> View:
+        @login_required
+        @functools.wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            membership = PortalMembership.objects.select_related("customer").filter(user=request.user).first()
+            if membership is None:
+                return forbidden(request, _("This login has no access to the customer portal."))
+            request.portal_membership = membership  # type: ignore[attr-defined]
+            if admin_only and not membership.is_admin:
+                return forbidden(request, _("Your role (accountant) gives access to invoices only."))
+            try:
+                return view(request, membership.customer, *args, **kwargs)
+            except PermissionDenied as refusal:
+                return forbidden(request, str(refusal))
+
+        return wrapped
+
+    return decorator
+
+
+# --- login, password ------------------------------------------------------------------------------
+
+
+class LoginView(auth_views.LoginView):
+    template_name = "portal/login.html"
+    form_class = forms.PortalLoginForm
+    redirect_authenticated_user = False
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    template_name = "portal/password_reset.html"
+    email_template_name = "portal/email/password_reset.txt"
+    subject_template_name = "portal/email/password_reset_subject.txt"
+    success_url = reverse_lazy("portal:password_reset_done")
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    template_name = "portal/password_reset_confirm.html"
+    success_url = reverse_lazy("portal:password_reset_complete")
+
+
+# --- pages ----------------------------------------------------------------------------------------
+
+
+@require_GET
+@portal_page(admin_only=False)
+def overview(request: HttpRequest, customer: Customer) -> HttpResponse:
+    if not request.portal_membership.is_admin:  # type: ignore[attr-defined]
+        return redirect("portal:invoices")
+    data = selectors.overview(customer, today=timezone.localdate())
+    return render(request, "portal/overview.html", {"customer": customer, "overview": data})
+
+
+@require_GET
+@portal_page()
+def users(request: HttpRequest, customer: Customer) -> HttpResponse:
+    show = request.GET.get("vis", "alle")
+    show = show if show in selectors.USER_FILTERS else "alle"
+    search = request.GET.get("q", "").strip()
+    page = Paginator(selectors.service_users(customer, show=show, search=search), USERS_PER_PAGE).get_page(
+        request.GET.get("side")
+    )
+    counts = selectors.user_counts(customer)
+    customer_settings = ensure_customer_settings(customer=customer)
+    return render(
+        request,
+        "portal/users.html",
+        {
+            "customer": customer,
+            "page": page,
+            "show": show,
+            "search": search,
+            "counts": counts,
+            "company_profile": customer_settings.default_profile,
+            "company_divert": customer_settings.divert_by_default,
+        },
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@portal_page()
+def user_detail(request: HttpRequest, customer: Customer, pk: int) -> HttpResponse:
+    service_user = get_object_or_404(ServiceUser.objects.filter(customer=customer), pk=pk)
+    customer_settings = ensure_customer_settings(customer=customer)
+    form = forms.OverridesForm(
+        request.POST or None, instance=service_user, company_profile=str(customer_settings.default_profile)
+    )
+    if request.method == "POST" and form.is_valid():
+        services.save_user_overrides(service_user=form.save(commit=False))
+        messages.success(request, _("Saved. The calendar is synced again within a minute."))
+        return redirect("portal:user", pk=service_user.pk)
+    now = timezone.now()
+    absences = selectors.upcoming_absences(service_user, now=now, days=TIMELINE_DAYS)
+    profiles = list(AbsenceProfile.objects.order_by("position", "full_name").values_list("profile", flat=True))
+    colour_of = timeline.colours(profiles)
+    first_day = timezone.localtime(now).date()
+    return render(
+        request,
+        "portal/user_detail.html",
+        {
+            "customer": customer,
+            "service_user": service_user,
+            "calendar": getattr(service_user, "calendar", None),
+            "form": form,
+            "absences": absences,
+            "legend": [(name, colour_of[name]) for name in profiles if any(a.profile == name for a in absences)],
+            "picture": timeline.render(absences, first_day=first_day, days=TIMELINE_DAYS, colour_of=colour_of),
+            "days": TIMELINE_DAYS,
+        },
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@portal_page()
+def settings_page(request: HttpRequest, customer: Customer) -> HttpResponse:
+    customer_settings = ensure_customer_settings(customer=customer)
+    form = forms.SettingsForm(request.POST or None, instance=customer_settings)
+    if request.method == "POST":
+        if form.is_valid():
+            count = services.save_settings(customer_settings=form.save(commit=False))
+            messages.success(
+                request,
+                _("Saved. %(count)s calendars are synced again with the new settings within a few minutes.")
+                % {"count": count},
+            )
+            return redirect("portal:settings")
+        messages.error(request, _("The settings were not saved. Correct the fields marked below."))
+    return render(
+        request,
+        "portal/settings.html",
+        {"customer": customer, "form": form, "changes": selectors.settings_changes(customer_settings)},
+    )
+
+
+@require_GET
+@portal_page()
+def codes(request: HttpRequest, customer: Customer) -> HttpResponse:
+    customer_settings = ensure_customer_settings(customer=customer)
+    data = request.GET if "subject" in request.GET else forms.TrySubjectForm.example(now=timezone.now())
+    form = forms.TrySubjectForm(data)
+    result = None
+    if form.is_valid():
+        result = preview_subject(customer_settings=customer_settings, **form.cleaned_data)
+    context = {
+        "customer": customer,
+        "form": form,
+        "result": result,
+        "profiles": AbsenceProfile.objects.order_by("position", "full_name"),
+        "settings": customer_settings,
+    }
+    if request.headers.get("X-Requested-With") == "fetch":
+        return render(request, "portal/_preview_result.html", context)
+    return render(request, "portal/codes.html", context)
+
+
+def _subscription_or_404(customer: Customer) -> Subscription:
+    subscription = selectors.current_subscription(customer)
+    if subscription is None:
+        raise PermissionDenied(_("There is no subscription for this customer yet."))
+    return subscription
+
+
+@require_GET
+@portal_page()
+def subscription(request: HttpRequest, customer: Customer) -> HttpResponse:
+    current = _subscription_or_404(customer)
+    today = timezone.localdate()
+    form = forms.NoticeDateForm(request.GET if "notice" in request.GET else {"notice": today.isoformat()})
+    calculation = None
+    if current.status == Subscription.Status.LIVE and form.is_valid():
+        notice = form.cleaned_data["notice"]
+        if notice < today:
+            form.add_error("notice", _("A notice cannot be given in the past."))
+        else:
+            calculation = termination_for(current, notice_received=notice)
+    return render(
+        request,
+        "portal/subscription.html",
+        {
+            "customer": customer,
+            "subscription": current,
+            "form": form,
+            "calculation": calculation,
+            "termination": termination_for(current) if current.notice_received and current.go_live else None,
+            "can_terminate": current.status in (Subscription.Status.LIVE, Subscription.Status.PENDING),
+        },
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@portal_page()
+def terminate(request: HttpRequest, customer: Customer) -> HttpResponse:
+    current = _subscription_or_404(customer)
+    if current.status not in (Subscription.Status.LIVE, Subscription.Status.PENDING):
+        messages.info(request, _("The subscription has already been terminated."))
+        return redirect("portal:subscription")
+    today = timezone.localdate()
+    form = forms.TerminationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            result = services.request_termination(subscription=current, requested_by=request.user, today=today)
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            current.refresh_from_db()
+            return render(
+                request, "portal/terminated.html", {"customer": customer, "subscription": current, "result": result}
+            )
+    calculation = termination_for(current, notice_received=today) if current.go_live else None
+    return render(
+        request,
+        "portal/terminate.html",
+        {"customer": customer, "subscription": current, "form": form, "calculation": calculation, "today": today},
+    )
+
+
+@require_GET
+@portal_page(admin_only=False)
+def invoices(request: HttpRequest, customer: Customer) -> HttpResponse:
+    page = Paginator(selectors.invoices(customer), 25).get_page(request.GET.get("side"))
+    return render(
+        request,
+        "portal/invoices.html",
+        {"customer": customer, "page": page, "credit_notes": selectors.credit_notes(customer)[:25]},
+    )
+
+
+def _download(content: bytes, filename: str, content_type: str) -> HttpResponse:
+    response = HttpResponse(content, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@require_GET
+@portal_page(admin_only=False)
+def invoice_pdf(request: HttpRequest, customer: Customer, pk: int) -> HttpResponse:
+    from billing.pdf import render_document_pdf
+
+    invoice = get_object_or_404(selectors.invoices(customer), pk=pk)
+    return _download(
+        render_document_pdf(document_for_invoice(invoice)), f"faktura-{invoice.number}.pdf", "application/pdf"
+    )
+
+
+@require_GET
+@portal_page(admin_only=False)
+def invoice_ehf(request: HttpRequest, customer: Customer, pk: int) -> HttpResponse:
+    from billing.ehf import build_ehf
+
+    invoice = get_object_or_404(selectors.invoices(customer), pk=pk)
+    return _download(build_ehf(document_for_invoice(invoice)), f"faktura-{invoice.number}.xml", "application/xml")
+
+
+@require_GET
+@portal_page(admin_only=False)
+def credit_note_pdf(request: HttpRequest, customer: Customer, pk: int) -> HttpResponse:
+    from billing.pdf import render_document_pdf
+
+    note = get_object_or_404(selectors.credit_notes(customer), pk=pk)
+    return _download(
+        render_document_pdf(document_for_credit_note(note)), f"kreditnota-{note.number}.pdf", "application/pdf"
+    )
+
+
+@require_GET
+@portal_page(admin_only=False)
+def credit_note_ehf(request: HttpRequest, customer: Customer, pk: int) -> HttpResponse:
+    from billing.ehf import build_ehf
+
+    note = get_object_or_404(selectors.credit_notes(customer), pk=pk)
+    return _download(build_ehf(document_for_credit_note(note)), f"kreditnota-{note.number}.xml", "application/xml")
+
+
+def forbidden(request: HttpRequest, reason: str) -> HttpResponse:
+    """403 page in the portal's look, with the reason (a wrong role, no portal access)."""
+    return render(request, "portal/403.html", {"reason": reason or _("You do not have access to this page.")}, status=403)
+
