@@ -16,13 +16,13 @@ from customers.models import Subscription
 _DAY = dt.timedelta(days=1)
 
 
-def users_by_day_with_forecast(*, customer_id: int, first: dt.date, last: dt.date, today: dt.date) -> dict[dt.date, int]:
+def users_by_day_with_forecast(
+    *, customer_id: int, first: dt.date, last: dt.date, today: dt.date
+) -> dict[dt.date, int]:
     """Active users per day in [first, last]: snapshots up to yesterday, today's count after that."""
     yesterday = today - _DAY
     if first <= yesterday:
-        usage.ensure_snapshots(
-            first=first, last=min(last, yesterday), customer_ids=[customer_id], source="backfill"
-        )
+        usage.ensure_snapshots(first=first, last=min(last, yesterday), customer_ids=[customer_id], source="backfill")
     by_day = usage.users_by_day(customer_id=customer_id, first=first, last=min(last, yesterday))
     if last > yesterday:
         current = usage.active_users_at_end_of(day=today, customer_ids=[customer_id])[customer_id]

@@ -68,9 +68,7 @@ class OverridesForm(forms.ModelForm):
     divert_by_default = forms.NullBooleanField(
         label=_("Divert to voicemail by default"),
         required=False,
-        widget=forms.Select(
-            choices=[("unknown", _("The company's setting")), ("true", _("Yes")), ("false", _("No"))]
-        ),
+        widget=forms.Select(choices=[("unknown", _("The company's setting")), ("true", _("Yes")), ("false", _("No"))]),
     )
 
     class Meta:

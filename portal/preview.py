@@ -35,7 +35,9 @@ def preview_subject(
     catalogue = catalogue_or_default()
     if all_day:
         last = end.date() if end.time() != dt.time() or end.date() == start.date() else end.date() - dt.timedelta(1)
-        event = Event("preview", start.date(), last + dt.timedelta(days=1), all_day=True, subject=subject, show_as=show_as)
+        event = Event(
+            "preview", start.date(), last + dt.timedelta(days=1), all_day=True, subject=subject, show_as=show_as
+        )
     else:
         event = Event("preview", start, end, subject=subject, show_as=show_as)
     window_start = dt.datetime.combine(start.date() - dt.timedelta(days=1), dt.time(), tzinfo=zone)
@@ -50,7 +52,9 @@ def preview_subject(
 def _explain(code: SubjectCode, rules, show_as: str, absences: tuple[Absence, ...]) -> list[str]:  # type: ignore[no-untyped-def]
     lines = []
     if code.profile is not None:
-        lines.append(_("The code in the subject chooses the profile “%(profile)s”.") % {"profile": code.profile.profile})
+        lines.append(
+            _("The code in the subject chooses the profile “%(profile)s”.") % {"profile": code.profile.profile}
+        )
     elif show_as == "oof":
         lines.append(_("No profile code: “Out of office” gives the out-of-office profile."))
     else:

@@ -7,7 +7,7 @@ on, in the portal's language, with the original text kept as a detail.
 from dataclasses import dataclass
 
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_noop as N_
+from django.utils.translation import gettext_noop
 
 
 @dataclass(frozen=True)
@@ -22,41 +22,32 @@ class Problem:
 _KINDS: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (
         ("manual absence in mbn overlaps",),
-        N_(
-            "An absence registered by hand in MBN overlaps an appointment"
-        ),
-        N_(
+        gettext_noop("An absence registered by hand in MBN overlaps an appointment"),
+        gettext_noop(
             "Remove the manual absence in the switchboard or the MBN app, or move the appointment; "
             "the next sync fills the gap by itself."
         ),
     ),
     (
         ("no mailbox", "has no mailbox", "check the address"),
-        N_(
-            "A calendar could not be read"
-        ),
-        N_(
+        gettext_noop("A calendar could not be read"),
+        gettext_noop(
             "The user has no mailbox under this address in your calendar system. Check the e-mail address, "
             "or remove the user from the activation group."
         ),
     ),
     (
-        ("mbn refused", "mbn api user", "mbn credentials", "mbn's token", "mbn (")
-        + ("mbn did not answer", "mbn sent"),
-        N_(
-            "Telenor MBN is not answering as expected"
-        ),
-        N_(
+        ("mbn refused", "mbn api user", "mbn credentials", "mbn's token", "mbn (", "mbn did not answer", "mbn sent"),
+        gettext_noop("Telenor MBN is not answering as expected"),
+        gettext_noop(
             "We retry automatically. If this lasts more than an hour, check that the Telenor API subscription "
             "“Tilknytning Nettsoft Calendar Push” is still active, or contact Nettsoft."
         ),
     ),
     (
         ("permission", "consent", "impersonat", "forbidden", "403", "not allowed"),
-        N_(
-            "Kalender Push lacks a permission in your calendar system"
-        ),
-        N_(
+        gettext_noop("Kalender Push lacks a permission in your calendar system"),
+        gettext_noop(
             "Grant the permissions listed in the setup guide (for Microsoft 365: Calendars.Read and "
             "GroupMember.Read.All with admin consent; for Exchange: the impersonation role; for Google: "
             "domain-wide delegation), then wait a few minutes."
@@ -64,22 +55,16 @@ _KINDS: tuple[tuple[tuple[str, ...], str, str], ...] = (
     ),
     (
         ("secret", "password", "credential", "login", "sign in", "token", "tenant", "unauthor", "401", "aadsts"),
-        N_(
-            "Kalender Push cannot sign in to your calendar system"
-        ),
-        N_(
+        gettext_noop("Kalender Push cannot sign in to your calendar system"),
+        gettext_noop(
             "The app secret or service account password may have expired or been changed. Send Nettsoft the "
             "new secret, or renew it in your calendar system."
         ),
     ),
     (
         ("timeout", "timed out", "could not be reached", "unavailable", "503", "502", "500", "throttl", "429"),
-        N_(
-            "Your calendar system answered slowly or not at all"
-        ),
-        N_(
-            "We retry automatically; nothing is lost. Contact Nettsoft if this lasts more than an hour."
-        ),
+        gettext_noop("Your calendar system answered slowly or not at all"),
+        gettext_noop("We retry automatically; nothing is lost. Contact Nettsoft if this lasts more than an hour."),
     ),
 )
 

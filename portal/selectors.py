@@ -1,6 +1,7 @@
 """Reads for the portal pages, always through one customer: nothing here can reach another's data."""
 
 import datetime as dt
+import itertools
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -40,7 +41,8 @@ def current_subscription(customer: Customer) -> Subscription | None:
     """The subscription that has not ended, else the latest one."""
     subscriptions = list(customer.subscriptions.select_related("price_list").order_by("-signed_on", "-id"))
     open_ones = [s for s in subscriptions if s.status != Subscription.Status.ENDED]
-    return (open_ones or subscriptions or [None])[0]
+    candidates = open_ones or subscriptions
+    return candidates[0] if candidates else None
 
 
 def user_counts(customer: Customer) -> UserCounts:
@@ -164,7 +166,9 @@ def upcoming_absences(service_user: ServiceUser, *, now: dt.datetime, days: int 
 
 
 def timezone_of(customer: Customer) -> str:
-    return CustomerSettings.objects.filter(customer=customer).values_list("timezone", flat=True).first() or "Europe/Oslo"
+    return (
+        CustomerSettings.objects.filter(customer=customer).values_list("timezone", flat=True).first() or "Europe/Oslo"
+    )
 
 
 def invoices(customer: Customer) -> QuerySet[Invoice]:
@@ -173,7 +177,6 @@ def invoices(customer: Customer) -> QuerySet[Invoice]:
 
 def credit_notes(customer: Customer) -> QuerySet[CreditNote]:
     return CreditNote.objects.filter(invoice__customer=customer).select_related("invoice").order_by("-number")
-
 
 
 @dataclass(frozen=True)
@@ -203,7 +206,7 @@ def settings_changes(customer_settings: CustomerSettings, *, limit: int = 10) ->
     profiles = dict(AbsenceProfile.objects.values_list("pk", "profile"))
     meta = customer_settings._meta
     result = []
-    for newer, older in zip(records, records[1:], strict=False):
+    for newer, older in itertools.pairwise(records):
         delta = newer.diff_against(older)
         changes = []
         for change in delta.changes:
@@ -211,7 +214,7 @@ def settings_changes(customer_settings: CustomerSettings, *, limit: int = 10) ->
             old, new = change.old, change.new
             if field.is_relation:
                 old, new = profiles.get(old, old), profiles.get(new, new)
-            changes.append((str(field.verbose_name), _shown(old), _shown(new)))
+            changes.append((str(getattr(field, "verbose_name", change.field)), _shown(old), _shown(new)))
         if changes:
             user = newer.history_user
             who = (user.get_full_name() or user.email or user.get_username()) if user else "Nettsoft"

@@ -30,7 +30,10 @@ def set_password_link(*, user: Any) -> str:
     """An absolute one-time link where the user chooses a password (Django's password-reset token)."""
     path = reverse(
         "portal:password_reset_confirm",
-        kwargs={"uidb64": urlsafe_base64_encode(force_bytes(user.pk)), "token": default_token_generator.make_token(user)},
+        kwargs={
+            "uidb64": urlsafe_base64_encode(force_bytes(user.pk)),
+            "token": default_token_generator.make_token(user),
+        },
     )
     return settings.PUBLIC_BASE_URL.rstrip("/") + path
 
@@ -82,7 +85,11 @@ def save_settings(*, customer_settings: CustomerSettings) -> int:
     with transaction.atomic():
         customer_settings.full_clean()
         customer_settings.save()
-        ids = list(CalendarUser.objects.filter(service_user__customer_id=customer_settings.customer_id).values_list("pk", flat=True))
+        ids = list(
+            CalendarUser.objects.filter(service_user__customer_id=customer_settings.customer_id).values_list(
+                "pk", flat=True
+            )
+        )
         queue_syncs(calendar_user_ids=ids)
     return len(ids)
 
@@ -92,7 +99,9 @@ def save_user_overrides(*, service_user: ServiceUser) -> None:
     with transaction.atomic():
         service_user.full_clean()
         service_user.save(update_fields=["default_profile", "divert_by_default"])
-        queue_syncs(calendar_user_ids=CalendarUser.objects.filter(service_user=service_user).values_list("pk", flat=True))
+        queue_syncs(
+            calendar_user_ids=CalendarUser.objects.filter(service_user=service_user).values_list("pk", flat=True)
+        )
 
 
 def request_termination(*, subscription: Subscription, requested_by: Any, today: dt.date) -> Termination | None:

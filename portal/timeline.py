@@ -20,7 +20,9 @@ def colours(profiles: Sequence[str]) -> dict[str, str]:
     return {name: PALETTE[index % len(PALETTE)] for index, name in enumerate(profiles)}
 
 
-def render(absences: Sequence[TimelineAbsence], *, first_day: dt.date, days: int, colour_of: dict[str, str]) -> SafeString:
+def render(
+    absences: Sequence[TimelineAbsence], *, first_day: dt.date, days: int, colour_of: dict[str, str]
+) -> SafeString:
     """Seven rows (one per day), 00–24 across; each absence a bar with its profile's colour."""
     height = _TOP + days * _ROW + 6
     grid = format_html_join(
@@ -51,18 +53,19 @@ def render(absences: Sequence[TimelineAbsence], *, first_day: dt.date, days: int
         )
         for absence in absences:
             start = max(absence.start, dt.datetime.combine(day, dt.time(), tzinfo=absence.start.tzinfo))
-            end = min(absence.end, dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=absence.end.tzinfo))
+            end = min(
+                absence.end, dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=absence.end.tzinfo)
+            )
             if end <= start:
                 continue
             x0 = _LEFT + (start.hour + start.minute / 60) * _HOUR
             x1 = _LEFT + ((end - dt.datetime.combine(day, dt.time(), tzinfo=end.tzinfo)).total_seconds() / 3600) * _HOUR
             rows.append(
                 format_html(
-                    '<rect x="{:.1f}" y="{}" width="{:.1f}" height="{}" rx="3" fill="{}">'
-                    "<title>{} {}–{}, {}</title></rect>",
-                    x0,
+                    '<rect x="{}" y="{}" width="{}" height="{}" rx="3" fill="{}"><title>{} {}–{}, {}</title></rect>',
+                    f"{x0:.1f}",
                     y + 4,
-                    max(x1 - x0, 2),
+                    f"{max(x1 - x0, 2):.1f}",
                     _ROW - 8,
                     colour_of.get(absence.profile, PALETTE[-1]),
                     absence.profile,

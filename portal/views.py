@@ -12,12 +12,11 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse, reverse_lazy
+from django.urls import reverse_lazy
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
-from billing.models import CreditNote, Invoice
 from billing.services import document_for_credit_note, document_for_invoice, termination_for
 from customers.models import Customer, ServiceUser, Subscription
 from customers.services import ensure_customer_settings
@@ -39,7 +38,7 @@ def portal_page(*, admin_only: bool = True) -> Callable[[View], View]:
         @login_required
         @functools.wraps(view)
         def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            membership = PortalMembership.objects.select_related("customer").filter(user=request.user).first()
+            membership = PortalMembership.objects.select_related("customer").filter(user_id=request.user.pk or 0).first()
             if membership is None:
                 return forbidden(request, _("This login has no access to the customer portal."))
             request.portal_membership = membership  # type: ignore[attr-defined]
@@ -120,7 +119,9 @@ def user_detail(request: HttpRequest, customer: Customer, pk: int) -> HttpRespon
     service_user = get_object_or_404(ServiceUser.objects.filter(customer=customer), pk=pk)
     customer_settings = ensure_customer_settings(customer=customer)
     form = forms.OverridesForm(
-        request.POST or None, instance=service_user, company_profile=str(customer_settings.default_profile)
+        request.POST if request.method == "POST" else None,
+        instance=service_user,
+        company_profile=str(customer_settings.default_profile),
     )
     if request.method == "POST" and form.is_valid():
         services.save_user_overrides(service_user=form.save(commit=False))
@@ -151,7 +152,7 @@ def user_detail(request: HttpRequest, customer: Customer, pk: int) -> HttpRespon
 @portal_page()
 def settings_page(request: HttpRequest, customer: Customer) -> HttpResponse:
     customer_settings = ensure_customer_settings(customer=customer)
-    form = forms.SettingsForm(request.POST or None, instance=customer_settings)
+    form = forms.SettingsForm(request.POST if request.method == "POST" else None, instance=customer_settings)
     if request.method == "POST":
         if form.is_valid():
             count = services.save_settings(customer_settings=form.save(commit=False))
@@ -232,7 +233,7 @@ def terminate(request: HttpRequest, customer: Customer) -> HttpResponse:
         messages.info(request, _("The subscription has already been terminated."))
         return redirect("portal:subscription")
     today = timezone.localdate()
-    form = forms.TerminationForm(request.POST or None)
+    form = forms.TerminationForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
             result = services.request_termination(subscription=current, requested_by=request.user, today=today)
@@ -310,5 +311,6 @@ def credit_note_ehf(request: HttpRequest, customer: Customer, pk: int) -> HttpRe
 
 def forbidden(request: HttpRequest, reason: str) -> HttpResponse:
     """403 page in the portal's look, with the reason (a wrong role, no portal access)."""
-    return render(request, "portal/403.html", {"reason": reason or _("You do not have access to this page.")}, status=403)
-
+    return render(
+        request, "portal/403.html", {"reason": reason or _("You do not have access to this page.")}, status=403
+    )

@@ -48,14 +48,34 @@ def test_running_it_twice_creates_nothing_new():
 def test_the_printed_admin_password_logs_in(client):
     output = _seed()
     password = re.search(r"user: admin\s+password: (\S+)", output).group(1)
-    assert client.login(username="admin", password=password)
+    response = client.post("/admin/login/", {"username": "admin", "password": password, "next": "/admin/"})
+    assert response.status_code == 302, "the admin login form accepts the printed password"
     assert client.get("/admin/customers/customer/").status_code == 200
     assert f"password: {password}" in _seed(), "a second run prints the same login"
+
+
+def test_every_demo_customer_gets_a_portal_admin_and_accountant_whose_printed_logins_work(client):
+    output = _seed()
+    logins = re.findall(r"(Administrator|Accountant)\s+(\S+@\S+)\s+(\S+)", output)
+    assert len(logins) == 6
+    for role, email, password in logins:
+        client.logout()
+        response = client.post("/portal/logg-inn/", {"username": email, "password": password})
+        assert response.status_code == 302, f"{email} logs in"
+        landing = client.get("/portal/")
+        if role == "Administrator":
+            assert landing.status_code == 200
+        else:
+            assert landing.status_code == 302
+            assert landing["Location"] == "/portal/fakturaer/", "an accountant sees invoices only"
+    again = re.findall(r"(Administrator|Accountant)\s+(\S+@\S+)\s+(\S+)", _seed())
+    assert again == logins, "a second run prints the same logins"
 
 
 def test_no_admin_is_created_when_debug_is_off(settings):
     settings.DEBUG = False
     output = _seed()
     assert not get_user_model().objects.filter(username="admin").exists()
+    assert not get_user_model().objects.filter(username__startswith="it@").exists()
     assert "DEBUG is off" in output
     assert "password" not in output

@@ -46,7 +46,8 @@ SHOW = (
     "'engine': s.DATABASES['default']['ENGINE'], 'eager': s.CELERY_TASK_ALWAYS_EAGER,"
     "'q2_orm': s.Q_CLUSTER.get('orm'), 'debug': s.DEBUG, 'tz': s.TIME_ZONE, 'lang': s.LANGUAGE_CODE,"
     "'languages': [code for code, _ in s.LANGUAGES], 'hsts': s.SECURE_HSTS_SECONDS,"
-    "'secure_cookie': s.SESSION_COOKIE_SECURE, 'broker': s.CELERY_BROKER_URL}))"
+    "'secure_cookie': s.SESSION_COOKIE_SECURE, 'broker': s.CELERY_BROKER_URL,"
+    "'staff_2fa': s.OTP_REQUIRED_FOR_STAFF, 'csrf_secure': getattr(s, 'CSRF_COOKIE_SECURE', False)}))"
 )
 
 
@@ -65,6 +66,8 @@ def test_with_no_environment_the_embedded_default_is_sqlite_q2_orm_and_eager_cel
         "hsts": 0,
         "secure_cookie": False,
         "broker": "memory://",
+        "staff_2fa": False,
+        "csrf_secure": False,
     }
 
 
@@ -77,6 +80,8 @@ def test_production_environment_selects_postgresql_and_a_real_broker():
     assert shown["broker"] == "redis://redis.internal:6379/0"
     assert shown["hsts"] >= 31536000
     assert shown["secure_cookie"] is True
+    assert shown["csrf_secure"] is True
+    assert shown["staff_2fa"] is True, "production refuses staff without a second factor"
 
 
 def test_env_example_documents_every_variable_the_settings_read():
