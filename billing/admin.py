@@ -33,6 +33,7 @@ from billing.models import (
     UsageSnapshot,
 )
 from billing.quarters import Quarter
+from customers.admin import AuditedAdmin
 from kalenderpush.formatting import format_nok
 
 
@@ -178,7 +179,7 @@ class CreditReasonForm(forms.Form):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class InvoiceAdmin(ReadOnlyMixin, AuditedAdmin):
     list_display = [
         "number_display",
         "customer",
@@ -224,6 +225,11 @@ class InvoiceAdmin(ReadOnlyMixin, admin.ModelAdmin):
     ]
     fields = tuple(readonly_fields)
     actions = ["issue_selected", "mark_paid", "credit_selected", "download_quarter_zip"]
+    history_list_display = ["status", "total"]
+
+    def revert_disabled(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Issued invoices are immutable: the history is there to read (accountants too), never to revert."""
+        return True
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         """Only drafts may be deleted (to bill again); issued documents are permanent."""

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
+from simple_history.models import HistoricalRecords
 
 from customers.models import Customer, Subscription
 
@@ -140,6 +141,8 @@ class Invoice(models.Model):
         verbose_name=_("issued by"),
     )
     paid_on = models.DateField(_("paid on"), null=True, blank=True)
+    # Who issued, marked paid or credited it, and when; InvoiceEvent tells the same story in words.
+    history = HistoricalRecords()
 
     class Meta:
         verbose_name = _("invoice")

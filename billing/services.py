@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, cast
+from typing import cast
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -30,6 +30,7 @@ from billing.models import (
 )
 from billing.quarters import Quarter
 from customers.models import Customer, Subscription, Term
+from customers.services import User, act_as, record_history
 
 logger = logging.getLogger(__name__)
 _DAY = dt.timedelta(days=1)
@@ -49,7 +50,6 @@ MONTHS_NB = [
 ]
 
 Progress = Callable[[int, int], None]
-User = Any  # the acting staff user, or None for the scheduler
 
 
 # --- from a subscription to the core's contract ---------------------------------------------------
@@ -277,6 +277,7 @@ def issue_invoice(*, invoice_id: int, issued_by: User = None, today: dt.date | N
         invoice.issued_by = issued_by  # type: ignore[assignment]
         _snapshot_buyer(invoice, invoice.customer)
         _validate_ehf(document_for_invoice(invoice))
+        act_as(invoice, by=issued_by)
         invoice.save()
         InvoiceEvent.objects.create(
             invoice=invoice,
@@ -327,6 +328,7 @@ def mark_paid(*, invoice_id: int, paid_on: dt.date, by: User = None) -> Invoice:
         invoice = Invoice.objects.get(pk=invoice_id)
         if claimed != 1:
             raise ValidationError(f"{invoice} is not issued and unpaid (status: {invoice.get_status_display()})")
+        record_history(invoice, by=by)
         InvoiceEvent.objects.create(
             invoice=invoice,
             kind=InvoiceEvent.Kind.PAID,
@@ -369,7 +371,9 @@ def credit_invoice(*, invoice_id: int, reason: str, by: User = None, today: dt.d
             for line in invoice.lines.all()
         )
         _validate_ehf(document_for_credit_note(note))
-        Invoice.objects.filter(pk=invoice.pk).update(status=Invoice.Status.CREDITED)
+        invoice.status = Invoice.Status.CREDITED  # the row is locked (select_for_update) since the check above
+        act_as(invoice, by=by)
+        invoice.save(update_fields=["status"])
         InvoiceEvent.objects.create(
             invoice=invoice,
             credit_note=note,
@@ -476,6 +480,7 @@ def register_notice(*, subscription_id: int, notice_received: dt.date, by: User 
         result = termination_for(subscription, notice_received=notice_received) if subscription.go_live else None
         subscription.notice_received = notice_received
         subscription.status = Subscription.Status.NOTICE_GIVEN
+        act_as(subscription, by=by)
         subscription.save(update_fields=["notice_received", "status", "updated_at"])
     return result
 

@@ -6,17 +6,22 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import models
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
+from django.template.defaultfilters import yesno
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
+from simple_history.admin import SimpleHistoryAdmin
+from simple_history.template_utils import HistoricalRecordContextHelper
 
 from billing.core.money import round_half_up
 from customers import services
@@ -50,7 +55,82 @@ class CachedProfileChoicesMixin:
         return field
 
 
+# --- Audit history ---------------------------------------------------------------------------------
+
+
+def _readable(field: models.Field, value: Any) -> Any:
+    """A stored value as staff read it: a choice's label, yes/no, dates and amounts in their language."""
+    if value is None or value == "":
+        return "–"
+    if field.choices:
+        return dict(field.flatchoices).get(value, value)
+    if isinstance(field, models.BooleanField):
+        return yesno(value)
+    if isinstance(value, dt.datetime) and timezone.is_aware(value):
+        value = timezone.localtime(value)
+    return formats.localize(value)
+
+
+class ReadableChanges(HistoricalRecordContextHelper):
+    """The "Changes" column of the history page, in readable values."""
+
+    def prepare_delta_change_value(self, change: Any, value: Any) -> Any:
+        field = self.model._meta.get_field(change.field)
+        if field.many_to_many:
+            return super().prepare_delta_change_value(change, value)
+        return _readable(field, value)
+
+
+class AuditedAdmin(SimpleHistoryAdmin):
+    """The admin's "History" page: every change field by field, and who made it (django-simple-history).
+
+    Whoever may view the record may view its history; only who may change it may revert to an old
+    version, and not where `revert_disabled` says so.
+    """
+
+    def get_historical_record_context_helper(self, request: HttpRequest, historical_record: Any) -> Any:
+        return ReadableChanges(self.model, historical_record)
+
+    def render_history_view(self, request: HttpRequest, template: str, context: dict[str, Any], **kwargs: Any) -> Any:
+        # The columns of history_list_display show the stored value as is ("notice_given", True); the
+        # page is rendered from the records, after the changes have been worked out, so format them here.
+        fields = {field.name: field for field in self.model._meta.get_fields() if field.concrete}
+        columns = [name for name in context.get("history_list_display", []) if name in fields]
+        if columns:
+            for record in context["page_obj"]:
+                for name in columns:
+                    setattr(record, name, _readable(fields[name], getattr(record, name)))
+        return super().render_history_view(request, template, context, **kwargs)
+
+    def history_form_view(
+        self, request: HttpRequest, object_id: str, version_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        # simple_history saves a POSTed old version for anyone who may *view* the history; only allow
+        # what the page offers: a revert by someone with change permission, where reverting is enabled.
+        if request.method == "POST":
+            obj = self.get_object(request, unquote(object_id))  # None once deleted: restoring is a revert too
+            if self.revert_disabled(request, obj) or not self.has_change_history_permission(request, obj):
+                raise PermissionDenied
+        return super().history_form_view(request, object_id, version_id, extra_context)
+
+
 # --- Inlines on the customer page ------------------------------------------------------------------
+
+
+CUSTOMER_SETTINGS_FIELDSETS: list[Any] = [
+    (
+        None,
+        {
+            "fields": [
+                "timezone",
+                ("default_profile", "out_of_office_profile"),
+                ("divert_by_default", "include_tentative"),
+                ("office_hours_only", "public_holidays"),
+            ]
+        },
+    ),
+    (_("Office hours"), {"fields": [(f"{day}_start", f"{day}_end") for day, _label in WEEKDAYS]}),
+]
 
 
 class CustomerSettingsInline(CachedProfileChoicesMixin, admin.StackedInline):
@@ -58,20 +138,18 @@ class CustomerSettingsInline(CachedProfileChoicesMixin, admin.StackedInline):
     can_delete = False
     min_num = 1
     max_num = 1
-    fieldsets = [
-        (
-            None,
-            {
-                "fields": [
-                    "timezone",
-                    ("default_profile", "out_of_office_profile"),
-                    ("divert_by_default", "include_tentative"),
-                    ("office_hours_only", "public_holidays"),
-                ]
-            },
-        ),
-        (_("Office hours"), {"fields": [(f"{day}_start", f"{day}_end") for day, _label in WEEKDAYS]}),
-    ]
+    fieldsets = [*CUSTOMER_SETTINGS_FIELDSETS, (None, {"fields": ["history_link"]})]
+    readonly_fields = ["history_link"]
+
+    @admin.display(description=_("change history"))
+    def history_link(self, obj: CustomerSettings) -> str:
+        if obj.pk is None:
+            return "–"
+        return format_html(
+            '<a href="{}">{}</a>',
+            reverse("admin:customers_customersettings_history", args=[obj.pk]),
+            gettext("Changes to the calendar settings, and who made them"),
+        )
 
 
 class SubscriptionInline(admin.TabularInline):
@@ -137,7 +215,7 @@ class SubscriptionStatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin):
+class CustomerAdmin(AuditedAdmin):
     list_display = [
         "number",
         "name",
@@ -174,6 +252,7 @@ class CustomerAdmin(admin.ModelAdmin):
     ]
     inlines = [CustomerSettingsInline, SubscriptionInline, ContactInline, ServiceUserInline]
     show_full_result_count = False
+    history_list_display = ["name"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Customer]:
         open_subscription = Subscription.objects.filter(customer=OuterRef("pk")).exclude(
@@ -223,6 +302,27 @@ class CustomerAdmin(admin.ModelAdmin):
         services.ensure_customer_settings(customer=form.instance)
 
 
+@admin.register(CustomerSettings)
+class CustomerSettingsAdmin(AuditedAdmin):
+    """Read-only: calendar settings are edited on the customer's page; here is their history."""
+
+    list_display = ["customer", "timezone", "office_hours_only", "public_holidays", "divert_by_default"]
+    list_select_related = ["customer"]
+    list_filter = ["office_hours_only", "public_holidays", "divert_by_default", "include_tentative"]
+    search_fields = ["customer__name", "=customer__customer_number"]
+    fieldsets = [(None, {"fields": ["customer"]}), *CUSTOMER_SETTINGS_FIELDSETS]
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 # --- Subscription ---------------------------------------------------------------------------------
 
 
@@ -243,7 +343,7 @@ class MarkLiveForm(forms.Form):
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(admin.ModelAdmin):
+class SubscriptionAdmin(AuditedAdmin):
     list_display = [
         "customer",
         "term_months",
@@ -269,6 +369,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
         (_("Record"), {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
     actions = ["mark_live", "register_notice"]
+    history_list_display = ["status"]
 
     @admin.display(description=_("binding end"))
     def binding_end_display(self, obj: Subscription) -> str:
@@ -297,7 +398,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
                 done = 0
                 for subscription in pending:
                     try:
-                        services.mark_live(subscription=subscription, go_live=go_live)
+                        services.mark_live(subscription=subscription, go_live=go_live, by=request.user)
                         done += 1
                     except ValidationError as error:
                         self.message_user(request, "; ".join(error.messages), messages.ERROR)

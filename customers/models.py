@@ -65,6 +65,7 @@ class Customer(models.Model):
         _("buyer reference"), max_length=100, blank=True, help_text=_("The customer's reference, printed on invoices.")
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    history = HistoricalRecords()
 
     class Meta:
         verbose_name = _("customer")
@@ -213,6 +214,7 @@ class Subscription(models.Model):
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
+    history = HistoricalRecords()
 
     class Meta:
         verbose_name = _("subscription")
@@ -386,6 +388,7 @@ class CustomerSettings(models.Model):
         _("divert to voicemail by default"), default=True, help_text=_("&+ and &- in a subject override this.")
     )
     include_tentative = models.BooleanField(_("include tentative appointments"), default=False)
+    history = HistoricalRecords()
 
     class Meta:
         verbose_name = _("calendar settings")

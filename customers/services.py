@@ -1,13 +1,38 @@
-"""Business actions on customers and subscriptions; each is one transaction."""
+"""Business actions on customers and subscriptions; each is one transaction and leaves an audit-history row."""
 
 import datetime as dt
+from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Q
 from django.utils.translation import gettext as _
+from simple_history.utils import get_history_manager_for_model
 
 from customers.models import Customer, CustomerSettings, Subscription
+
+User = Any  # the acting staff user; None: the request's user, or nobody for the scheduler
+
+
+def act_as(instance: models.Model, *, by: User) -> None:
+    """Name `by` in the audit-history rows of the instance's next saves.
+
+    Without it the rows name the request's user (simple_history's middleware), which is nobody in a
+    task, a command or the shell.
+    """
+    if by is not None:
+        instance._history_user = by  # type: ignore[attr-defined]  # read by simple_history on post_save
+
+
+def record_history(instance: models.Model, *, by: User = None) -> None:
+    """Write the audit-history row of a change made with a conditional UPDATE.
+
+    A conditional `QuerySet.update()` claims a row safely against a concurrent worker, but it bypasses
+    `save()` and so the history signal. Call this after a successful claim, with the instance as the
+    database now holds it.
+    """
+    act_as(instance, by=by)
+    get_history_manager_for_model(instance).bulk_history_create([instance], update=True)
 
 
 def ensure_customer_settings(*, customer: Customer) -> CustomerSettings:
@@ -17,7 +42,7 @@ def ensure_customer_settings(*, customer: Customer) -> CustomerSettings:
 
 
 @transaction.atomic
-def mark_live(*, subscription: Subscription, go_live: dt.date) -> Subscription:
+def mark_live(*, subscription: Subscription, go_live: dt.date, by: User = None) -> Subscription:
     """Put a pending subscription in production from `go_live`; billing and the term start then."""
     if subscription.status != Subscription.Status.PENDING:
         raise ValidationError(
@@ -37,6 +62,7 @@ def mark_live(*, subscription: Subscription, go_live: dt.date) -> Subscription:
             _("%(subscription)s was changed by someone else; reload and try again.") % {"subscription": subscription}
         )
     subscription.refresh_from_db()
+    record_history(subscription, by=by)
     return subscription
 
 
@@ -50,7 +76,11 @@ def end_subscriptions_past_effective_end(*, today: dt.date) -> int:
     for subscription in candidates.only("pk", "term_months", "notice_received", "status"):
         effective_end = subscription.effective_end
         if effective_end is not None and effective_end < today:
-            ended += Subscription.objects.filter(Q(pk=subscription.pk) & ~Q(status=Subscription.Status.ENDED)).update(
-                status=Subscription.Status.ENDED
-            )
+            with transaction.atomic():
+                claimed = Subscription.objects.filter(
+                    Q(pk=subscription.pk) & ~Q(status=Subscription.Status.ENDED)
+                ).update(status=Subscription.Status.ENDED)
+                if claimed:
+                    record_history(Subscription.objects.get(pk=subscription.pk))
+            ended += claimed
     return ended

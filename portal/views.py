@@ -38,7 +38,9 @@ def portal_page(*, admin_only: bool = True) -> Callable[[View], View]:
         @login_required
         @functools.wraps(view)
         def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            membership = PortalMembership.objects.select_related("customer").filter(user_id=request.user.pk or 0).first()
+            membership = (
+                PortalMembership.objects.select_related("customer").filter(user_id=request.user.pk or 0).first()
+            )
             if membership is None:
                 return forbidden(request, _("This login has no access to the customer portal."))
             request.portal_membership = membership  # type: ignore[attr-defined]

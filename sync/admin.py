@@ -1,4 +1,4 @@
-"""Admin for the absence-profile catalogue."""
+"""Admin for the absence-profile catalogue, calendar sources, MBN connections and the sync records."""
 
 import json
 from typing import Any
@@ -10,6 +10,7 @@ from django.http import HttpRequest
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from customers.admin import AuditedAdmin
 from sync.models import AbsenceProfile, CalendarSource, CalendarUser, MbnConnection, PushedAbsence, SyncRun
 
 
@@ -101,7 +102,7 @@ class CalendarSourceForm(forms.ModelForm):
 
 
 @admin.register(CalendarSource)
-class CalendarSourceAdmin(admin.ModelAdmin):
+class CalendarSourceAdmin(AuditedAdmin):
     form = CalendarSourceForm
     list_display = ["customer", "kind", "activation_group", "active", "last_success_at", "short_error", "has_secret"]
     list_filter = ["kind", "active"]
@@ -110,6 +111,11 @@ class CalendarSourceAdmin(admin.ModelAdmin):
     autocomplete_fields = ["customer"]
     readonly_fields = ["last_success_at", "last_error"]
     actions = ["test_connection"]
+    history_list_display = ["kind", "active"]
+
+    def revert_disabled(self, request: HttpRequest, obj: Any = None) -> bool:
+        """The history holds no secret (by design), so an old version saved back would wipe it."""
+        return True
 
     @admin.display(description=_("secret set"), boolean=True)
     def has_secret(self, obj: CalendarSource) -> bool:

@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils.translation import gettext_lazy as _
+from simple_history.models import HistoricalRecords
 
 _TOKEN = re.compile(r"^[^\W\d_]+( [^\W\d_]+)*$")
 
@@ -95,6 +96,9 @@ class CalendarSource(models.Model):
     last_success_at = models.DateTimeField(_("last successful sync"), null=True, blank=True)
     last_error = models.TextField(_("last error"), blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    # Not the secret, not even encrypted; not the sync bookkeeping either (written on every sync with
+    # QuerySet.update, so a history diff would pin the sync's changes on whoever edits the source next).
+    history = HistoricalRecords(excluded_fields=["secret_encrypted", "last_success_at", "last_error"])
 
     class Meta:
         verbose_name = _("calendar source")

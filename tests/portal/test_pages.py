@@ -42,9 +42,9 @@ def test_overview_shows_users_last_sync_problems_in_plain_words_and_the_invoice_
     _source_with_calendars(ours, error="Microsoft login refused the client secret (AADSTS7000215): renew it.")
     html = _page(ours.admin, "overview")
     assert "3" in html and "Fjordkraft Regnskap AS" in html
-    assert "1 umatchet" in html or "1 unmatched" in html
+    assert "1 ikke koblet" in html, "one active user has no MBN number"
     assert "AADSTS7000215" in html, "the technical detail is kept"
-    assert "logge inn" in html or "cannot sign in" in html, "the error is explained in plain words"
+    assert "Kalender Push får ikke logget inn i kalendersystemet" in html, "the error is explained in plain words"
     assert "kr\u00a0" in html, "the next invoice is estimated, in Norwegian format"
 
 

@@ -1,9 +1,14 @@
-"""Graph webhooks: the validation handshake, and nothing happens without the right clientState."""
+"""Webhooks (Graph change and lifecycle notifications, Google watch channels): the validation handshake,
+a valid notification marks the user and queues one sync, and anything malformed or unauthenticated is
+refused with 4xx and leaves nothing behind: no sync state changed, no q2 task, no Celery task."""
 
 import json
+from dataclasses import dataclass, field
 
 import pytest
+from celery.signals import before_task_publish, task_prerun
 from django.urls import reverse
+from django_q.models import OrmQ
 
 from sync.models import CalendarSource, CalendarUser
 from tests.factories import make_customer
@@ -23,6 +28,82 @@ def calendar_user():
     )
 
 
+@pytest.fixture
+def google_user(calendar_user):
+    """A second user, on a Google watch channel "chan-1" with its own token."""
+    from customers.models import ServiceUser
+
+    customer = calendar_user.source.customer
+    source = CalendarSource.objects.create(
+        customer=customer, kind=CalendarSource.Kind.GOOGLE, admin_subject="admin@firma.no", activation_group="g"
+    )
+    user = ServiceUser.objects.create(customer=customer, email="ola@firma.no", msisdn="+4791234568")
+    return CalendarUser.objects.create(
+        service_user=user,
+        source=source,
+        provider_user_id="ola@firma.no",
+        subscription_id="chan-1|res-9",
+        client_state="g00gle-token",
+    )
+
+
+@pytest.fixture(params=["q2", "celery"])
+def queue(request):
+    """Where syncs go: the q2 cluster (no Celery broker: Celery runs eagerly) or a Celery broker."""
+    from sync.tasks import sync_users
+
+    conf = sync_users.app.conf
+    eager = conf.task_always_eager
+    conf.task_always_eager = request.param == "q2"
+    yield request.param
+    conf.task_always_eager = eager
+
+
+@dataclass
+class Effects:
+    changed_users: dict[int, set[str]] = field(default_factory=dict)  # CalendarUser pk → changed fields
+    q2_tasks: list[str] = field(default_factory=list)
+    celery_tasks: list[str] = field(default_factory=list)
+
+
+def _sync_state() -> dict[int, dict[str, object]]:
+    return {row["id"]: dict(row) for row in CalendarUser.objects.values()}
+
+
+@pytest.fixture
+def effects_of(django_capture_on_commit_callbacks):
+    """Send a request and report what it left behind; callbacks queued "after commit" run, and count."""
+
+    def send(request):  # type: ignore[no-untyped-def]
+        before, queued_before = _sync_state(), set(OrmQ.objects.values_list("pk", flat=True))
+        celery: list[str] = []
+
+        def published(sender=None, **kwargs):  # type: ignore[no-untyped-def]
+            celery.append(str(getattr(sender, "name", sender)))
+
+        before_task_publish.connect(published)  # sent to a broker
+        task_prerun.connect(published)  # or run eagerly, in this process
+        try:
+            with django_capture_on_commit_callbacks(execute=True):
+                response = request()
+        finally:
+            before_task_publish.disconnect(published)
+            task_prerun.disconnect(published)
+        after = _sync_state()
+        effects = Effects(
+            changed_users={
+                pk: {name for name, value in row.items() if before[pk][name] != value}
+                for pk, row in after.items()
+                if row != before.get(pk)
+            },
+            q2_tasks=sorted(task.func() for task in OrmQ.objects.exclude(pk__in=queued_before)),
+            celery_tasks=celery,
+        )
+        return response, effects
+
+    return send
+
+
 def notify(client, payload, url="sync:graph_webhook"):
     return client.post(reverse(url), json.dumps(payload), content_type="application/json")
 
@@ -35,61 +116,93 @@ def test_the_validation_handshake_echoes_the_token_as_plain_text(client):
         assert response.content == b"abc 123"
 
 
-def test_a_valid_notification_marks_the_user_and_queues_a_sync(
-    client, calendar_user, django_capture_on_commit_callbacks
-):
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        response = notify(
-            client,
-            {
-                "value": [
-                    {
-                        "subscriptionId": "sub-1",
-                        "clientState": "s3cret-state",
-                        "changeType": "updated",
-                        "resource": "Users/u1/Events/e1",
-                    }
-                ]
-            },
-        )
+def test_a_valid_change_notification_marks_the_user_and_queues_one_sync(client, calendar_user, queue, effects_of):
+    item = {"subscriptionId": "sub-1", "clientState": "s3cret-state", "changeType": "updated", "resource": "Users/u1"}
+    response, effects = effects_of(lambda: notify(client, {"value": [item]}))
     assert response.status_code == 202
-    assert len(callbacks) == 1  # the sync runs after commit, on a worker, never inline
-    calendar_user.refresh_from_db()
-    assert calendar_user.changed_at is not None
+    assert effects.changed_users == {calendar_user.pk: {"changed_at"}}
+    if queue == "q2":
+        assert (effects.q2_tasks, effects.celery_tasks) == (["sync.tasks.sync_users"], [])
+    else:
+        assert (effects.q2_tasks, effects.celery_tasks) == ([], ["sync.tasks.sync_users"])
+
+
+def test_a_lifecycle_notification_renews_the_subscription_and_syncs_in_full(client, calendar_user, queue, effects_of):
+    item = {"subscriptionId": "sub-1", "clientState": "s3cret-state", "lifecycleEvent": "reauthorizationRequired"}
+    response, effects = effects_of(lambda: notify(client, {"value": [item]}, url="sync:graph_lifecycle"))
+    assert response.status_code == 202
+    assert effects.changed_users == {calendar_user.pk: {"changed_at", "subscription_expires"}}
+    assert "sync.jobs.renew_subscriptions_job" in effects.q2_tasks
+    assert [*effects.q2_tasks, *effects.celery_tasks].count("sync.tasks.sync_users") == 1
+
+
+def test_a_google_notification_with_the_channel_token_queues_one_sync(client, google_user, queue, effects_of):
+    headers = {
+        "HTTP_X_GOOG_CHANNEL_ID": "chan-1",
+        "HTTP_X_GOOG_CHANNEL_TOKEN": "g00gle-token",
+        "HTTP_X_GOOG_RESOURCE_STATE": "exists",
+    }
+    response, effects = effects_of(lambda: client.post(reverse("sync:google_webhook"), **headers))
+    assert response.status_code == 200
+    assert effects.changed_users == {google_user.pk: {"changed_at"}}
+    assert [*effects.q2_tasks, *effects.celery_tasks] == ["sync.tasks.sync_users"]
+
+
+def test_googles_sync_message_only_confirms_the_channel(client, google_user, effects_of):
+    headers = {
+        "HTTP_X_GOOG_CHANNEL_ID": "chan-1",
+        "HTTP_X_GOOG_CHANNEL_TOKEN": "g00gle-token",
+        "HTTP_X_GOOG_RESOURCE_STATE": "sync",
+    }
+    response, effects = effects_of(lambda: client.post(reverse("sync:google_webhook"), **headers))
+    assert response.status_code == 200
+    assert effects == Effects()
+
+
+GRAPH, LIFECYCLE, GOOGLE = "sync:graph_webhook", "sync:graph_lifecycle", "sync:google_webhook"
+GET = object()  # a GET instead of a POST
+VALID = {"subscriptionId": "sub-1", "clientState": "s3cret-state", "lifecycleEvent": "reauthorizationRequired"}
+
+
+def _google(**headers: str) -> dict[str, str]:
+    return {f"HTTP_X_GOOG_{name.upper()}": value for name, value in headers.items()}
 
 
 @pytest.mark.parametrize(
-    "payload",
+    ("url", "body", "headers", "status"),
     [
-        {"value": [{"subscriptionId": "sub-1", "clientState": "wrong"}]},
-        {"value": [{"subscriptionId": "sub-unknown", "clientState": "s3cret-state"}]},
-        {"value": [{"subscriptionId": "sub-1"}]},
+        pytest.param(GRAPH, {"value": [{**VALID, "clientState": "wrong"}]}, {}, 403, id="graph-wrong-client-state"),
+        pytest.param(GRAPH, {"value": [{**VALID, "subscriptionId": "sub-x"}]}, {}, 403, id="graph-unknown-sub"),
+        pytest.param(GRAPH, {"value": [{"subscriptionId": "sub-1"}]}, {}, 403, id="graph-no-client-state"),
+        pytest.param(GRAPH, {"value": [VALID, {**VALID, "clientState": "x"}]}, {}, 403, id="graph-one-forged-of-two"),
+        pytest.param(GRAPH, {"value": ["sub-1"]}, {}, 403, id="graph-item-not-an-object"),
+        pytest.param(GRAPH, "nonsense", {}, 400, id="graph-bad-json"),
+        pytest.param(GRAPH, "", {}, 400, id="graph-empty-body"),
+        pytest.param(GRAPH, {"items": [VALID]}, {}, 400, id="graph-no-value"),
+        pytest.param(GRAPH, {"value": VALID}, {}, 400, id="graph-value-not-a-list"),
+        pytest.param(GRAPH, GET, {}, 405, id="graph-get"),
+        pytest.param(LIFECYCLE, {"value": [{**VALID, "clientState": "wrong"}]}, {}, 403, id="lifecycle-wrong-state"),
+        pytest.param(LIFECYCLE, {"value": [{**VALID, "subscriptionId": "x"}]}, {}, 403, id="lifecycle-unknown-sub"),
+        pytest.param(LIFECYCLE, "nonsense", {}, 400, id="lifecycle-bad-json"),
+        pytest.param(LIFECYCLE, "", {}, 400, id="lifecycle-empty-body"),
+        pytest.param(LIFECYCLE, GET, {}, 405, id="lifecycle-get"),
+        pytest.param(GOOGLE, "", _google(channel_token="g00gle-token"), 400, id="google-no-channel-id"),
+        pytest.param(GOOGLE, "", _google(channel_id="chan-1", channel_token="wrong"), 403, id="google-wrong-token"),
+        pytest.param(GOOGLE, "", _google(channel_id="chan-1", resource_state="exists"), 403, id="google-no-token"),
+        pytest.param(GOOGLE, "", _google(channel_id="chan-9", channel_token="g00gle-token"), 403, id="google-unknown"),
+        pytest.param(GOOGLE, "", _google(channel_id="chan", channel_token="g00gle-token"), 403, id="google-id-prefix"),
+        pytest.param(GOOGLE, GET, _google(channel_id="chan-1", channel_token="g00gle-token"), 405, id="google-get"),
     ],
 )
-def test_a_notification_without_the_right_client_state_is_refused_without_side_effect(
-    client, calendar_user, payload, django_capture_on_commit_callbacks
+def test_a_malformed_or_unauthenticated_request_is_refused_and_leaves_nothing_behind(
+    client, calendar_user, google_user, queue, effects_of, url, body, headers, status
 ):
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        response = notify(client, payload)
-    assert response.status_code == 403
-    assert callbacks == []
-    calendar_user.refresh_from_db()
-    assert calendar_user.changed_at is None
-
-
-def test_garbage_is_a_bad_request(client):
-    assert client.post(reverse("sync:graph_webhook"), "nonsense", content_type="application/json").status_code == 400
-    assert client.get(reverse("sync:graph_webhook")).status_code == 405
-
-
-def test_google_notifications_need_the_channel_token(client, calendar_user, django_capture_on_commit_callbacks):
-    CalendarUser.objects.filter(pk=calendar_user.pk).update(subscription_id="chan-1|res-9")
-    url = reverse("sync:google_webhook")
-    headers = {"HTTP_X_GOOG_CHANNEL_ID": "chan-1", "HTTP_X_GOOG_RESOURCE_STATE": "exists"}
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        assert client.post(url, **headers, HTTP_X_GOOG_CHANNEL_TOKEN="wrong").status_code == 403
-    assert callbacks == []
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        assert client.post(url, **headers, HTTP_X_GOOG_CHANNEL_TOKEN="s3cret-state").status_code == 200
-    assert len(callbacks) == 1
-    assert client.post(url).status_code == 400
+    if body is GET:
+        response, effects = effects_of(lambda: client.get(reverse(url), **headers))
+    else:
+        content = body if isinstance(body, str) else json.dumps(body)
+        response, effects = effects_of(
+            lambda: client.post(reverse(url), content, content_type="application/json", **headers)
+        )
+    assert response.status_code == status
+    assert effects == Effects(), effects
