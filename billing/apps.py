@@ -4,7 +4,7 @@ from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 from django.utils.translation import gettext_lazy as _
 
-STAFF_APPS = ["customers", "billing", "sync", "django_q"]
+STAFF_APPS = ["customers", "billing", "sync", "portal", "django_q", "axes"]
 
 # Group name → permissions (app_label.codename). Accountants see invoices and credit notes, nothing else;
 # Staff get every permission of the product's apps (STAFF_APPS).
@@ -21,7 +21,11 @@ GROUPS: dict[str, list[str]] = {
 
 def ensure_groups(**kwargs: Any) -> None:
     """Create the staff groups with their permissions (idempotent; runs after every migrate)."""
+    from django.apps import apps
     from django.contrib.auth.models import Group, Permission
+
+    if "app_config" in kwargs and kwargs["app_config"] is not list(apps.get_app_configs())[-1]:
+        return  # once per migrate, after the last app, when every app's permissions exist
 
     staff, _created = Group.objects.get_or_create(name="Staff")
     staff.permissions.add(*Permission.objects.filter(content_type__app_label__in=STAFF_APPS))
@@ -39,4 +43,4 @@ class BillingConfig(AppConfig):
     verbose_name = _("Billing")
 
     def ready(self) -> None:
-        post_migrate.connect(ensure_groups, sender=self)
+        post_migrate.connect(ensure_groups, dispatch_uid="billing.ensure_groups")

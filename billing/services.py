@@ -68,7 +68,7 @@ def contract_for(subscription: Subscription) -> Contract:
     )
 
 
-def _users_on(by_day: dict[dt.date, int]) -> Callable[[dt.date], int]:
+def users_on_from(by_day: dict[dt.date, int]) -> Callable[[dt.date], int]:
     def users_on(day: dt.date) -> int:
         try:
             return by_day[day]
@@ -79,7 +79,7 @@ def _users_on(by_day: dict[dt.date, int]) -> Callable[[dt.date], int]:
 
 
 def termination_for(subscription: Subscription, *, notice_received: dt.date | None = None) -> Termination | None:
-    """The termination result of a (possible) notice, from the stored daily snapshots."""
+    """The termination result of a (possible) notice, from the daily snapshots (today's count for later days)."""
     contract = contract_for(subscription)
     if notice_received is not None:
         contract = Contract(
@@ -87,19 +87,13 @@ def termination_for(subscription: Subscription, *, notice_received: dt.date | No
         )
     if contract.notice_received is None:
         return None
+    from billing.estimates import users_by_day_with_forecast
+
     last = max(contract.go_live, contract.notice_received - _DAY)
-    yesterday = timezone.localdate() - _DAY
-    usage.ensure_snapshots(
-        first=contract.go_live, last=min(last, yesterday), customer_ids=[subscription.customer_id], source="backfill"
+    by_day = users_by_day_with_forecast(
+        customer_id=subscription.customer_id, first=contract.go_live, last=last, today=timezone.localdate()
     )
-    by_day = usage.users_by_day(customer_id=subscription.customer_id, first=contract.go_live, last=last)
-    if last > yesterday:  # days not yet lived: today's count stands in for them
-        today_count = usage.active_users_at_end_of(day=yesterday, customer_ids=[subscription.customer_id])
-        day = yesterday + _DAY
-        while day <= last:
-            by_day[day] = today_count[subscription.customer_id]
-            day += _DAY
-    return termination(contract=contract, users_on=_users_on(by_day))
+    return termination(contract=contract, users_on=users_on_from(by_day))
 
 
 # --- the quarterly run ----------------------------------------------------------------------------
@@ -125,7 +119,7 @@ def _bill_subscription(subscription: Subscription, quarter: Quarter, run: Billin
     first, last = max(quarter.start, contract.go_live), min(quarter.end, effective_end or quarter.end)
     by_day = usage.users_by_day(customer_id=subscription.customer_id, first=first, last=last)
     invoice = quarter_invoice(
-        contract=contract, quarter_start=quarter.start, users_on=_users_on(by_day), termination_result=result
+        contract=contract, quarter_start=quarter.start, users_on=users_on_from(by_day), termination_result=result
     )
     if invoice is None:
         return None

@@ -134,3 +134,22 @@ def test_an_address_with_access_for_another_customer_cannot_be_invited(admin_cli
     assert response.status_code == 200
     assert PortalMembership.objects.get(user=portal_admin).customer.name == "Låsetest AS"
     assert len(mail.outbox) == 0
+
+
+def test_a_fresh_database_gives_the_staff_group_sync_portal_and_lockout_permissions():
+    from django.contrib.auth.models import Group
+
+    staff = set(Group.objects.get(name="Staff").permissions.values_list("content_type__app_label", "codename"))
+    assert {
+        ("sync", "change_calendarsource"),
+        ("portal", "add_portalmembership"),
+        ("axes", "delete_accessattempt"),
+    } <= staff
+    accountants = Group.objects.get(name="Accountants").permissions.values_list("codename", flat=True)
+    assert set(accountants) == {
+        "view_invoice",
+        "view_invoiceline",
+        "view_invoiceevent",
+        "view_creditnote",
+        "view_creditnoteline",
+    }
