@@ -5,7 +5,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 urlpatterns = [
-    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("", RedirectView.as_view(url="/portal/", permanent=False)),  # customers; staff use /admin/
     path("admin/", admin.site.urls),
     path("portal/", include("portal.urls")),
     path("i18n/", include("django.conf.urls.i18n")),

@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 py=.venv/bin/python
 
 $py manage.py migrate --noinput -v 0
-$py manage.py seed_demo
+seeded=$($py manage.py seed_demo)
+echo "$seeded"
 
 pids=()
 stop() {
@@ -36,4 +37,6 @@ else
 fi
 $py manage.py runserver --noreload 127.0.0.1:8000 &
 pids+=($!)
+# Repeat the demo logins once the servers are up, below their start-up lines.
+( sleep 4; echo; echo "Kalender Push is running. Demo logins:"; grep -E "Admin:|Portal:|^  " <<<"$seeded" || true; echo ) &
 wait -n "${pids[@]}"
