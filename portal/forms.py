@@ -78,6 +78,7 @@ class OverridesForm(forms.ModelForm):
     def __init__(self, *args: Any, company_profile: str = "", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         field = self.fields["default_profile"]
+        field.help_text = ""
         field.queryset = AbsenceProfile.objects.order_by("position", "full_name")  # type: ignore[attr-defined]
         field.empty_label = _("The company's setting (%(profile)s)") % {"profile": company_profile}  # type: ignore[attr-defined]
 
