@@ -9,6 +9,11 @@ if ! command -v msgfmt >/dev/null; then
     apt-get install -y -q gettext >/dev/null || { apt-get update -q && apt-get install -y -q gettext; }
 fi
 
+if [ ! -x /usr/bin/chromium ]; then
+    echo "Installing chromium (the browser tests in tests/e2e drive Debian's chromium with Playwright)…"
+    apt-get install -y -q chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }
+fi
+
 command -v "$python" >/dev/null || python=python3
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install -q --upgrade pip
