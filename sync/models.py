@@ -172,6 +172,9 @@ class CalendarUser(models.Model):
     subscription_expires = models.DateTimeField(_("subscription expires"), null=True, blank=True)
     client_state = models.CharField(_("client state"), max_length=64, blank=True, editable=False)
     locked_until = models.DateTimeField(_("locked until"), null=True, blank=True)
+    # Set before the first MBN write of a push and cleared with the stored result: while set, MBN may
+    # hold absences we have not recorded (a crash or a throttle mid-push), so the next push reads MBN first.
+    mbn_unsure = models.BooleanField(_("MBN state unsure"), default=False, editable=False)
     changed_at = models.DateTimeField(_("change noticed"), null=True, blank=True)
     last_synced_at = models.DateTimeField(_("last synced"), null=True, blank=True)
     last_error = models.TextField(_("last error"), blank=True)

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import transaction
@@ -252,11 +252,13 @@ def _reconcile_user(user: CalendarUser, events: Sequence[Event], catalogue, star
         reason = "not matched to an MBN subscriber" if not service_user.msisdn else "the customer has no MBN connection"
         run.error = reason
         return _finish(user, run, UserResult(user.pk, len(events), error=reason))
-    result = _push(user, wanted, run)
+    result = _push(user, wanted, stored, run)
     return _finish(user, run, result)
 
 
-def _push(user: CalendarUser, wanted: list[reconcile.Wanted], run: SyncRun) -> UserResult:
+def _push(user: CalendarUser, wanted: list[reconcile.Wanted], stored: list[PushedAbsence], run: SyncRun) -> UserResult:
+    """Apply the difference to MBN. What we stored is MBN's state unless a push was cut short
+    (`mbn_unsure`): then MBN is read first, and our earlier creates are adopted by their references."""
     from sync.mbn import Diversion, MbnAbsence, MbnConflict, MbnNotFound, MbnThrottled, MbnUnavailable
 
     service_user = user.service_user
@@ -265,10 +267,19 @@ def _push(user: CalendarUser, wanted: list[reconcile.Wanted], run: SyncRun) -> U
     msisdn = service_user.msisdn
     requests = 0
     conflicts: list[str] = []
+    unsure = CalendarUser.objects.filter(pk=user.pk).values_list("mbn_unsure", flat=True).first()
     try:
-        current = client.absences(msisdn)
-        requests += 1
+        if unsure:
+            current: list[MbnAbsence] = client.absences(msisdn)
+            requests += 1
+        else:
+            current = [
+                MbnAbsence(row.mbn_id, row.reason, row.start, row.end, cast(Diversion, row.diversion), row.external_ref)
+                for row in stored
+            ]
         todo = reconcile.plan(wanted=wanted, current=current)
+        if todo.calls:
+            CalendarUser.objects.filter(pk=user.pk).update(mbn_unsure=True)
         final: list[MbnAbsence] = list(todo.kept)  # type: ignore[arg-type]
         for item in todo.deletes:
             with contextlib.suppress(MbnNotFound):  # already gone: fine
@@ -283,20 +294,22 @@ def _push(user: CalendarUser, wanted: list[reconcile.Wanted], run: SyncRun) -> U
                 cast(Diversion, item.diversion),
                 item.external_ref,
             )
-            final.append(client.update(msisdn, existing.id, absence))  # type: ignore[attr-defined]
+            try:
+                final.append(client.update(msisdn, existing.id, absence))  # type: ignore[attr-defined]
+            except MbnNotFound:  # removed on MBN meanwhile (by hand): put it back
+                requests += 1
+                final.append(client.create(msisdn, MbnAbsence(None, *_fields(item))))
             requests += 1
         for item in todo.creates:
             try:
-                new = MbnAbsence(
-                    None, item.reason, item.start, item.end, cast(Diversion, item.diversion), item.external_ref
-                )
-                final.append(client.create(msisdn, new))
+                final.append(client.create(msisdn, MbnAbsence(None, *_fields(item))))
             except MbnConflict as conflict:
                 conflicts.append(f"{item.start:%d.%m %H:%M}: {conflict}")
             requests += 1
     except (MbnThrottled, MbnUnavailable) as error:
         raise RetryLater(str(error), getattr(error, "retry_after", None)) from error
     with transaction.atomic():
+        CalendarUser.objects.filter(pk=user.pk).update(mbn_unsure=False)
         PushedAbsence.objects.filter(service_user=service_user).delete()
         PushedAbsence.objects.bulk_create(
             PushedAbsence(
@@ -321,6 +334,11 @@ def _push(user: CalendarUser, wanted: list[reconcile.Wanted], run: SyncRun) -> U
         mbn_requests=requests,
         error=problem,
     )
+
+
+def _fields(item: reconcile.Wanted) -> tuple[str, dt.datetime, dt.datetime, Any, str]:
+    """reason, start, end, diversion, external_ref: an MbnAbsence's fields after its id."""
+    return item.reason, item.start, item.end, item.diversion, item.external_ref
 
 
 class _Paced:

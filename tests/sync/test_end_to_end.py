@@ -291,3 +291,48 @@ def test_google_workspace_calendars_reach_mbn_exactly_as_the_engine_says(sims):
         == expected
     )
     assert_not_stored("Ørnulf")
+
+
+def test_a_first_push_costs_one_mbn_request_per_absence(sims, world):
+    _customer, users, _source = world
+    now = local(7, 6)
+    events = demo.scripted_events(rng=random.Random(3), start=now, days=14, count=20, prefix="a")
+    for event in demo.to_sim_events(events):
+        sims.graph.put_event(demo.graph_user_id(users[0]), event)
+    user = CalendarUser.objects.get(service_user=users[0])
+    before = sims.requests("mbn")
+    (result,) = pipeline.sync_users(calendar_user_ids=[user.pk], now=now)
+    absences = len(engine_state(users[0], events, now))
+    assert absences > 5 and result.created == absences
+    token_requests = 1  # the first call of the process logs in to MBN
+    assert sims.requests("mbn") - before - token_requests == absences, "no read of MBN when we know its state"
+    user.refresh_from_db()
+    assert not user.mbn_unsure
+
+
+def test_a_push_cut_short_reads_mbn_once_and_adopts_what_it_created(sims, world):
+    _customer, users, _source = world
+    now = local(7, 6)
+    events = demo.scripted_events(rng=random.Random(4), start=now, days=14, count=20, prefix="b")
+    for event in demo.to_sim_events(events):
+        sims.graph.put_event(demo.graph_user_id(users[0]), event)
+    user = CalendarUser.objects.get(service_user=users[0])
+    sims.set_faults("mbn", rate=0.3, kinds=["429"], seed=7)
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            pipeline.sync_users(calendar_user_ids=[user.pk], now=now)
+            break
+        except pipeline.RetryLater:
+            user.refresh_from_db()
+            assert user.mbn_unsure, "a push cut short leaves MBN's state marked unsure"
+            assert attempts < 50
+    sims.set_faults("mbn", rate=0)
+    held = sims.mbn.absences("fjord", users[0].msisdn)
+    assert attempts > 1, "the faults cut at least one push short"
+    assert len({a["external_ref"] for a in held}) == len(held), "no absence was created twice"
+    assert mbn_state(sims, users[0]) == engine_state(users[0], events, now)
+    user.refresh_from_db()
+    assert not user.mbn_unsure
+    assert PushedAbsence.objects.filter(service_user=users[0]).count() == len(held)

@@ -1,13 +1,18 @@
 """`bench_sync --users N`: the real pipeline against the simulators — initial sync, no-change cycle, 1 % changes.
 
-Prints one JSON object on stdout (progress on stderr):
-{"users", "concurrency", "providers": {"graph": n}, "initial": {"wall_s", "calendar_requests",
-"mbn_requests"}, "noop": {...}, "incremental": {..., "changed_users"}, "mismatches"}
+Users are spread over the three providers and over customers of `--users-per-customer`, each with its own
+tenant and MBN enterprise (MBN limits each enterprise to 20 requests/s). Prints one JSON object on stdout
+(progress on stderr): {"users", "concurrency", "latency_ms", "providers": {"graph": n}, "customers",
+"initial": CYCLE, "noop": CYCLE, "incremental": {CYCLE, "changed_users"}, "mismatches"} where CYCLE is
+{"wall_s", "users", "requests": {service: n}, "calendar_requests", "calendar_requests_per_user",
+"mbn_requests", "absences_created", "mbn_requests_per_absence_created", "requests_per_second",
+"efficiency"} and efficiency = (requests × latency ÷ concurrency) ÷ wall time.
 `--dump DIR` writes per user `<user>.events.json` (preview_absences input: settings, window, the scripted
 events) and `<user>.mbn.json` (what the MBN simulator holds). The benchmark's rows are deleted afterwards.
 """
 
 import datetime as dt
+import itertools
 import json
 import random
 import sys
@@ -26,7 +31,7 @@ from customers.services import ensure_customer_settings
 from customers.validators import org_numbers_from
 from kalenderpush.progress import ProgressBar
 from sync import demo, pipeline
-from sync.models import CalendarUser
+from sync.models import CalendarUser, PushedAbsence
 from sync.rules import compute_absences
 from sync.services import catalogue_from_database, rule_settings_for
 
@@ -53,12 +58,20 @@ class Command(BaseCommand):
         parser.add_argument("--dump", type=Path, help="directory for per-user events and MBN state")
         parser.add_argument("--seed", type=int, default=2026)
         parser.add_argument("--mbn-rate", type=int, default=20, help="MBN requests per second per enterprise")
+        parser.add_argument(
+            "--users-per-customer",
+            type=int,
+            default=100,
+            help="users per customer; each customer has its own calendar tenant and MBN enterprise",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         from sync.simulators import Simulators
 
         if options["users"] < 1 or options["events_per_user"] < 0 or options["concurrency"] < 1:
             raise CommandError("--users and --concurrency must be at least 1, --events-per-user at least 0")
+        if options["users_per_customer"] < 1:
+            raise CommandError("--users-per-customer must be at least 1")
         with Simulators.start() as sims:
             for service in ("login", "graph", "mbn", "ews", "google"):
                 sims.set_latency(service, options["latency_ms"])
@@ -79,11 +92,16 @@ class Command(BaseCommand):
         rng = random.Random(options["seed"])
         count, concurrency = options["users"], options["concurrency"]
         shares = {kind: count // len(PROVIDERS) + (i < count % len(PROVIDERS)) for i, kind in enumerate(PROVIDERS)}
-        built = [(kind, *self._build(n, kind)) for kind, n in shares.items() if n]
+        per_customer = options["users_per_customer"]
+        built = [
+            (kind, *self._build(min(per_customer, n - first), kind))
+            for kind, n in shares.items()
+            for first in range(0, n, per_customer)
+        ]
         try:
             now = timezone.now()
             calendars: dict[int, list[Any]] = {}
-            batches: list[list[int]] = []
+            per_source: list[list[list[int]]] = []
             for kind, customer, users in built:
                 source = WIRE[kind](
                     sims=sims,
@@ -102,9 +120,12 @@ class Command(BaseCommand):
                     calendars[user.pk] = events
                     demo.put_events(sims, kind, user, events)
                 ids = list(CalendarUser.objects.filter(source=source).order_by("pk").values_list("pk", flat=True))
-                batches += [ids[i : i + BATCH] for i in range(0, len(ids), BATCH)]
-            initial = self._cycle(sims, batches, now, concurrency, "initial sync")
-            noop = self._cycle(sims, batches, now, concurrency, "no-change cycle")
+                per_source.append([ids[i : i + BATCH] for i in range(0, len(ids), BATCH)])
+            # Round-robin over the customers, so batches in flight together hit different MBN enterprises.
+            batches = [batch for group in itertools.zip_longest(*per_source) for batch in group if batch]
+            latency = options["latency_ms"]
+            initial = self._cycle(sims, batches, now, concurrency, latency, "initial sync")
+            noop = self._cycle(sims, batches, now, concurrency, latency, "no-change cycle")
             everyone = [(kind, user) for kind, _customer, users in built for user in users]
             changed = rng.sample(everyone, max(1, count // 100))
             for kind, user in changed:
@@ -118,7 +139,7 @@ class Command(BaseCommand):
                 [pk] for pk in CalendarUser.objects.filter(service_user__in=changed_users).values_list("pk", flat=True)
             ]
             incremental = {
-                **self._cycle(sims, changed_batches, now, concurrency, "1 % changed"),
+                **self._cycle(sims, changed_batches, now, concurrency, latency, "1 % changed"),
                 "changed_users": len(changed),
             }
             mismatches = sum(
@@ -130,7 +151,9 @@ class Command(BaseCommand):
         return {
             "users": count,
             "concurrency": concurrency,
+            "latency_ms": options["latency_ms"],
             "providers": {kind: n for kind, n in shares.items() if n},
+            "customers": len(built),
             "initial": initial,
             "noop": noop,
             "incremental": incremental,
@@ -161,8 +184,13 @@ class Command(BaseCommand):
         )
         return customer, list(ServiceUser.objects.filter(customer=customer).order_by("pk"))
 
-    def _cycle(self, sims, batches: list[list[int]], now: dt.datetime, concurrency: int, label: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    def _cycle(  # type: ignore[no-untyped-def]
+        self, sims, batches: list[list[int]], now: dt.datetime, concurrency: int, latency_ms: int, label: str
+    ) -> dict[str, Any]:
+        """One sync of every batch; efficiency = (requests × latency ÷ concurrency) ÷ wall time."""
         sims.reset_counters()
+        absences_before = PushedAbsence.objects.count()
+        users = sum(len(batch) for batch in batches)
         progress = ProgressBar(label, stream=sys.stderr)
         done = 0
 
@@ -187,10 +215,21 @@ class Command(BaseCommand):
                 done += 1
                 progress(done, len(batches))
         wall = time.perf_counter() - started
+        by_service = {name: sims.requests(name) for name in ("login", "graph", "ews", "google", "mbn")}
+        calendar_requests = sum(n for name, n in by_service.items() if name != "mbn")
+        created = max(PushedAbsence.objects.count() - absences_before, 0)
+        total = calendar_requests + by_service["mbn"]
         return {
             "wall_s": round(wall, 3),
-            "calendar_requests": sum(sims.requests(name) for name in ("login", "graph", "ews", "google")),
-            "mbn_requests": sims.requests("mbn"),
+            "users": users,
+            "requests": by_service,
+            "calendar_requests": calendar_requests,
+            "calendar_requests_per_user": round(calendar_requests / users, 3) if users else 0,
+            "mbn_requests": by_service["mbn"],
+            "absences_created": created,
+            "mbn_requests_per_absence_created": round(by_service["mbn"] / created, 3) if created else None,
+            "requests_per_second": round(total / wall, 1) if wall else 0,
+            "efficiency": round(total * latency_ms / 1000 / concurrency / wall, 3) if wall and latency_ms else None,
         }
 
     def _verify(
