@@ -218,6 +218,9 @@ PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
 SYNC_HORIZON_DAYS = env.int("SYNC_HORIZON_DAYS", default=14)
 # Each process spaces its MBN calls to stay under the enterprise's limit (MBN: 20 requests/s).
 MBN_REQUESTS_PER_SECOND = env.float("MBN_REQUESTS_PER_SECOND", default=18.0)
+# Where processes share that pace: Redis (the broker's, by default) so that all workers together stay
+# under the limit; empty or not Redis: each process paces alone.
+MBN_PACER_URL = env.str("MBN_PACER_URL", default=CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "")
 # CA bundle for TLS to the login endpoint (the simulators' own CA in tests and the demo).
 MICROSOFT_LOGIN_CA_BUNDLE = env.str("MICROSOFT_LOGIN_CA_BUNDLE", default="") or None
 

@@ -55,7 +55,46 @@ class _Pacer:
             time.sleep(slot - now)
 
 
-_mbn_pacer = _Pacer()
+class _RedisPacer:
+    """The same per-key spacing shared by every process through Redis (two Celery workers, q2 and a web
+    process together stay under MBN's 20 requests/s per enterprise). Each call books the next free slot
+    atomically and sleeps until it; if Redis is unreachable, the process falls back to its own pacer."""
+
+    _BOOK = """
+    local now = redis.call('TIME')
+    local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
+    local slot = math.max(t, tonumber(redis.call('GET', KEYS[1]) or '0'))
+    redis.call('SET', KEYS[1], tostring(slot + tonumber(ARGV[1])), 'PX', 60000)
+    return tostring(slot - t)
+    """
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self._redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self._book = self._redis.register_script(self._BOOK)
+        self._fallback = _Pacer()
+
+    def wait(self, key: str, rate: float) -> None:
+        import redis
+
+        try:
+            delay = float(self._book(keys=[f"kalenderpush:mbn-pace:{key}"], args=[1.0 / rate]))
+        except redis.RedisError:
+            logger.warning("MBN pacing through Redis failed; pacing this process alone", exc_info=True)
+            self._fallback.wait(key, rate)
+            return
+        if delay > 0:
+            time.sleep(delay)
+
+
+@functools.lru_cache(maxsize=1)
+def _pacer_for(url: str) -> "_Pacer | _RedisPacer":
+    return _RedisPacer(url) if url.startswith(("redis://", "rediss://")) else _Pacer()
+
+
+def _mbn_pacer() -> "_Pacer | _RedisPacer":
+    return _pacer_for(settings.MBN_PACER_URL)
 
 
 @dataclass(frozen=True)
@@ -351,7 +390,7 @@ class _Paced:
         method = getattr(self._client, name)
 
         def paced(*args, **kwargs):  # type: ignore[no-untyped-def]
-            _mbn_pacer.wait(self._key, settings.MBN_REQUESTS_PER_SECOND)
+            _mbn_pacer().wait(self._key, settings.MBN_REQUESTS_PER_SECOND)
             return method(*args, **kwargs)
 
         return paced

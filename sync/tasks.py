@@ -1,12 +1,18 @@
 """Celery tasks of the calendar-sync fleet (queue `sync`): thin wrappers around `sync.pipeline`."""
 
+import datetime as dt
 import socket
 
 from celery import shared_task
 from django.db import connection
 
 from customers.models import ServiceUser
-from sync import pipeline
+from sync import mbn, pipeline
+from sync.providers import ews, google, graph
+
+# Imported here, once, before a thread-pool worker runs tasks side by side: a first import racing in
+# several threads can see a half-initialised module (requests, exchangelib, googleapiclient).
+PRELOADED = (mbn, ews, google, graph)
 
 MAX_BACKOFF_SECONDS = 300
 
@@ -22,22 +28,29 @@ def worker_health() -> dict[str, object]:
 
 
 @shared_task(bind=True, name="sync.tasks.sync_users", acks_late=True, max_retries=10)
-def sync_users(self, calendar_user_ids: list[int]) -> dict[str, int]:  # type: ignore[no-untyped-def]
-    """Sync a batch of one source's users (≤ 20: one Graph $batch). Idempotent; safe to run twice."""
+def sync_users(self, calendar_user_ids: list[int], at: str | None = None) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """Sync a batch of one source's users (≤ 20: one Graph $batch). Idempotent; safe to run twice.
+
+    `at` (an ISO instant) fixes the sync window's start, for benchmarks that compare with the engine.
+    A throttled or unavailable service retries only the users it held up, after the back-off.
+    """
+    now = dt.datetime.fromisoformat(at) if at else None
     claimed = [pk for pk in calendar_user_ids if pipeline.claim(calendar_user_id=pk)]
     busy = [pk for pk in calendar_user_ids if pk not in claimed]
     try:
-        results = pipeline.sync_users(calendar_user_ids=claimed) if claimed else []
+        results = pipeline.sync_users(calendar_user_ids=claimed, now=now) if claimed else []
     except pipeline.RetryLater as error:
         backoff = error.retry_after or min(2**self.request.retries, MAX_BACKOFF_SECONDS)
-        raise self.retry(countdown=min(max(backoff, 1), MAX_BACKOFF_SECONDS), exc=error) from error
+        raise self.retry(
+            args=[error.user_ids or claimed, at], countdown=min(max(backoff, 1), MAX_BACKOFF_SECONDS), exc=error
+        ) from error
     finally:
         for pk in claimed:
             pipeline.release(calendar_user_id=pk)
     if busy and not sync_users.app.conf.task_always_eager:
         # another worker is syncing them right now: look again once it is done (eager mode has no
         # delay to wait with; there the next sweep catches up)
-        sync_users.apply_async(args=[busy], countdown=2)
+        sync_users.apply_async(args=[busy, at], countdown=2)
     return {
         "users": len(results),
         "mbn_requests": sum(r.mbn_requests for r in results),

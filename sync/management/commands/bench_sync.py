@@ -11,6 +11,7 @@ tenant and MBN enterprise (MBN limits each enterprise to 20 requests/s). Prints 
 events) and `<user>.mbn.json` (what the MBN simulator holds). The benchmark's rows are deleted afterwards.
 """
 
+import contextlib
 import datetime as dt
 import itertools
 import json
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.test.utils import override_settings
 from django.utils import timezone
 
@@ -59,6 +60,13 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=2026)
         parser.add_argument("--mbn-rate", type=int, default=20, help="MBN requests per second per enterprise")
         parser.add_argument(
+            "--celery-workers",
+            type=int,
+            default=0,
+            help="sync on N Celery worker processes (threads, --concurrency in all) through CELERY_BROKER_URL; "
+            "needs a database the workers share (PostgreSQL) and CELERY_RESULT_BACKEND",
+        )
+        parser.add_argument(
             "--users-per-customer",
             type=int,
             default=100,
@@ -72,6 +80,14 @@ class Command(BaseCommand):
             raise CommandError("--users and --concurrency must be at least 1, --events-per-user at least 0")
         if options["users_per_customer"] < 1:
             raise CommandError("--users-per-customer must be at least 1")
+        if options["celery_workers"]:
+            from django.conf import settings as django_settings
+            from django.db import connection
+
+            if django_settings.CELERY_TASK_ALWAYS_EAGER or not django_settings.CELERY_RESULT_BACKEND:
+                raise CommandError("--celery-workers needs CELERY_BROKER_URL and CELERY_RESULT_BACKEND set")
+            if connection.vendor == "sqlite":
+                raise CommandError("--celery-workers needs a database the workers share: set DATABASE_URL (PostgreSQL)")
         with Simulators.start() as sims:
             for service in ("login", "graph", "mbn", "ews", "google"):
                 sims.set_latency(service, options["latency_ms"])
@@ -84,11 +100,17 @@ class Command(BaseCommand):
                 GOOGLE_CALENDAR_BASE_URL=sims.google.calendar_url,
                 GOOGLE_DIRECTORY_BASE_URL=sims.google.directory_url,
                 MBN_REQUESTS_PER_SECOND=options["mbn_rate"] * 0.9,
+                DEBUG=False,  # what production runs: no query log, no debug cursor
             ):
-                result = self._run(sims, options)
+                workers = self._start_workers(sims, options) if options["celery_workers"] else []
+                try:
+                    result = self._run(sims, options)
+                finally:
+                    self._stop_workers(workers)
         self.stdout.write(json.dumps(result))
 
     def _run(self, sims, options: dict[str, Any]) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+        self._celery = bool(options["celery_workers"])
         rng = random.Random(options["seed"])
         count, concurrency = options["users"], options["concurrency"]
         shares = {kind: count // len(PROVIDERS) + (i < count % len(PROVIDERS)) for i, kind in enumerate(PROVIDERS)}
@@ -152,6 +174,10 @@ class Command(BaseCommand):
             "users": count,
             "concurrency": concurrency,
             "latency_ms": options["latency_ms"],
+            "runner": f"{options['celery_workers']} Celery worker processes"
+            if options["celery_workers"]
+            else "threads in one process",
+            "database": connection.vendor,
             "providers": {kind: n for kind, n in shares.items() if n},
             "customers": len(built),
             "initial": initial,
@@ -184,6 +210,83 @@ class Command(BaseCommand):
         )
         return customer, list(ServiceUser.objects.filter(customer=customer).order_by("pk"))
 
+    def _start_workers(self, sims, options: dict[str, Any]) -> list[Any]:  # type: ignore[no-untyped-def]
+        """Celery worker processes (thread pools) reaching the simulators through the environment."""
+        import os
+        import subprocess
+
+        from django.conf import settings as django_settings
+
+        env = {
+            **os.environ,
+            "MICROSOFT_LOGIN_BASE_URL": sims.login_url,
+            "GRAPH_BASE_URL": sims.graph_url,
+            "MBN_BASE_URL": sims.mbn_url,
+            "MICROSOFT_LOGIN_CA_BUNDLE": sims.ca_path,
+            "GOOGLE_TOKEN_URL": sims.google.token_url,
+            "GOOGLE_CALENDAR_BASE_URL": sims.google.calendar_url,
+            "GOOGLE_DIRECTORY_BASE_URL": sims.google.directory_url,
+            "MBN_REQUESTS_PER_SECOND": str(django_settings.MBN_REQUESTS_PER_SECOND),
+            "CREDENTIALS_KEY": django_settings.CREDENTIALS_KEY,
+            "DEBUG": "false",
+            "SECRET_KEY": django_settings.SECRET_KEY,
+            "ALLOWED_HOSTS": "127.0.0.1",
+            "LOG_LEVEL": "WARNING",
+        }
+        count = options["celery_workers"]
+        threads = max(1, options["concurrency"] // count)
+        workers = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "kalenderpush",
+                    "worker",
+                    "-Q",
+                    "sync",
+                    "-P",
+                    "threads",
+                    "-c",
+                    str(threads),
+                    "-n",
+                    f"bench{index}@%h",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                    "-l",
+                    "WARNING",
+                ],
+                env=env,
+                start_new_session=True,
+            )
+            for index in range(count)
+        ]
+        from kalenderpush.celery import app
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            replies = app.control.ping(timeout=1.0) or []
+            if sum(1 for reply in replies for name in reply if name.startswith("bench")) >= count:
+                return workers
+        self._stop_workers(workers)
+        raise CommandError("the Celery workers did not start within 60 s: is the broker reachable?")
+
+    def _stop_workers(self, workers: list[Any]) -> None:
+        import os
+        import signal
+
+        for worker in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(worker.pid, signal.SIGTERM)
+        for worker in workers:
+            try:
+                worker.wait(timeout=20)
+            except Exception:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(worker.pid, signal.SIGKILL)
+
     def _cycle(  # type: ignore[no-untyped-def]
         self, sims, batches: list[list[int]], now: dt.datetime, concurrency: int, latency_ms: int, label: str
     ) -> dict[str, Any]:
@@ -210,10 +313,23 @@ class Command(BaseCommand):
                 close_old_connections()
 
         started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            for _ in pool.map(run, batches):
-                done += 1
+        if self._celery:
+            from sync.tasks import sync_users
+
+            pending = [sync_users.apply_async(args=[batch, now.isoformat()], queue="sync") for batch in batches]
+            while pending:
+                time.sleep(0.2)
+                finished = [result for result in pending if result.ready()]
+                for result in finished:
+                    result.get(propagate=True)
+                    done += 1
+                pending = [result for result in pending if not result.ready()]
                 progress(done, len(batches))
+        else:
+            with ThreadPoolExecutor(max_workers=concurrency) as pool:
+                for _ in pool.map(run, batches):
+                    done += 1
+                    progress(done, len(batches))
         wall = time.perf_counter() - started
         by_service = {name: sims.requests(name) for name in ("login", "graph", "ews", "google", "mbn")}
         calendar_requests = sum(n for name, n in by_service.items() if name != "mbn")
