@@ -45,6 +45,8 @@ from exchangelib.errors import (
     RateLimitError,
     UnauthorizedError,
 )
+from exchangelib.folders import Calendar, Root
+from exchangelib.properties import DistinguishedFolderId, Mailbox
 from exchangelib.protocol import Protocol
 from exchangelib.transport import BASIC
 
@@ -155,6 +157,18 @@ def _plain_datetime(value: dt.datetime, zone: ZoneInfo) -> dt.datetime:
 
 
 # --- the provider -------------------------------------------------------------------------------------------------
+
+
+def _default_calendar(account: Account, smtp: str) -> Calendar:
+    """The mailbox's default calendar by its distinguished id: FindItem names it directly, so no GetFolder
+    round trips discover the folder tree first (exchangelib's `account.calendar` costs two per mailbox)."""
+    mailbox = Mailbox(email_address=smtp)
+    root = Root(
+        account=account, _distinguished_id=DistinguishedFolderId(id=Root.DISTINGUISHED_FOLDER_ID, mailbox=mailbox)
+    )
+    return Calendar(
+        root=root, _distinguished_id=DistinguishedFolderId(id=Calendar.DISTINGUISHED_FOLDER_ID, mailbox=mailbox)
+    )
 
 
 class EwsProvider:
@@ -353,7 +367,7 @@ class EwsProvider:
         subject = f"the calendar of {smtp}"
 
         def fetch() -> list[Any]:
-            return list(account.calendar.view(start=start, end=end).only(*VIEW_FIELDS))
+            return list(_default_calendar(account, smtp).view(start=start, end=end).only(*VIEW_FIELDS))
 
         items = self._call(subject, fetch)
         converted = []

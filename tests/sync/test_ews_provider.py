@@ -242,3 +242,12 @@ def test_an_all_day_event_ending_on_the_spring_dst_day_keeps_its_last_day(
     sim.put_event(OLA, SimEvent("vår", "Helg", dt.date(2026, 3, 28), dt.date(2026, 3, 30), all_day=True))
     events = provider.read_events([OLA], at(20, 0, month=3), at(5, 0, month=4))[OLA]
     assert [(event.start, event.end) for event in events] == [(dt.date(2026, 3, 28), dt.date(2026, 3, 30))]
+
+
+def test_reading_a_new_mailbox_costs_one_finditem_and_no_folder_discovery(sim: EwsSimulator, provider: EwsProvider):
+    sim.put_event(OLA, SimEvent(id="m", subject="Møte", start=at(20, 10), end=at(20, 11)))
+    sim.reset_counters()
+    events = provider.read_events([OLA, KARI], *WINDOW)
+    assert [e.id for e in events[OLA]] == ["m"] and events[KARI] == []
+    assert sim.operation_count("FindItem") == 2
+    assert sim.operation_count("GetFolder") == 0
