@@ -22,6 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from cryptography.fernet import Fernet
+from django.conf import settings as django_settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections, connection
 from django.test.utils import override_settings
@@ -81,9 +83,6 @@ class Command(BaseCommand):
         if options["users_per_customer"] < 1:
             raise CommandError("--users-per-customer must be at least 1")
         if options["celery_workers"]:
-            from django.conf import settings as django_settings
-            from django.db import connection
-
             if django_settings.CELERY_TASK_ALWAYS_EAGER or not django_settings.CELERY_RESULT_BACKEND:
                 raise CommandError("--celery-workers needs CELERY_BROKER_URL and CELERY_RESULT_BACKEND set")
             if connection.vendor == "sqlite":
@@ -101,6 +100,8 @@ class Command(BaseCommand):
                 GOOGLE_DIRECTORY_BASE_URL=sims.google.directory_url,
                 MBN_REQUESTS_PER_SECOND=options["mbn_rate"] * 0.9,
                 DEBUG=False,  # what production runs: no query log, no debug cursor
+                # the benchmark's own secrets, deleted with its customers (production requires a real key)
+                CREDENTIALS_KEY=django_settings.CREDENTIALS_KEY or Fernet.generate_key().decode(),
             ):
                 workers = self._start_workers(sims, options) if options["celery_workers"] else []
                 try:
@@ -214,8 +215,6 @@ class Command(BaseCommand):
         """Celery worker processes (thread pools) reaching the simulators through the environment."""
         import os
         import subprocess
-
-        from django.conf import settings as django_settings
 
         env = {
             **os.environ,
