@@ -258,7 +258,11 @@ def sync_users(*, calendar_user_ids: Sequence[int], now: dt.datetime | None = No
         CalendarSource.objects.filter(pk=source.pk).update(last_error=str(error))
         return [UserResult(u.pk, 0, error=str(error)) for u in users]
     catalogue = catalogue_from_database()
+    stored: dict[int, list[PushedAbsence]] = {user.service_user_id: [] for user in users}
+    for row in PushedAbsence.objects.filter(service_user_id__in=list(stored), end__gt=start):
+        stored[row.service_user_id].append(row)
     results = []
+    unchanged: list[int] = []
     retry: list[RetryLater] = []
     for user in users:
         if user.provider_user_id not in events:  # no mailbox (any more): never treat as an empty calendar
@@ -266,11 +270,21 @@ def sync_users(*, calendar_user_ids: Sequence[int], now: dt.datetime | None = No
             CalendarUser.objects.filter(pk=user.pk).update(last_error=missing, last_error_at=now)
             results.append(UserResult(user.pk, 0, error=missing))
             continue
+        user_events = events[user.provider_user_id]
         try:
-            results.append(_reconcile_user(user, events[user.provider_user_id], catalogue, start, end, now))
+            result = _reconcile_user(user, user_events, catalogue, start, end, now, stored[user.service_user_id])
         except RetryLater as error:  # the others go on; this one is retried after the back-off
             error.user_ids = [user.pk]
             retry.append(error)
+            continue
+        if result is None:
+            unchanged.append(user.pk)
+            result = UserResult(user.pk, len(user_events))
+        results.append(result)
+    if unchanged:  # nothing to push: no sync record, one UPDATE for all of them
+        CalendarUser.objects.filter(pk__in=unchanged).update(
+            last_synced_at=timezone.now(), changed_at=None, last_error="", last_error_at=None
+        )
     CalendarSource.objects.filter(pk=source.pk).update(last_success_at=timezone.now(), last_error="")
     if retry:
         wait = max((e.retry_after or 0 for e in retry), default=0) or None
@@ -278,15 +292,17 @@ def sync_users(*, calendar_user_ids: Sequence[int], now: dt.datetime | None = No
     return results
 
 
-def _reconcile_user(user: CalendarUser, events: Sequence[Event], catalogue, start, end, now) -> UserResult:  # type: ignore[no-untyped-def]
+def _reconcile_user(  # type: ignore[no-untyped-def]
+    user: CalendarUser, events: Sequence[Event], catalogue, start, end, now, stored: list[PushedAbsence]
+) -> UserResult | None:
+    """Push what changed and record the sync; None when MBN already holds what the engine wants."""
     service_user: ServiceUser = user.service_user
     rules = rule_settings_for(customer_settings=service_user.customer.settings, service_user=service_user)
     absences = compute_absences(settings=rules, window_start=start, window_end=end, events=events, catalogue=catalogue)
     wanted = reconcile.wanted_absences(user_key=service_user.pk, absences=absences)
-    stored = list(PushedAbsence.objects.filter(service_user=service_user, end__gt=start))
-    run = SyncRun(source=user.source, service_user=service_user, started_at=now, events_read=len(events))
     if reconcile.unchanged(wanted, stored):
-        return _finish(user, run, UserResult(user.pk, len(events)))
+        return None
+    run = SyncRun(source=user.source, service_user=service_user, started_at=now, events_read=len(events))
     if not service_user.msisdn or not hasattr(service_user.customer, "mbn_connection"):
         reason = "not matched to an MBN subscriber" if not service_user.msisdn else "the customer has no MBN connection"
         run.error = reason

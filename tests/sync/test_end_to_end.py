@@ -148,7 +148,7 @@ def test_graph_calendars_reach_mbn_exactly_as_the_engine_says(sims, world):
     pipeline.sync_users(calendar_user_ids=ids, now=now)
     assert mbn_state(sims, kari) == engine_state(kari, moved + expand(standup, 5), now)
     assert PushedAbsence.objects.filter(service_user=kari).count() == len(mbn_state(sims, kari))
-    assert SyncRun.objects.filter(service_user=kari).count() == 3
+    assert SyncRun.objects.filter(service_user=kari).count() == 2, "a cycle with nothing to push leaves no record"
 
     assert_not_stored("Ørnulf")
 
