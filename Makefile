@@ -19,8 +19,8 @@ run: $(STAMP) messages
 test: $(STAMP) messages
 	./scripts/test.sh
 
-bench: $(STAMP)
-	$(VENV)/bin/python -m benchmarks.rules
+bench: $(STAMP) messages
+	./scripts/bench.sh
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
