@@ -77,6 +77,12 @@ class BillingRun(models.Model):
     subscriptions_done = models.PositiveIntegerField(_("processed"), default=0)
     invoices_created = models.PositiveIntegerField(_("invoices created"), default=0)
     errors = models.JSONField(_("errors"), default=list, blank=True, help_text=_("Per customer: what went wrong."))
+    heartbeat_at = models.DateTimeField(
+        _("last progress"),
+        null=True,
+        blank=True,
+        help_text=_("Updated while the run works; a running run silent for long has lost its worker."),
+    )
 
     class Meta:
         verbose_name = _("billing run")

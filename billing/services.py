@@ -13,6 +13,7 @@ from typing import cast
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 from stdnum import luhn
 
@@ -154,13 +155,57 @@ def _bill_subscription(subscription: Subscription, quarter: Quarter, run: Billin
     return record
 
 
+STALE_RUN_SECONDS = 300  # default for settings.BILLING_RUN_STALE_SECONDS
+HEARTBEAT_EVERY = 20  # subscriptions between progress updates
+
+
+def _stale_after() -> dt.timedelta:
+    return dt.timedelta(seconds=getattr(settings, "BILLING_RUN_STALE_SECONDS", STALE_RUN_SECONDS))
+
+
+def _start_or_take_over_run(*, quarter: Quarter, started_by: User, total: int) -> BillingRun:
+    """A new run for `quarter`, or the quarter's stale run taken over when its worker died mid-run.
+
+    A run whose progress has not moved for `BILLING_RUN_STALE_SECONDS` lost its worker (killed, out of
+    memory, machine gone): it is claimed with a conditional UPDATE so one taker continues it, and any
+    other stale run of the quarter is marked failed, so no run stays "running" for ever.
+    """
+    now = timezone.now()
+    cutoff = now - _stale_after()
+    stale = BillingRun.objects.filter(quarter=quarter.label, status=BillingRun.Status.RUNNING).filter(
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)  # before heartbeats
+    )
+    for candidate in stale.order_by(F("heartbeat_at").desc(nulls_last=True), "-started_at"):  # latest alive first
+        if BillingRun.objects.filter(pk=candidate.pk, heartbeat_at=candidate.heartbeat_at).update(
+            heartbeat_at=now, subscriptions_total=total
+        ):
+            stale.exclude(pk=candidate.pk).update(
+                status=BillingRun.Status.FAILED,
+                finished_at=now,
+                errors=[{"customer": "–", "customer_number": "–", "error": f"Stopped; run {candidate.pk} went on"}],
+            )
+            logger.warning("billing run %s for %s lost its worker; taken over", candidate.pk, quarter.label)
+            candidate.refresh_from_db()
+            return candidate
+    return BillingRun.objects.create(
+        quarter=quarter.label, started_by=started_by, subscriptions_total=total, heartbeat_at=now
+    )
+
+
+def _beat(run: BillingRun, *, done: int, created: int) -> None:
+    BillingRun.objects.filter(pk=run.pk).update(
+        subscriptions_done=done, invoices_created=created, heartbeat_at=timezone.now()
+    )
+
+
 def run_billing(
     *, quarter: Quarter, today: dt.date, started_by: User = None, progress: Progress | None = None
 ) -> BillingRun:
     """Draft invoices for every live or ended subscription with billed days in `quarter`.
 
     Idempotent: a subscription already invoiced for the quarter is skipped. A customer that fails is
-    recorded on the run with the reason, and the run goes on.
+    recorded on the run with the reason, and the run goes on. A run whose worker died is continued by
+    the next run of its quarter (see `_start_or_take_over_run`).
     """
     if quarter.end >= today:
         raise ValidationError(
@@ -175,7 +220,7 @@ def run_billing(
         .order_by("customer__customer_number")
         if subscription.effective_end is None or subscription.effective_end >= quarter.start
     ]
-    run = BillingRun.objects.create(quarter=quarter.label, started_by=started_by, subscriptions_total=len(candidates))
+    run = _start_or_take_over_run(quarter=quarter, started_by=started_by, total=len(candidates))
     done = set(
         Invoice.objects.filter(period_start__gte=quarter.start, period_start__lte=quarter.end)
         .exclude(status=Invoice.Status.CREDITED)
@@ -186,7 +231,8 @@ def run_billing(
         first=quarter.start, last=quarter.end, customer_ids={s.customer_id for s in to_bill}, source="backfill"
     )
     errors: list[dict[str, object]] = []
-    created = 0
+    created = Invoice.objects.filter(billing_run=run).count()  # more than 0 when taken over
+    _beat(run, done=0, created=created)
     for index, subscription in enumerate(candidates, start=1):
         if subscription.pk not in done:
             try:
@@ -206,13 +252,14 @@ def run_billing(
                 )
         if progress is not None:
             progress(index, len(candidates))
-        if index % 100 == 0:
-            BillingRun.objects.filter(pk=run.pk).update(subscriptions_done=index, invoices_created=created)
+        if index % HEARTBEAT_EVERY == 0:
+            _beat(run, done=index, created=created)
     run.subscriptions_done = len(candidates)
     run.invoices_created = created
     run.errors = errors
     run.status = BillingRun.Status.FINISHED_WITH_ERRORS if errors else BillingRun.Status.FINISHED
     run.finished_at = timezone.now()
+    run.heartbeat_at = run.finished_at
     run.save()
     return run
 

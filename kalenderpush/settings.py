@@ -194,14 +194,18 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {"sync.tasks.*": {"queue": "sync"}}
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Redis hands a task whose worker died (killed, machine gone) to another worker after this many seconds;
+# it must stay above the longest countdown a task is retried with (sync: 300 s).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
 
 # --- django-q2: schedules and the back office -----------------------------------------------------
 Q_CLUSTER = {
     "name": "kalenderpush",
     "orm": "default",
     "workers": env.int("Q_WORKERS", default=2),
-    "timeout": 1800,
-    "retry": 2100,
+    # a job running longer is stopped; a job not acknowledged (its worker died) is handed out again
+    "timeout": env.int("Q_TIMEOUT_SECONDS", default=1800),
+    "retry": env.int("Q_RETRY_SECONDS", default=2100),
     "max_attempts": 3,
     "catch_up": False,
     "poll": 1,
@@ -212,10 +216,15 @@ Q_CLUSTER = {
 # Fernet key(s) encrypting calendar and MBN credentials; required in production.
 CREDENTIALS_KEY = env.str("CREDENTIALS_KEY", default="")
 
+# A billing run without progress for this long lost its worker; the quarter's next run continues it.
+BILLING_RUN_STALE_SECONDS = env.int("BILLING_RUN_STALE_SECONDS", default=300)
+
 # --- Calendar sync ---------------------------------------------------------------------------------
 # Public base URL of this site, for the webhooks Microsoft Graph calls (https in production).
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
 SYNC_HORIZON_DAYS = env.int("SYNC_HORIZON_DAYS", default=14)
+# A user's sync lock: a sync whose worker died blocks the user's next sync for at most this long.
+SYNC_LOCK_SECONDS = env.int("SYNC_LOCK_SECONDS", default=120)
 # Each process spaces its MBN calls to stay under the enterprise's limit (MBN: 20 requests/s).
 MBN_REQUESTS_PER_SECOND = env.float("MBN_REQUESTS_PER_SECOND", default=18.0)
 # Where processes share that pace: Redis (the broker's, by default) so that all workers together stay

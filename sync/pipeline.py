@@ -27,7 +27,6 @@ from sync.rules import Event, compute_absences
 from sync.services import catalogue_from_database, rule_settings_for
 
 logger = logging.getLogger(__name__)
-LOCK_SECONDS = 120
 
 
 class RetryLater(Exception):
@@ -214,7 +213,7 @@ def claim(*, calendar_user_id: int, now: dt.datetime | None = None) -> bool:
     return bool(
         CalendarUser.objects.filter(pk=calendar_user_id)
         .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
-        .update(locked_until=now + dt.timedelta(seconds=LOCK_SECONDS))
+        .update(locked_until=now + dt.timedelta(seconds=settings.SYNC_LOCK_SECONDS))
     )
 
 

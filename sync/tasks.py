@@ -8,6 +8,7 @@ from django.db import connection
 
 from customers.models import ServiceUser
 from sync import mbn, pipeline
+from sync.models import CalendarUser
 from sync.providers import ews, google, graph
 
 # Imported here, once, before a thread-pool worker runs tasks side by side: a first import racing in
@@ -36,7 +37,12 @@ def sync_users(self, calendar_user_ids: list[int], at: str | None = None) -> dic
     """
     now = dt.datetime.fromisoformat(at) if at else None
     claimed = [pk for pk in calendar_user_ids if pipeline.claim(calendar_user_id=pk)]
-    busy = [pk for pk in calendar_user_ids if pk not in claimed]
+    # not claimed: another sync holds the user (look again later), or the user is gone (nothing to do)
+    busy = list(
+        CalendarUser.objects.filter(pk__in=[pk for pk in calendar_user_ids if pk not in claimed]).values_list(
+            "pk", flat=True
+        )
+    )
     try:
         results = pipeline.sync_users(calendar_user_ids=claimed, now=now) if claimed else []
     except pipeline.RetryLater as error:
