@@ -236,6 +236,8 @@ MICROSOFT_LOGIN_CA_BUNDLE = env.str("MICROSOFT_LOGIN_CA_BUNDLE", default="") or 
 # --- External services (real by default, simulators in tests and the demo) -------------------------
 MICROSOFT_LOGIN_BASE_URL = env.str("MICROSOFT_LOGIN_BASE_URL", default="https://login.microsoftonline.com")
 GRAPH_BASE_URL = env.str("GRAPH_BASE_URL", default="https://graph.microsoft.com/v1.0")
+# Exchange on-premises: mailboxes read at once per service account (Exchange's EWSMaxConcurrency is 10).
+EWS_MAX_CONNECTIONS = env.int("EWS_MAX_CONNECTIONS", default=8)
 EWS_BASE_URL = env.str("EWS_BASE_URL", default="https://outlook.office365.com/EWS/Exchange.asmx")
 GOOGLE_TOKEN_URL = env.str("GOOGLE_TOKEN_URL", default="https://oauth2.googleapis.com/token")
 GOOGLE_CALENDAR_BASE_URL = env.str("GOOGLE_CALENDAR_BASE_URL", default="https://www.googleapis.com/calendar/v3/")

@@ -116,7 +116,12 @@ def sweep(*, source: CalendarSource, now: dt.datetime | None = None) -> int:
     ids = list(CalendarUser.objects.filter(source=source, service_user__active=True).values_list("pk", flat=True))
     run = SyncRun.objects.create(kind=SyncRun.Kind.CYCLE, source=source, started_at=now)
     for chunk in _chunks(ids):
-        sync_users.delay(chunk)
+        if sync_users.app.conf.task_always_eager:  # embedded default: each batch a q2 job of its own
+            from django_q.tasks import async_task
+
+            async_task("sync.jobs.sync_users_job", chunk, task_name=f"sync-{source.pk}-{chunk[0]}")
+        else:
+            sync_users.delay(chunk)
     run.finished_at = timezone.now()
     run.save(update_fields=["finished_at"])
     return len(ids)
@@ -164,3 +169,37 @@ def renew_subscriptions_job() -> str:
 
 def delete_old_runs_job() -> str:
     return f"{delete_old_runs()} sync record(s) older than {RETENTION_DAYS} days deleted"
+
+
+MAX_Q2_ATTEMPTS = 10
+
+
+def sync_users_job(calendar_user_ids: list[int], attempt: int = 0) -> str:
+    """The q2 side of `sync.tasks.sync_users` (the embedded default has no Celery worker): the same sync,
+    and a throttled or unavailable service re-queues the held-up users after the back-off as a one-off
+    q2 schedule, since q2 has no delayed retry of its own. Users another sync holds are looked at again."""
+    from django_q.models import Schedule
+
+    from sync.pipeline import RetryLater, sync_claimed
+    from sync.tasks import backoff_seconds
+
+    def again(ids: list[int], after: float, attempts: int) -> None:
+        Schedule.objects.create(
+            name=f"sync-retry-{ids[0]}-{timezone.now().timestamp():.0f}",
+            func="sync.jobs.sync_users_job",
+            args=repr((list(ids), attempts)),
+            schedule_type=Schedule.ONCE,
+            repeats=-1,
+            next_run=timezone.now() + dt.timedelta(seconds=after),
+        )
+
+    try:
+        results, busy = sync_claimed(calendar_user_ids=calendar_user_ids)
+    except RetryLater as error:
+        if attempt + 1 >= MAX_Q2_ATTEMPTS:
+            return f"gave up after {MAX_Q2_ATTEMPTS} attempts: {error} (the next sweep tries again)"
+        again(error.user_ids or calendar_user_ids, backoff_seconds(error, attempt), attempt + 1)
+        return f"{len(error.user_ids or calendar_user_ids)} users held up ({error}); retrying"
+    if busy:
+        again(busy, 2, attempt)
+    return f"{len(results)} users synced"

@@ -159,7 +159,7 @@ def _ews_provider(endpoint: str, username: str, secret_token: str, zone: str):  
     from sync.providers.ews import EwsProvider
 
     password = CalendarSource(secret_encrypted=secret_token).secret()
-    return EwsProvider(endpoint, username, password, timezone=zone)
+    return EwsProvider(endpoint, username, password, timezone=zone, max_connections=settings.EWS_MAX_CONNECTIONS)
 
 
 @functools.lru_cache(maxsize=256)
@@ -251,6 +251,7 @@ def sync_users(*, calendar_user_ids: Sequence[int], now: dt.datetime | None = No
     try:
         events = provider_for(source).read_events([u.provider_user_id for u in users], start, end)
     except (Throttled, TemporaryError) as error:
+        _record_retry(users, now, str(error), source=source)
         raise RetryLater(str(error), getattr(error, "retry_after", None), [u.pk for u in users]) from error
     except ProviderError as error:
         CalendarUser.objects.filter(pk__in=[u.pk for u in users]).update(last_error=str(error), last_error_at=now)
@@ -275,6 +276,7 @@ def sync_users(*, calendar_user_ids: Sequence[int], now: dt.datetime | None = No
         except RetryLater as error:  # the others go on; this one is retried after the back-off
             error.user_ids = [user.pk]
             retry.append(error)
+            _record_retry([user], now, str(error), events_read=len(user_events))
             continue
         if result is None:
             unchanged.append(user.pk)
@@ -284,11 +286,58 @@ def sync_users(*, calendar_user_ids: Sequence[int], now: dt.datetime | None = No
         CalendarUser.objects.filter(pk__in=unchanged).update(
             last_synced_at=timezone.now(), changed_at=None, last_error="", last_error_at=None
         )
-    CalendarSource.objects.filter(pk=source.pk).update(last_success_at=timezone.now(), last_error="")
+    if len(retry) < len(users):  # the source works: at least one calendar went all the way
+        CalendarSource.objects.filter(pk=source.pk).update(last_success_at=timezone.now(), last_error="")
+    else:
+        CalendarSource.objects.filter(pk=source.pk).update(last_error=f"MBN: {retry[0]}")
     if retry:
         wait = max((e.retry_after or 0 for e in retry), default=0) or None
         raise RetryLater(str(retry[0]), wait, [pk for e in retry for pk in e.user_ids])
     return results
+
+
+def _record_retry(
+    users: Sequence[CalendarUser],
+    now: dt.datetime,
+    message: str,
+    *,
+    source: CalendarSource | None = None,
+    events_read: int = 0,
+) -> None:
+    """A sync held up by a throttled or unavailable service, visible in admin until a sync succeeds."""
+    text = f"will retry: {message}"
+    CalendarUser.objects.filter(pk__in=[u.pk for u in users]).update(last_error=text, last_error_at=now)
+    SyncRun.objects.bulk_create(
+        SyncRun(
+            source_id=u.source_id,
+            service_user_id=u.service_user_id,
+            started_at=now,
+            finished_at=timezone.now(),
+            events_read=events_read,
+            error=text,
+        )
+        for u in users
+    )
+    if source is not None:
+        CalendarSource.objects.filter(pk=source.pk).update(last_error=message)
+
+
+def sync_claimed(
+    *, calendar_user_ids: Sequence[int], now: dt.datetime | None = None
+) -> tuple[list[UserResult], list[int]]:
+    """Claim the users, sync those claimed, release them: (results, users another sync holds right now).
+
+    Users that no longer exist are dropped. Raises RetryLater (with the held-up users) as sync_users does.
+    """
+    claimed = [pk for pk in calendar_user_ids if claim(calendar_user_id=pk)]
+    others = [pk for pk in calendar_user_ids if pk not in claimed]
+    busy = list(CalendarUser.objects.filter(pk__in=others).values_list("pk", flat=True)) if others else []
+    try:
+        results = sync_users(calendar_user_ids=claimed, now=now) if claimed else []
+    finally:
+        for pk in claimed:
+            release(calendar_user_id=pk)
+    return results, busy
 
 
 def _reconcile_user(  # type: ignore[no-untyped-def]

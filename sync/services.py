@@ -80,4 +80,4 @@ def queue_syncs(*, calendar_user_ids: Iterable[int]) -> None:
 def _queue_on_q2(calendar_user_id: int) -> None:
     from django_q.tasks import async_task
 
-    async_task("sync.tasks.sync_users", [calendar_user_id], task_name=f"sync-user-{calendar_user_id}")
+    async_task("sync.jobs.sync_users_job", [calendar_user_id], task_name=f"sync-user-{calendar_user_id}")

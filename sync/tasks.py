@@ -1,6 +1,7 @@
 """Celery tasks of the calendar-sync fleet (queue `sync`): thin wrappers around `sync.pipeline`."""
 
 import datetime as dt
+import random
 import socket
 
 from celery import shared_task
@@ -8,14 +9,19 @@ from django.db import connection
 
 from customers.models import ServiceUser
 from sync import mbn, pipeline
-from sync.models import CalendarUser
 from sync.providers import ews, google, graph
 
 # Imported here, once, before a thread-pool worker runs tasks side by side: a first import racing in
 # several threads can see a half-initialised module (requests, exchangelib, googleapiclient).
 PRELOADED = (mbn, ews, google, graph)
 
-MAX_BACKOFF_SECONDS = 300
+MAX_BACKOFF_SECONDS = 30
+
+
+def backoff_seconds(error: pipeline.RetryLater, retries: int) -> float:
+    """The service's Retry-After, else 1, 2, 4 … s, at most 30 s, with ±20 % jitter so a backlog spreads out."""
+    wait = error.retry_after or min(2**retries, MAX_BACKOFF_SECONDS)
+    return min(max(wait, 1), MAX_BACKOFF_SECONDS) * random.uniform(0.8, 1.2)
 
 
 @shared_task(name="sync.tasks.worker_health")
@@ -36,23 +42,14 @@ def sync_users(self, calendar_user_ids: list[int], at: str | None = None) -> dic
     A throttled or unavailable service retries only the users it held up, after the back-off.
     """
     now = dt.datetime.fromisoformat(at) if at else None
-    claimed = [pk for pk in calendar_user_ids if pipeline.claim(calendar_user_id=pk)]
-    # not claimed: another sync holds the user (look again later), or the user is gone (nothing to do)
-    busy = list(
-        CalendarUser.objects.filter(pk__in=[pk for pk in calendar_user_ids if pk not in claimed]).values_list(
-            "pk", flat=True
-        )
-    )
     try:
-        results = pipeline.sync_users(calendar_user_ids=claimed, now=now) if claimed else []
+        results, busy = pipeline.sync_claimed(calendar_user_ids=calendar_user_ids, now=now)
     except pipeline.RetryLater as error:
-        backoff = error.retry_after or min(2**self.request.retries, MAX_BACKOFF_SECONDS)
         raise self.retry(
-            args=[error.user_ids or claimed, at], countdown=min(max(backoff, 1), MAX_BACKOFF_SECONDS), exc=error
+            args=[error.user_ids or calendar_user_ids, at],
+            countdown=backoff_seconds(error, self.request.retries),
+            exc=error,
         ) from error
-    finally:
-        for pk in claimed:
-            pipeline.release(calendar_user_id=pk)
     if busy and not sync_users.app.conf.task_always_eager:
         # another worker is syncing them right now: look again once it is done (eager mode has no
         # delay to wait with; there the next sweep catches up)

@@ -185,7 +185,10 @@ class EwsProvider:
         version_build: str = "15.1.2507.0",
         timezone: str = "Europe/Oslo",
         timeout: float = 10.0,
+        max_connections: int = 8,
     ) -> None:
+        """`max_connections`: mailboxes read at the same time through this service account (exchangelib's
+        default of one would serialise every reader thread; Exchange's EWSMaxConcurrency default is 10)."""
         self.endpoint = endpoint
         self.username = username
         self.timezone = timezone
@@ -203,6 +206,7 @@ class EwsProvider:
             auth_type=BASIC,
             version=Version(build=build),
             retry_policy=FailFast(),
+            max_connections=max_connections,
         )
         self._accounts: dict[str, Account] = {}
         self._lock = threading.Lock()

@@ -336,3 +336,32 @@ def test_a_push_cut_short_reads_mbn_once_and_adopts_what_it_created(sims, world)
     user.refresh_from_db()
     assert not user.mbn_unsure
     assert PushedAbsence.objects.filter(service_user=users[0]).count() == len(held)
+
+
+def test_on_q2_an_mbn_outage_is_shown_and_the_sync_retried_after_the_back_off(sims, world):
+    import ast
+
+    from django_q.models import Schedule
+
+    _customer, users, _source = world
+    start = (timezone.now() + dt.timedelta(days=1)).astimezone(OSLO).replace(hour=10, minute=0, second=0, microsecond=0)
+    sims.graph.put_event(
+        demo.graph_user_id(users[0]),
+        simulators.SimEvent(id="m", subject="Møte", start=start, end=start + dt.timedelta(hours=1)),
+    )
+    user = CalendarUser.objects.get(service_user=users[0])
+    sims.set_faults("mbn", rate=1.0, kinds=["503"])
+    assert "retrying" in jobs.sync_users_job([user.pk])
+    user.refresh_from_db()
+    assert user.last_error.startswith("will retry") and user.last_error_at is not None
+    assert SyncRun.objects.filter(service_user=users[0]).exclude(error="").exists(), "the failure is in admin"
+    retry = Schedule.objects.get(func="sync.jobs.sync_users_job")
+    assert retry.schedule_type == Schedule.ONCE and retry.next_run > timezone.now()
+
+    sims.set_faults("mbn", rate=0)
+    ids, attempt = ast.literal_eval(retry.args)
+    assert (ids, attempt) == ([user.pk], 1)
+    assert jobs.sync_users_job(ids, attempt) == "1 users synced"
+    user.refresh_from_db()
+    assert user.last_error == ""
+    assert [a["reason"] for a in sims.mbn.absences("fjord", users[0].msisdn)] == ["Møte"]

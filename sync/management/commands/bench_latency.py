@@ -1,0 +1,276 @@
+"""`bench_latency --users N`: change → MBN latency under load, through the webhooks.
+
+Builds N users as bench_sync does (spread over Graph, Exchange and Google, `--users-per-customer` per
+customer, one MBN enterprise each), syncs them all (bench_sync's threaded cycle), subscribes to change
+notifications with the Django app served over HTTP in this process, starts a worker (a q2 cluster beside
+this process by default; `--worker`), then edits `--changes` calendars of Graph and Google users
+(Exchange on-premises has no notifications) spread evenly over `--over-seconds`. For each edit it
+measures the time from the edit in the simulator to the MBN simulator holding the new absences for that
+day. Prints one JSON object on stdout (progress on stderr); the benchmark's rows are deleted afterwards.
+"""
+
+import datetime as dt
+import json
+import random
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import close_old_connections
+from django.utils import timezone
+
+from kalenderpush.progress import ProgressBar
+from sync import jobs
+from sync.benchmarking import workers
+from sync.benchmarking.arrivals import MbnArrivals
+from sync.benchmarking.changes import CHANGE_KINDS, apply_change, percentile, plan_change
+from sync.benchmarking.fleet import (
+    PUSH_KINDS,
+    Member,
+    build_fleet,
+    database_url,
+    expected_absences,
+    held_absences,
+    mismatched,
+    simulator_environment,
+    simulator_settings,
+    sync_all,
+)
+from sync.management.commands import bench_sync
+from sync.models import CalendarSource, SyncRun
+
+WORKERS = ("auto", "q2", "celery", "inprocess")
+
+
+class Command(BaseCommand):
+    help = "Measures calendar change → MBN latency through the webhooks under load (JSON on stdout)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--users", type=int, default=10000)
+        parser.add_argument("--changes", type=int, default=100)
+        parser.add_argument("--over-seconds", type=float, default=10)
+        parser.add_argument("--latency-ms", type=int, default=50, help="added latency per simulator request")
+        parser.add_argument("--users-per-customer", type=int, default=100)
+        parser.add_argument("--events-per-user", type=int, default=20)
+        parser.add_argument("--concurrency", type=int, default=4, help="batches synced at once in the initial sync")
+        parser.add_argument("--worker", choices=WORKERS, default="auto", help="what works off the queued syncs")
+        parser.add_argument("--workers", type=int, default=4, help="q2 / Celery worker processes (or threads)")
+        parser.add_argument(
+            "--with-schedules",
+            action="store_true",
+            help="let the q2 cluster run its due Schedules (sweep, group refresh) during the measurement",
+        )
+        parser.add_argument("--wait-seconds", type=float, default=60, help="how long to wait for the last change")
+        parser.add_argument("--mbn-rate", type=int, default=20, help="MBN requests per second per enterprise")
+        parser.add_argument("--seed", type=int, default=2026)
+        parser.add_argument("--json", action="store_true", help="print only the JSON object on stdout")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        from sync.simulators import Simulators
+
+        if options["users"] < 1 or options["changes"] < 1 or options["over_seconds"] < 0:
+            raise CommandError("--users and --changes must be at least 1, --over-seconds at least 0")
+        worker = self._worker(options["worker"])
+        with ExitStack() as stack:
+            sims = stack.enter_context(Simulators.start())
+            app_url = stack.enter_context(workers.serve_app())
+            stack.enter_context(
+                simulator_settings(sims, PUBLIC_BASE_URL=app_url, MBN_REQUESTS_PER_SECOND=options["mbn_rate"] * 0.9)
+            )
+            result = self._run(sims, worker, options)
+        self.stdout.write(json.dumps(result))
+
+    def _worker(self, choice: str) -> str:
+        if choice != "auto":
+            return choice
+        if not settings.CELERY_TASK_ALWAYS_EAGER:
+            return "celery"
+        try:
+            database_url()
+        except ValueError:
+            return "inprocess"
+        return "q2"
+
+    def _run(self, sims, worker: str, options: dict[str, Any]) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+        rng = random.Random(options["seed"])
+        started = time.perf_counter()
+        now = timezone.now()
+        fleet = build_fleet(
+            sims,
+            users=options["users"],
+            users_per_customer=options["users_per_customer"],
+            events_per_user=options["events_per_user"],
+            rng=rng,
+            first_day=now + dt.timedelta(days=1),
+            days=10,  # all-day appointments (up to 3 days) end inside the 14-day window, whose end moves
+            mbn_rate=options["mbn_rate"],
+            progress=ProgressBar("building customers", stream=sys.stderr),
+        )
+        try:
+            built_s = time.perf_counter() - started
+            initial = sync_all(
+                sims,
+                fleet,
+                options["concurrency"],
+                ProgressBar("initial sync (simulators without latency)", stream=sys.stderr),
+            )
+            subscribing = time.perf_counter()
+            subscriptions = self._subscribe([s for s in fleet.sources if s.kind != CalendarSource.Kind.EWS])
+            subscribe_s = time.perf_counter() - subscribing
+            # a new Google channel posts a "sync" message: let those deliveries finish before the clock starts
+            flushing = time.perf_counter()
+            if not (sims.google.flush_notifications(timeout=600) and sims.graph.flush_notifications(timeout=600)):
+                raise CommandError("the simulators' notification queues did not drain within 10 minutes")
+            flush_s = time.perf_counter() - flushing
+            for service in ("login", "graph", "mbn", "ews", "google"):
+                sims.set_latency(service, options["latency_ms"])
+            sims.reset_counters()
+            push = [m for m in fleet.members if m.kind in PUSH_KINDS]
+            if len(push) < options["changes"]:
+                raise CommandError(f"only {len(push)} Graph/Google users for {options['changes']} changes")
+            chosen = rng.sample(push, options["changes"])
+            changes = [plan_change(m, CHANGE_KINDS[i % 3], rng, now) for i, m in enumerate(chosen)]
+            phase_started_at = timezone.now()
+            worker_ready_s = 0.0
+            with ExitStack() as stack:
+                if worker == "inprocess":
+                    stack.enter_context(workers.InProcessQ2(options["workers"]))
+                else:
+                    env = {**simulator_environment(sims), "DATABASE_URL": database_url()}
+                    if worker == "q2" and not options["with_schedules"]:
+                        stack.enter_context(workers.schedules_paused())
+                    stack.enter_context(workers.worker_process(worker, env, options["workers"]))
+                    if worker == "q2":  # the clock starts once the cluster runs tasks
+                        worker_ready_s = workers.wait_for_q2()
+                    else:
+                        time.sleep(5)  # a Celery worker: give it time to connect
+                arrivals = stack.enter_context(MbnArrivals(sims.mbn))
+                progress = ProgressBar(f"{len(changes)} changes over {options['over_seconds']:g} s", stream=sys.stderr)
+                watches = []
+                begin = time.monotonic()
+                for index, change in enumerate(changes):
+                    due = begin + index * options["over_seconds"] / len(changes)
+                    time.sleep(max(0.0, due - time.monotonic()))
+                    watches.append(
+                        arrivals.expect(
+                            change.member.enterprise_id,
+                            change.member.user.msisdn,
+                            change.day_start,
+                            change.day_end,
+                            change.wanted,
+                        )
+                    )
+                    apply_change(sims, change)
+                    progress(index + 1, len(changes))
+                deadline = time.monotonic() + options["wait_seconds"]
+                while arrivals.pending() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            latencies = [w.arrived_at - w.changed_at for w in watches if w.arrived_at is not None]
+            recorded = list(
+                SyncRun.objects.filter(
+                    service_user__in=[c.member.user for c in changes],
+                    started_at__gte=phase_started_at,
+                    latency_ms__isnull=False,
+                ).values_list("latency_ms", flat=True)
+            )
+            recorded_ms = [float(ms) for ms in recorded if ms is not None]
+            calendars = {m.user.pk: m.events for m in fleet.members}
+            by_customer: dict[int, list[Any]] = {}
+            for member in fleet.members:
+                by_customer.setdefault(member.customer.pk, []).append(member.user)
+            checker = bench_sync.Command()
+            mismatches = sum(
+                checker._verify(sims, customer, by_customer[customer.pk], calendars, timezone.now(), None)
+                for customer in fleet.customers
+            )
+            changed_ids = {c.member.calendar_user_id for c in changes}
+            wrong = [
+                _difference(sims, m, timezone.now(), m.calendar_user_id in changed_ids)
+                for m in (mismatched(sims, fleet.members, timezone.now())[:5] if mismatches else [])
+            ]
+        finally:
+            fleet.delete()
+        return {
+            "users": options["users"],
+            "customers": len(fleet.customers),
+            "providers": {kind: sum(m.kind == kind for m in fleet.members) for kind in bench_sync.PROVIDERS},
+            "worker": worker,
+            "workers": options["workers"],
+            "worker_ready_s": round(worker_ready_s, 1),
+            "schedules": worker == "q2" and options["with_schedules"],
+            "latency_ms": options["latency_ms"],
+            "build_s": round(built_s, 1),
+            "initial": initial,
+            "subscriptions": subscriptions,
+            "subscribe_s": round(subscribe_s, 1),
+            "subscription_notifications_flush_s": round(flush_s, 1),
+            "changes": len(changes),
+            "change_kinds": {kind: sum(c.kind == kind for c in changes) for kind in CHANGE_KINDS},
+            "over_seconds": options["over_seconds"],
+            "p50_s": _round(percentile(latencies, 0.5)),
+            "p95_s": _round(percentile(latencies, 0.95)),
+            "max_s": _round(max(latencies, default=None)),
+            "min_s": _round(min(latencies, default=None)),
+            "never_arrived": len(changes) - len(latencies),
+            "latencies_s": [None if w.arrived_at is None else round(w.arrived_at - w.changed_at, 2) for w in watches],
+            "sync_run_latency_p50_s": _round(_ms(percentile(recorded_ms, 0.5))),
+            "sync_run_latency_p95_s": _round(_ms(percentile(recorded_ms, 0.95))),
+            "notifications": self._notifications(sims),
+            "phase_requests": {name: sims.requests(name) for name in ("login", "graph", "ews", "google", "mbn")},
+            "mismatches": mismatches,
+            "mismatched_examples": wrong,
+            "wall_s": round(time.perf_counter() - started, 1),
+        }
+
+    def _subscribe(self, sources: list[CalendarSource]) -> int:
+        def subscribe(source: CalendarSource) -> int:
+            try:
+                return jobs.ensure_subscriptions(source=source)
+            finally:
+                close_old_connections()
+
+        if workers.in_memory_database():  # the webhook handshakes share this thread's connection: one at a time
+            return sum(jobs.ensure_subscriptions(source=source) for source in sources)
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            return sum(pool.map(subscribe, sources))
+
+    def _notifications(self, sims) -> dict[str, int]:  # type: ignore[no-untyped-def]
+        """Change notifications posted to the app and how many it did not accept. Google's "sync" message
+        (sent as a channel is made, possibly before we saved the channel) is counted apart."""
+        google = sims.google.notification_log()
+        confirmations = [n for n in google if n.headers.get("X-Goog-Resource-State") == "sync"]
+        changes = [d.status for d in sims.graph.notification_log()]
+        changes += [n.status for n in google if n.headers.get("X-Goog-Resource-State") != "sync"]
+        return {
+            "sent": len(changes),
+            "failed": sum(1 for status in changes if status is None or status >= 400),
+            "google_channel_confirmations_refused": sum(1 for n in confirmations if n.status != 200),
+        }
+
+
+def _difference(sims, member: Member, now: dt.datetime, changed: bool) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """What MBN holds that the engine does not want, and the reverse, for a report."""
+    held, wanted = set(held_absences(sims, member)), set(expected_absences(member, now))
+
+    def text(intervals: set[Any]) -> list[str]:
+        return [f"{r} {s.isoformat()}–{e.isoformat()} {d}" for r, s, e, d in sorted(intervals)]
+
+    return {
+        "kind": member.kind,
+        "calendar_user": member.calendar_user_id,
+        "changed": changed,
+        "only_in_mbn": text(held - wanted),
+        "only_wanted": text(wanted - held),
+    }
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else value / 1000
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
