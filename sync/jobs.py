@@ -174,10 +174,11 @@ def delete_old_runs_job() -> str:
 MAX_Q2_ATTEMPTS = 10
 
 
-def sync_users_job(calendar_user_ids: list[int], attempt: int = 0) -> str:
+def sync_users_job(calendar_user_ids: list[int], attempt: int = 0, at: str | None = None) -> str:
     """The q2 side of `sync.tasks.sync_users` (the embedded default has no Celery worker): the same sync,
     and a throttled or unavailable service re-queues the held-up users after the back-off as a one-off
-    q2 schedule, since q2 has no delayed retry of its own. Users another sync holds are looked at again."""
+    q2 schedule, since q2 has no delayed retry of its own. Users another sync holds are looked at again.
+    `at` (an ISO instant) fixes the sync window's start, for benchmarks that compare with the engine."""
     from django_q.models import Schedule
 
     from sync.pipeline import RetryLater, sync_claimed
@@ -187,14 +188,15 @@ def sync_users_job(calendar_user_ids: list[int], attempt: int = 0) -> str:
         Schedule.objects.create(
             name=f"sync-retry-{ids[0]}-{timezone.now().timestamp():.0f}",
             func="sync.jobs.sync_users_job",
-            args=repr((list(ids), attempts)),
+            args=repr((list(ids), attempts, at)),
             schedule_type=Schedule.ONCE,
             repeats=-1,
             next_run=timezone.now() + dt.timedelta(seconds=after),
         )
 
     try:
-        results, busy = sync_claimed(calendar_user_ids=calendar_user_ids)
+        now = dt.datetime.fromisoformat(at) if at else None
+        results, busy = sync_claimed(calendar_user_ids=calendar_user_ids, now=now)
     except RetryLater as error:
         if attempt + 1 >= MAX_Q2_ATTEMPTS:
             return f"gave up after {MAX_Q2_ATTEMPTS} attempts: {error} (the next sweep tries again)"

@@ -359,8 +359,8 @@ def test_on_q2_an_mbn_outage_is_shown_and_the_sync_retried_after_the_back_off(si
     assert retry.schedule_type == Schedule.ONCE and retry.next_run > timezone.now()
 
     sims.set_faults("mbn", rate=0)
-    ids, attempt = ast.literal_eval(retry.args)
-    assert (ids, attempt) == ([user.pk], 1)
+    ids, attempt, at = ast.literal_eval(retry.args)
+    assert (ids, attempt, at) == ([user.pk], 1, None)
     assert jobs.sync_users_job(ids, attempt) == "1 users synced"
     user.refresh_from_db()
     assert user.last_error == ""

@@ -69,6 +69,12 @@ class Command(BaseCommand):
             "needs a database the workers share (PostgreSQL) and CELERY_RESULT_BACKEND",
         )
         parser.add_argument(
+            "--q2-workers",
+            type=int,
+            default=0,
+            help="sync on a django-q2 cluster of N worker processes (the embedded default's way), one job per batch",
+        )
+        parser.add_argument(
             "--users-per-customer",
             type=int,
             default=100,
@@ -103,7 +109,12 @@ class Command(BaseCommand):
                 # the benchmark's own secrets, deleted with its customers (production requires a real key)
                 CREDENTIALS_KEY=django_settings.CREDENTIALS_KEY or Fernet.generate_key().decode(),
             ):
-                workers = self._start_workers(sims, options) if options["celery_workers"] else []
+                if options["celery_workers"]:
+                    workers = self._start_workers(sims, options)
+                elif options["q2_workers"]:
+                    workers = self._start_q2(sims, options)
+                else:
+                    workers = []
                 try:
                     result = self._run(sims, options)
                 finally:
@@ -112,8 +123,9 @@ class Command(BaseCommand):
 
     def _run(self, sims, options: dict[str, Any]) -> dict[str, Any]:  # type: ignore[no-untyped-def]
         self._celery = bool(options["celery_workers"])
+        self._q2 = bool(options["q2_workers"])
         rng = random.Random(options["seed"])
-        count, concurrency = options["users"], options["concurrency"]
+        count, concurrency = options["users"], options["q2_workers"] or options["concurrency"]
         shares = {kind: count // len(PROVIDERS) + (i < count % len(PROVIDERS)) for i, kind in enumerate(PROVIDERS)}
         per_customer = options["users_per_customer"]
         built = [
@@ -177,6 +189,8 @@ class Command(BaseCommand):
             "latency_ms": options["latency_ms"],
             "runner": f"{options['celery_workers']} Celery worker processes"
             if options["celery_workers"]
+            else f"a q2 cluster of {options['q2_workers']} worker processes"
+            if options["q2_workers"]
             else "threads in one process",
             "database": connection.vendor,
             "providers": {kind: n for kind, n in shares.items() if n},
@@ -211,12 +225,11 @@ class Command(BaseCommand):
         )
         return customer, list(ServiceUser.objects.filter(customer=customer).order_by("pk"))
 
-    def _start_workers(self, sims, options: dict[str, Any]) -> list[Any]:  # type: ignore[no-untyped-def]
-        """Celery worker processes (thread pools) reaching the simulators through the environment."""
+    def _worker_env(self, sims) -> dict[str, str]:  # type: ignore[no-untyped-def]
+        """What a worker process needs to reach the simulators and read the benchmark's secrets."""
         import os
-        import subprocess
 
-        env = {
+        return {
             **os.environ,
             "MICROSOFT_LOGIN_BASE_URL": sims.login_url,
             "GRAPH_BASE_URL": sims.graph_url,
@@ -232,6 +245,32 @@ class Command(BaseCommand):
             "ALLOWED_HOSTS": "127.0.0.1",
             "LOG_LEVEL": "WARNING",
         }
+
+    def _start_q2(self, sims, options: dict[str, Any]) -> list[Any]:  # type: ignore[no-untyped-def]
+        """A q2 cluster of --q2-workers processes; the schedules are held back while the benchmark runs."""
+        import subprocess
+
+        from django_q.models import Schedule
+
+        self._held_schedules = list(Schedule.objects.values_list("pk", "next_run"))
+        Schedule.objects.update(next_run=timezone.now() + dt.timedelta(days=1))
+        env = {**self._worker_env(sims), "Q_WORKERS": str(options["q2_workers"])}
+        cluster = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"], env=env, start_new_session=True, stdout=subprocess.DEVNULL
+        )
+        from django_q.tasks import async_task, result
+
+        probe = async_task("sync.tasks.worker_health")
+        if result(probe, wait=120_000) is None:  # the clock starts once the cluster takes jobs
+            self._stop_workers([cluster])
+            raise CommandError("the q2 cluster did not run a job within 120 s")
+        return [cluster]
+
+    def _start_workers(self, sims, options: dict[str, Any]) -> list[Any]:  # type: ignore[no-untyped-def]
+        """Celery worker processes (thread pools) reaching the simulators through the environment."""
+        import subprocess
+
+        env = self._worker_env(sims)
         count = options["celery_workers"]
         threads = max(1, options["concurrency"] // count)
         workers = [
@@ -276,6 +315,11 @@ class Command(BaseCommand):
         import os
         import signal
 
+        from django_q.models import Schedule
+
+        for pk, next_run in getattr(self, "_held_schedules", []):
+            Schedule.objects.filter(pk=pk).update(next_run=next_run)
+
         for worker in workers:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(worker.pid, signal.SIGTERM)
@@ -312,7 +356,24 @@ class Command(BaseCommand):
                 close_old_connections()
 
         started = time.perf_counter()
-        if self._celery:
+        if self._q2:
+            from django_q.models import Schedule, Task
+            from django_q.tasks import async_task
+
+            group = f"bench-{time.time_ns()}"
+            for batch in batches:
+                async_task("sync.jobs.sync_users_job", batch, 0, now.isoformat(), group=group)
+            while True:
+                time.sleep(0.5)
+                done = Task.objects.filter(group=group).count()
+                progress(min(done, len(batches)), len(batches))
+                retrying = Schedule.objects.filter(func="sync.jobs.sync_users_job").exists()
+                if done >= len(batches) and not retrying:
+                    break
+            failed = Task.objects.filter(group=group, success=False).count()
+            if failed:
+                raise CommandError(f"{failed} q2 sync jobs failed: see admin → Django Q → Failed tasks")
+        elif self._celery:
             from sync.tasks import sync_users
 
             pending = [sync_users.apply_async(args=[batch, now.isoformat()], queue="sync") for batch in batches]
