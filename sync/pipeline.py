@@ -355,13 +355,32 @@ def _reconcile_user(  # type: ignore[no-untyped-def]
         reason = "not matched to an MBN subscriber" if not service_user.msisdn else "the customer has no MBN connection"
         run.error = reason
         return _finish(user, run, UserResult(user.pk, len(events), error=reason))
-    result = _push(user, wanted, stored, run)
-    return _finish(user, run, result)
+    result, final = _push(user, wanted, stored, run)
+    with transaction.atomic():  # what MBN holds now and the sync record: one write transaction
+        CalendarUser.objects.filter(pk=user.pk).update(mbn_unsure=False)
+        PushedAbsence.objects.filter(service_user=service_user).delete()
+        PushedAbsence.objects.bulk_create(
+            PushedAbsence(
+                service_user=service_user,
+                mbn_id=a.id or "",
+                external_ref=a.external_ref,
+                start=a.start,
+                end=a.end,
+                reason=a.reason,
+                diversion=a.diversion,
+            )
+            for a in final
+        )
+        return _finish(user, run, result)
 
 
-def _push(user: CalendarUser, wanted: list[reconcile.Wanted], stored: list[PushedAbsence], run: SyncRun) -> UserResult:
-    """Apply the difference to MBN. What we stored is MBN's state unless a push was cut short
-    (`mbn_unsure`): then MBN is read first, and our earlier creates are adopted by their references."""
+def _push(
+    user: CalendarUser, wanted: list[reconcile.Wanted], stored: list[PushedAbsence], run: SyncRun
+) -> tuple[UserResult, list[Any]]:
+    """Apply the difference to MBN; returns the result and what MBN holds now (the caller stores it).
+
+    What we stored is MBN's state unless a push was cut short (`mbn_unsure`): then MBN is read first, and
+    our earlier creates are adopted by their references."""
     from sync.mbn import Diversion, MbnAbsence, MbnConflict, MbnNotFound, MbnThrottled, MbnUnavailable
 
     service_user = user.service_user
@@ -411,24 +430,9 @@ def _push(user: CalendarUser, wanted: list[reconcile.Wanted], stored: list[Pushe
             requests += 1
     except (MbnThrottled, MbnUnavailable) as error:
         raise RetryLater(str(error), getattr(error, "retry_after", None)) from error
-    with transaction.atomic():
-        CalendarUser.objects.filter(pk=user.pk).update(mbn_unsure=False)
-        PushedAbsence.objects.filter(service_user=service_user).delete()
-        PushedAbsence.objects.bulk_create(
-            PushedAbsence(
-                service_user=service_user,
-                mbn_id=a.id or "",
-                external_ref=a.external_ref,
-                start=a.start,
-                end=a.end,
-                reason=a.reason,
-                diversion=a.diversion,
-            )
-            for a in final
-        )
     problem = ("A manual absence in MBN overlaps: " + "; ".join(conflicts)) if conflicts else ""
     run.error = problem
-    return UserResult(
+    result = UserResult(
         user.pk,
         run.events_read,
         created=len(todo.creates) - len(conflicts),
@@ -437,6 +441,7 @@ def _push(user: CalendarUser, wanted: list[reconcile.Wanted], stored: list[Pushe
         mbn_requests=requests,
         error=problem,
     )
+    return result, final
 
 
 def _fields(item: reconcile.Wanted) -> tuple[str, dt.datetime, dt.datetime, Any, str]:
