@@ -28,7 +28,8 @@ step "calendar sync, $users users, embedded default"
 $py manage.py bench_sync --users "$users" --events-per-user 20 --latency-ms 50 --users-per-customer 20 \
     --concurrency 32 --json > "$out/sync-embedded.json"
 step "propagation latency, $latency_users users"
-$py manage.py bench_latency --users "$latency_users" --changes 100 --over-seconds 10 --latency-ms 50 --json \
+$py manage.py bench_latency --users "$latency_users" --changes 100 --over-seconds 10 --latency-ms 50 \
+    --users-per-customer 20 --concurrency 32 --json \
     > "$out/latency.json"
 step "soak with faults and an MBN outage, $soak_minutes min"
 $py manage.py bench_soak --users 300 --minutes "$soak_minutes" --outage-seconds 60 --fault-rate 0.10 --json \
