@@ -22,6 +22,7 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from billing import services
+from billing.exports import download
 from billing.models import (
     BillingRun,
     CreditNote,
@@ -48,12 +49,6 @@ class ReadOnlyMixin:
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
-
-
-def _download(content: bytes, filename: str, content_type: str) -> HttpResponse:
-    response = HttpResponse(content, content_type=content_type)
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
 
 
 @admin.register(UsageSnapshot)
@@ -285,7 +280,7 @@ class InvoiceAdmin(ReadOnlyMixin, AuditedAdmin):
         from billing.pdf import render_document_pdf
 
         invoice = self._issued(request, pk)
-        return _download(
+        return download(
             render_document_pdf(services.document_for_invoice(invoice)),
             f"faktura-{invoice.number}.pdf",
             "application/pdf",
@@ -295,7 +290,7 @@ class InvoiceAdmin(ReadOnlyMixin, AuditedAdmin):
         from billing.ehf import build_ehf
 
         invoice = self._issued(request, pk)
-        return _download(
+        return download(
             build_ehf(services.document_for_invoice(invoice)), f"faktura-{invoice.number}.xml", "application/xml"
         )
 
@@ -308,7 +303,7 @@ class InvoiceAdmin(ReadOnlyMixin, AuditedAdmin):
             parsed = Quarter.parse(quarter)
         except ValueError as error:
             raise Http404(str(error)) from error
-        return _download(quarter_zip(parsed), f"kalenderpush-{parsed.label}.zip", "application/zip")
+        return download(quarter_zip(parsed), f"kalenderpush-{parsed.label}.zip", "application/zip")
 
     @admin.action(description=_("Issue selected drafts"), permissions=["issue"])
     def issue_selected(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
@@ -426,7 +421,7 @@ class CreditNoteAdmin(ReadOnlyMixin, admin.ModelAdmin):
         from billing.pdf import render_document_pdf
 
         note = self._note(request, pk)
-        return _download(
+        return download(
             render_document_pdf(services.document_for_credit_note(note)),
             f"kreditnota-{note.number}.pdf",
             "application/pdf",
@@ -436,7 +431,7 @@ class CreditNoteAdmin(ReadOnlyMixin, admin.ModelAdmin):
         from billing.ehf import build_ehf
 
         note = self._note(request, pk)
-        return _download(
+        return download(
             build_ehf(services.document_for_credit_note(note)), f"kreditnota-{note.number}.xml", "application/xml"
         )
 

@@ -13,10 +13,20 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
+from django.http import HttpResponse
+
 from billing.documents import BillingDocument
 from billing.models import CreditNote, Invoice
 from billing.quarters import Quarter
 from billing.services import document_for_credit_note, document_for_invoice
+
+
+def download(content: bytes, filename: str, content_type: str) -> HttpResponse:
+    """A file for the browser to save (admin and portal downloads)."""
+    response = HttpResponse(content, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
 
 CSV_COLUMNS = [
     "dokumenttype",

@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
+from billing.exports import download
 from billing.services import document_for_credit_note, document_for_invoice, termination_for
 from customers.models import Customer, ServiceUser, Subscription
 from customers.services import ensure_customer_settings
@@ -265,19 +266,13 @@ def invoices(request: HttpRequest, customer: Customer) -> HttpResponse:
     )
 
 
-def _download(content: bytes, filename: str, content_type: str) -> HttpResponse:
-    response = HttpResponse(content, content_type=content_type)
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
-
-
 @require_GET
 @portal_page(admin_only=False)
 def invoice_pdf(request: HttpRequest, customer: Customer, pk: int) -> HttpResponse:
     from billing.pdf import render_document_pdf
 
     invoice = get_object_or_404(selectors.invoices(customer), pk=pk)
-    return _download(
+    return download(
         render_document_pdf(document_for_invoice(invoice)), f"faktura-{invoice.number}.pdf", "application/pdf"
     )
 
@@ -288,7 +283,7 @@ def invoice_ehf(request: HttpRequest, customer: Customer, pk: int) -> HttpRespon
     from billing.ehf import build_ehf
 
     invoice = get_object_or_404(selectors.invoices(customer), pk=pk)
-    return _download(build_ehf(document_for_invoice(invoice)), f"faktura-{invoice.number}.xml", "application/xml")
+    return download(build_ehf(document_for_invoice(invoice)), f"faktura-{invoice.number}.xml", "application/xml")
 
 
 @require_GET
@@ -297,7 +292,7 @@ def credit_note_pdf(request: HttpRequest, customer: Customer, pk: int) -> HttpRe
     from billing.pdf import render_document_pdf
 
     note = get_object_or_404(selectors.credit_notes(customer), pk=pk)
-    return _download(
+    return download(
         render_document_pdf(document_for_credit_note(note)), f"kreditnota-{note.number}.pdf", "application/pdf"
     )
 
@@ -308,7 +303,7 @@ def credit_note_ehf(request: HttpRequest, customer: Customer, pk: int) -> HttpRe
     from billing.ehf import build_ehf
 
     note = get_object_or_404(selectors.credit_notes(customer), pk=pk)
-    return _download(build_ehf(document_for_credit_note(note)), f"kreditnota-{note.number}.xml", "application/xml")
+    return download(build_ehf(document_for_credit_note(note)), f"kreditnota-{note.number}.xml", "application/xml")
 
 
 def forbidden(request: HttpRequest, reason: str) -> HttpResponse:

@@ -126,29 +126,14 @@ def build_fleet(
 @contextmanager
 def simulator_settings(sims, **extra: Any) -> Iterator[None]:  # type: ignore[no-untyped-def]
     """Point the app at the simulators (as bench_sync does), plus any `extra` settings."""
-    with override_settings(
-        MICROSOFT_LOGIN_BASE_URL=sims.login_url,
-        GRAPH_BASE_URL=sims.graph_url,
-        MBN_BASE_URL=sims.mbn_url,
-        MICROSOFT_LOGIN_CA_BUNDLE=sims.ca_path,
-        GOOGLE_TOKEN_URL=sims.google.token_url,
-        GOOGLE_CALENDAR_BASE_URL=sims.google.calendar_url,
-        GOOGLE_DIRECTORY_BASE_URL=sims.google.directory_url,
-        **extra,
-    ):
+    with override_settings(**sims.app_settings(), **extra):
         yield
 
 
 def simulator_environment(sims) -> dict[str, str]:  # type: ignore[no-untyped-def]
     """The same settings as environment variables, for a worker process started beside this one."""
     return {
-        "MICROSOFT_LOGIN_BASE_URL": sims.login_url,
-        "GRAPH_BASE_URL": sims.graph_url,
-        "MBN_BASE_URL": sims.mbn_url,
-        "MICROSOFT_LOGIN_CA_BUNDLE": sims.ca_path,
-        "GOOGLE_TOKEN_URL": sims.google.token_url,
-        "GOOGLE_CALENDAR_BASE_URL": sims.google.calendar_url,
-        "GOOGLE_DIRECTORY_BASE_URL": sims.google.directory_url,
+        **sims.app_settings(),
         "CREDENTIALS_KEY": settings.CREDENTIALS_KEY,
         "MBN_REQUESTS_PER_SECOND": str(settings.MBN_REQUESTS_PER_SECOND),
     }

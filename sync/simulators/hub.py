@@ -112,6 +112,18 @@ class Simulators:
             "ca_path": self.ca_path,
         }
 
+    def app_settings(self) -> dict[str, str]:
+        """The Django settings (also their environment variables) that point the app at these simulators."""
+        return {
+            "MICROSOFT_LOGIN_BASE_URL": self.login_url,
+            "MICROSOFT_LOGIN_CA_BUNDLE": self.ca_path,
+            "GRAPH_BASE_URL": self.graph_url,
+            "MBN_BASE_URL": self.mbn_url,
+            "GOOGLE_TOKEN_URL": self.google.token_url,
+            "GOOGLE_CALENDAR_BASE_URL": self.google.calendar_url,
+            "GOOGLE_DIRECTORY_BASE_URL": self.google.directory_url,
+        }
+
     # switches
 
     def service(self, name: str) -> SimServer:

@@ -97,13 +97,7 @@ class Command(BaseCommand):
             for service in ("login", "graph", "mbn", "ews", "google"):
                 sims.set_latency(service, options["latency_ms"])
             with override_settings(
-                MICROSOFT_LOGIN_BASE_URL=sims.login_url,
-                GRAPH_BASE_URL=sims.graph_url,
-                MBN_BASE_URL=sims.mbn_url,
-                MICROSOFT_LOGIN_CA_BUNDLE=sims.ca_path,
-                GOOGLE_TOKEN_URL=sims.google.token_url,
-                GOOGLE_CALENDAR_BASE_URL=sims.google.calendar_url,
-                GOOGLE_DIRECTORY_BASE_URL=sims.google.directory_url,
+                **sims.app_settings(),
                 MBN_REQUESTS_PER_SECOND=options["mbn_rate"] * 0.9,
                 DEBUG=False,  # what production runs: no query log, no debug cursor
                 # the benchmark's own secrets, deleted with its customers (production requires a real key)
@@ -231,13 +225,7 @@ class Command(BaseCommand):
 
         return {
             **os.environ,
-            "MICROSOFT_LOGIN_BASE_URL": sims.login_url,
-            "GRAPH_BASE_URL": sims.graph_url,
-            "MBN_BASE_URL": sims.mbn_url,
-            "MICROSOFT_LOGIN_CA_BUNDLE": sims.ca_path,
-            "GOOGLE_TOKEN_URL": sims.google.token_url,
-            "GOOGLE_CALENDAR_BASE_URL": sims.google.calendar_url,
-            "GOOGLE_DIRECTORY_BASE_URL": sims.google.directory_url,
+            **sims.app_settings(),
             "MBN_REQUESTS_PER_SECOND": str(django_settings.MBN_REQUESTS_PER_SECOND),
             "CREDENTIALS_KEY": django_settings.CREDENTIALS_KEY,
             "DEBUG": "false",

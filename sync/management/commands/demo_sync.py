@@ -35,15 +35,7 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop at once, like Ctrl-C
         with Simulators.start() as sims:
-            urls = {
-                "GOOGLE_TOKEN_URL": sims.google.token_url,
-                "GOOGLE_CALENDAR_BASE_URL": sims.google.calendar_url,
-                "GOOGLE_DIRECTORY_BASE_URL": sims.google.directory_url,
-                "MICROSOFT_LOGIN_BASE_URL": sims.login_url,
-                "GRAPH_BASE_URL": sims.graph_url,
-                "MBN_BASE_URL": sims.mbn_url,
-                "MICROSOFT_LOGIN_CA_BUNDLE": sims.ca_path,
-            }
+            urls = sims.app_settings()
             with override_settings(**urls):
                 rng = random.Random(2026)
                 users = self._wire(sims, rng)
