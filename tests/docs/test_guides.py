@@ -1,0 +1,92 @@
+"""The user guides state the notice periods the billing core applies (billing.md), not a rule of their own."""
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import pytest
+
+from billing.core.terms import effective_end
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+MONTHS = {
+    **{
+        name: n
+        for n, name in enumerate(
+            [
+                "januar",
+                "februar",
+                "mars",
+                "april",
+                "mai",
+                "juni",
+                "juli",
+                "august",
+                "september",
+                "oktober",
+                "november",
+                "desember",
+            ],
+            start=1,
+        )
+    },
+    **{
+        name: n
+        for n, name in enumerate(
+            [
+                "january",
+                "february",
+                "march",
+                "april",
+                "may",
+                "june",
+                "july",
+                "august",
+                "september",
+                "october",
+                "november",
+                "december",
+            ],
+            start=1,
+        )
+    },
+}
+TERMS = {
+    "ingen": 0,
+    "none": 0,
+    "12 måneder": 12,
+    "12 months": 12,
+    "24 måneder": 24,
+    "24 months": 24,
+    "36 måneder": 36,
+    "36 months": 36,
+}
+
+
+def notice_table(text: str) -> dict[int, dt.date]:
+    """Each term's effective end for a notice received on 10 March, as the guide's table says it."""
+    rows = {}
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].casefold() in TERMS:
+            day, month = re.fullmatch(r"(\d+)\.? (\w+)", cells[2].casefold()).groups()  # type: ignore[union-attr]
+            rows[TERMS[cells[0].casefold()]] = dt.date(2026, MONTHS[month], int(day))
+    return rows
+
+
+@pytest.mark.parametrize("guide", ["user-guide-portal.md", "user-guide-staff.md"])
+def test_the_guides_give_every_terms_effective_end_as_billing_computes_it(guide: str) -> None:
+    table = notice_table((DOCS / guide).read_text())
+
+    assert sorted(table) == [0, 12, 24, 36]
+    for term, stated in table.items():
+        assert stated == effective_end(notice_received=dt.date(2026, 3, 10), term_months=term), (guide, term)
+
+
+@pytest.mark.parametrize("guide", ["user-guide-portal.md", "user-guide-staff.md"])
+def test_the_guides_no_longer_promise_one_notice_period_for_every_term(guide: str) -> None:
+    text = (DOCS / guide).read_text().casefold()
+
+    assert "rest of the month plus one month" not in text
+    assert "resten av måneden pluss én" not in text
