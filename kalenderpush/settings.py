@@ -220,8 +220,10 @@ CREDENTIALS_KEY = env.str("CREDENTIALS_KEY", default="")
 BILLING_RUN_STALE_SECONDS = env.int("BILLING_RUN_STALE_SECONDS", default=300)
 
 # --- Calendar sync ---------------------------------------------------------------------------------
+# The port `make run` serves the demo on; the default public address below follows it.
+PORT = env.int("PORT", default=8000)
 # Public base URL of this site, for the webhooks Microsoft Graph calls (https in production).
-PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default=f"http://127.0.0.1:{PORT}")
 SYNC_HORIZON_DAYS = env.int("SYNC_HORIZON_DAYS", default=14)
 # A user's sync lock: a sync whose worker died blocks the user's next sync for at most this long.
 SYNC_LOCK_SECONDS = env.int("SYNC_LOCK_SECONDS", default=120)

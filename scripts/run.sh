@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=.venv/bin/python
+# Every process reads PORT: the web server listens on it and, without PUBLIC_BASE_URL, the webhooks
+# the simulators deliver and the links the demo prints go to it.
+export PORT=${PORT:-8000}
 
 $py manage.py migrate --noinput -v 0
 seeded=$($py manage.py seed_demo)
@@ -35,7 +38,7 @@ if [ -n "$broker" ]; then
 else
     echo "No CELERY_BROKER_URL: Celery tasks run inline (eager) in the q2 workers."
 fi
-$py manage.py runserver --noreload 127.0.0.1:8000 &
+$py manage.py runserver --noreload 127.0.0.1:$PORT &
 pids+=($!)
 # Repeat the demo logins once the servers are up, below their start-up lines.
 ( sleep 4; echo; echo "Kalender Push is running. Demo logins:"; grep -E "Admin:|Portal:|^  " <<<"$seeded" || true; echo ) &

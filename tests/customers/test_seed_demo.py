@@ -79,3 +79,13 @@ def test_no_admin_is_created_when_debug_is_off(settings):
     assert not get_user_model().objects.filter(username__startswith="it@").exists()
     assert "DEBUG is off" in output
     assert "password" not in output
+
+
+def test_the_printed_links_follow_the_sites_public_address(settings):
+    settings.PUBLIC_BASE_URL = "http://127.0.0.1:8050/"
+
+    out = _seed()
+
+    assert "Admin: http://127.0.0.1:8050/admin/" in out
+    assert "Portal: http://127.0.0.1:8050/portal/" in out
+    assert ":8000" not in out

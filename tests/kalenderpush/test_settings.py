@@ -92,3 +92,22 @@ def test_env_example_documents_every_variable_the_settings_read():
     documented = set(re.findall(r"^#?\s*([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
     assert read, "no variables found in settings.py"
     assert read <= documented, f"not in .env.example: {sorted(read - documented)}"
+
+
+def test_the_default_public_address_follows_port_so_webhooks_reach_the_demo_on_another_port():
+    show = "from django.conf import settings as s; print(s.PUBLIC_BASE_URL)"
+
+    assert _manage("shell", "--no-imports", "-c", show, PORT="8050").stdout.strip() == "http://127.0.0.1:8050"
+    assert _manage("shell", "--no-imports", "-c", show).stdout.strip() == "http://127.0.0.1:8000"
+    assert (
+        _manage("shell", "--no-imports", "-c", show, PORT="8050", PUBLIC_BASE_URL="https://kp.example").stdout.strip()
+        == "https://kp.example"
+    )
+
+
+def test_the_demo_script_serves_on_port_and_hands_it_to_every_process():
+    script = (ROOT / "scripts" / "run.sh").read_text()
+
+    assert "export PORT=${PORT:-8000}" in script
+    assert "127.0.0.1:$PORT" in script
+    assert "8000" not in script.replace("${PORT:-8000}", "")

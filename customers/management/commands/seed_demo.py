@@ -139,6 +139,11 @@ DEMO_CUSTOMERS = [
 ]
 
 
+def _site_url() -> str:
+    """Where the demo is served: PUBLIC_BASE_URL, which follows PORT unless it is set."""
+    return settings.PUBLIC_BASE_URL.rstrip("/")
+
+
 def _demo_users(spec: DemoCustomer) -> list[tuple[str, str, str]]:
     """(email, name, msisdn) for the customer's users; the same every run."""
     rng = random.Random(spec.org_number)
@@ -245,7 +250,7 @@ class Command(BaseCommand):
                     "Set a new one with `python manage.py changepassword admin`."
                 )
                 return
-        self.stdout.write(self.style.SUCCESS(f"Admin: http://127.0.0.1:8000/admin/  user: admin  password: {password}"))
+        self.stdout.write(self.style.SUCCESS(f"Admin: {_site_url()}/admin/  user: admin  password: {password}"))
 
     def _seed_portal_logins(self) -> None:
         if not settings.DEBUG:
@@ -272,5 +277,5 @@ class Command(BaseCommand):
         logins_file.parent.mkdir(parents=True, exist_ok=True)
         logins_file.write_text(json.dumps(known, indent=2) + "\n")
         logins_file.chmod(0o600)
-        self.stdout.write(self.style.SUCCESS("Portal: http://127.0.0.1:8000/portal/  (user name, password)"))
+        self.stdout.write(self.style.SUCCESS(f"Portal: {_site_url()}/portal/  (user name, password)"))
         self.stdout.write("\n".join(lines))
