@@ -11,6 +11,7 @@ from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
 from customers.models import Customer
+from kalenderpush.authentication import login_name
 from portal import services
 from portal.models import PortalMembership
 
@@ -28,13 +29,10 @@ class InvitationForm(forms.ModelForm):
         customer: Customer | None = data.get("customer")
         email = data.get("email")
         if customer and email:
-            from django.contrib.auth import get_user_model
-
-            user = get_user_model().objects.filter(username__iexact=email).first()
-            if user is not None and (user.is_staff or user.is_superuser):
-                self.add_error("email", _("This is a Nettsoft staff login; use another address."))
-            elif user is not None and PortalMembership.objects.filter(user=user).exclude(customer=customer).exists():
-                self.add_error("email", _("This address already has portal access for another customer."))
+            try:
+                services.check_invitable(customer=customer, email=login_name(email))
+            except ValidationError as refusal:
+                self.add_error(None, refusal)
         return data
 
 
@@ -93,12 +91,19 @@ class PortalMembershipAdmin(SimpleHistoryAdmin):
 
     @admin.action(description=_("Send the invitation again"))
     def send_invitation(self, request: HttpRequest, queryset: QuerySet[PortalMembership]) -> None:
+        sent = 0
         for membership in queryset.select_related("user", "customer"):
-            services.invite(
-                customer=membership.customer,
-                email=membership.user.email,
-                name=membership.user.get_full_name(),
-                role=membership.role,
-                invited_by=request.user,
-            )
-        messages.success(request, _("%(count)s invitations were sent.") % {"count": queryset.count()})
+            try:
+                services.invite(
+                    customer=membership.customer,
+                    email=membership.user.email,
+                    name=membership.user.get_full_name(),
+                    role=membership.role,
+                    invited_by=request.user,
+                )
+            except ValidationError as refusal:
+                messages.error(request, " ".join(refusal.messages))
+            else:
+                sent += 1
+        if sent:
+            messages.success(request, _("%(count)s invitations were sent.") % {"count": sent})

@@ -1,33 +1,56 @@
 """Portal forms: login, calendar settings, a user's overrides, the subject preview, the notice calculator."""
 
 import datetime as dt
+import unicodedata
+from collections.abc import Iterator
 from typing import Any
 
 from django import forms
-from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
+from django.contrib.auth.signals import user_login_failed
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from customers.models import WEEKDAYS, CustomerSettings, ServiceUser
-from portal.models import PortalMembership
+from portal import selectors
 from sync.models import AbsenceProfile
 
 
 class PortalLoginForm(AuthenticationForm):
+    """The portal's sign-in. A login that may not use the portal (staff, no membership) gets exactly the
+    answer of a wrong password, and django-axes counts it as one: the portal confirms no password."""
+
     username = forms.CharField(
         label=_("E-mail"), widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "username"})
     )
 
     error_messages = {
         **AuthenticationForm.error_messages,
-        "invalid_login": _("Wrong e-mail or password. Note that the password is case-sensitive."),
-        "no_portal": _("This login has no access to the customer portal. Nettsoft staff sign in at /admin/."),
+        "invalid_login": _(
+            "Wrong e-mail address or password. Check both and try again, or choose a new password under "
+            "“Forgot your password?”."
+        ),
     }
 
     def confirm_login_allowed(self, user: Any) -> None:
         super().confirm_login_allowed(user)
-        if not PortalMembership.objects.filter(user=user).exists():
-            raise forms.ValidationError(self.error_messages["no_portal"], code="no_portal")
+        if not selectors.portal_logins().filter(pk=user.pk).exists():
+            user_login_failed.send(
+                sender=__name__, credentials={"username": self.cleaned_data["username"]}, request=self.request
+            )
+            raise self.get_invalid_login_error()
+
+
+class PortalPasswordResetForm(PasswordResetForm):
+    """“Forgot your password?”: a link only for portal logins with this address (in any case), never for
+    staff. Every address gets the same answer, so the page tells nothing about who has a login."""
+
+    def get_users(self, email: str) -> Iterator[Any]:
+        folded = unicodedata.normalize("NFKC", email).casefold()
+        for user in selectors.portal_logins().filter(email__iexact=email):
+            # The database's iexact may match more than Python's case folding does (CVE-2019-19844).
+            if unicodedata.normalize("NFKC", user.email).casefold() == folded:
+                yield user
 
 
 class _TimeInput(forms.TimeInput):

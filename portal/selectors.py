@@ -1,10 +1,13 @@
-"""Reads for the portal pages, always through one customer: nothing here can reach another's data."""
+"""Reads for the portal pages, always through one customer: nothing here can reach another's data;
+and, for signing in, which logins may use the portal at all."""
 
 import datetime as dt
 import itertools
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from django.contrib.auth import get_user_model
 from django.db.models import Count, Q, QuerySet
 from django.urls import reverse
 
@@ -15,6 +18,20 @@ from billing.quarters import Quarter
 from customers.models import Customer, CustomerSettings, ServiceUser, Subscription
 from portal.problems import Problem, explain
 from sync.models import CalendarSource, PushedAbsence
+
+
+def portal_logins() -> QuerySet[Any]:
+    """The logins that may sign in to the portal or reset a password there: active members, never staff."""
+    return get_user_model()._default_manager.filter(
+        is_active=True, is_staff=False, is_superuser=False, portal_membership__isnull=False
+    )
+
+
+def logins_for_address(email: str) -> list[Any]:
+    """Every login whose user name or e-mail is this address, in any case."""
+    return list(
+        get_user_model()._default_manager.filter(Q(username__iexact=email) | Q(email__iexact=email)).order_by("pk")
+    )
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ from django.utils.translation import gettext as _
 from billing.core.invoicing import Termination
 from billing.services import register_notice
 from customers.models import Customer, CustomerSettings, ServiceUser, Subscription
+from kalenderpush.authentication import login_name
+from portal import selectors
 from portal.models import PortalMembership
 from sync.models import CalendarUser
 from sync.services import queue_syncs
@@ -38,21 +40,42 @@ def set_password_link(*, user: Any) -> str:
     return settings.PUBLIC_BASE_URL.rstrip("/") + path
 
 
+def check_invitable(*, customer: Customer, email: str) -> list[Any]:
+    """Refuse an address that is a staff login's, or a login's with portal access for another customer;
+    return the logins already using the address (user name or e-mail, in any case).
+
+    Staff are never portal users: a staff login found by its user name or by its e-mail is refused, so
+    no second, portal account is made for a staff address.
+    """
+    logins = selectors.logins_for_address(email)
+    if any(login.is_staff or login.is_superuser for login in logins):
+        raise ValidationError(
+            {
+                "email": _(
+                    "%(email)s belongs to a Nettsoft staff login, and staff cannot be portal users. "
+                    "Use the customer's own address."
+                )
+                % {"email": email}
+            }
+        )
+    if PortalMembership.objects.filter(user__in=logins).exclude(customer=customer).exists():
+        raise ValidationError(
+            {"email": _("%(email)s already has portal access for another customer.") % {"email": email}}
+        )
+    return logins
+
+
 def invite(*, customer: Customer, email: str, name: str, role: str, invited_by: Any = None) -> PortalMembership:
     """Create (or re-invite) a portal login for a customer and e-mail a link to choose a password.
 
-    A login belongs to one customer: an address already used for another customer, or by staff, is refused.
+    A login belongs to one customer: an address already used for another customer, or by staff, is refused
+    (check_invitable). New logins are stored with the address lower-case as user name and e-mail.
     """
-    email = email.strip().lower()
+    email = login_name(email)
     with transaction.atomic():
-        user = User.objects.filter(username__iexact=email).first()
-        if user is not None and (user.is_staff or user.is_superuser):
-            raise ValidationError({"email": _("%(email)s is a Nettsoft staff login.") % {"email": email}})
-        membership = PortalMembership.objects.filter(user=user).first() if user else None
-        if membership is not None and membership.customer_id != customer.pk:
-            raise ValidationError(
-                {"email": _("%(email)s already has portal access for another customer.") % {"email": email}}
-            )
+        logins = check_invitable(customer=customer, email=email)
+        membership = PortalMembership.objects.filter(user__in=logins, customer=customer).select_related("user").first()
+        user = membership.user if membership else next((u for u in logins if login_name(u.username) == email), None)
         if user is None:
             first, _space, last = name.strip().partition(" ")
             user = User.objects.create_user(username=email, email=email, first_name=first, last_name=last)

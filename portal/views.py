@@ -67,6 +67,7 @@ class LoginView(auth_views.LoginView):
 
 
 class PasswordResetView(auth_views.PasswordResetView):
+    form_class = forms.PortalPasswordResetForm
     template_name = "portal/password_reset.html"
     email_template_name = "portal/email/password_reset.txt"
     subject_template_name = "portal/email/password_reset_subject.txt"
@@ -76,6 +77,11 @@ class PasswordResetView(auth_views.PasswordResetView):
 class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
     template_name = "portal/password_reset_confirm.html"
     success_url = reverse_lazy("portal:password_reset_complete")
+
+    def get_user(self, uidb64: str) -> Any:
+        """Only a portal login's link works here; for staff it is an invalid link, whatever its token."""
+        user = super().get_user(uidb64)
+        return user if user is not None and selectors.portal_logins().filter(pk=user.pk).exists() else None
 
 
 # --- pages ----------------------------------------------------------------------------------------

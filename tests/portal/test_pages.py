@@ -204,12 +204,14 @@ def test_anonymous_visitors_are_sent_to_the_login(client):
     assert response.status_code == 302 and response["Location"].startswith(reverse("portal:login"))
 
 
-def test_the_login_refuses_a_login_without_portal_access(client, django_user_model):
-    django_user_model.objects.create_user("ansatt@nettsoft.example", "ansatt@nettsoft.example", "Riktig-passord-1")
-    response = client.post(
-        reverse("portal:login"), {"username": "ansatt@nettsoft.example", "password": "Riktig-passord-1"}
-    )
-    assert response.status_code == 200 and "/admin/" in response.content.decode()
+def test_the_login_refuses_a_login_without_portal_access_as_if_the_password_were_wrong(client, django_user_model):
+    django_user_model.objects.create_user("tidligere@kunde.example", "tidligere@kunde.example", "Riktig-passord-1")
+    url = reverse("portal:login")
+    right = client.post(url, {"username": "tidligere@kunde.example", "password": "Riktig-passord-1"})
+    wrong = client.post(url, {"username": "tidligere@kunde.example", "password": "Feil-passord-1"})
+    assert right.status_code == wrong.status_code == 200
+    assert right.context["form"].errors == wrong.context["form"].errors
+    assert "/admin/" not in right.content.decode() and "_auth_user_id" not in client.session
 
 
 def test_password_reset_mails_a_link_that_sets_the_password(client, ours):
