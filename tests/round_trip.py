@@ -1,0 +1,162 @@
+"""Round trips for the tests: what a browser submits from a page's form, and every row of the database.
+
+`submitted_pairs` follows the HTML standard's "constructing the entry list" for the controls our pages
+use, so a form posted back unchanged sends exactly what a person's browser would send after clicking
+save without touching anything. `database_rows` and `changed_fields` tell whether that changed data.
+"""
+
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlencode, urljoin
+
+import lxml.html
+from django.apps import apps
+from django.db import models
+from django.test import Client
+from simple_history.models import HistoricalChanges
+
+# Buttons submit only when clicked, files need a chosen file; neither is part of "post it back unchanged".
+_NOT_SUBMITTED = {"submit", "button", "image", "reset", "file"}
+
+Rows = dict[str, dict[Any, dict[str, Any]]]
+
+# Whole tables that record the request itself rather than hold the objects on the page:
+# - the admin's LogEntry: every admin save appends "no fields changed" (that is its job);
+# - sessions: the login and the "saved" message live there;
+# - simple_history's historical tables (detected by class below): every save appends a version.
+_RECORDS_OF_THE_REQUEST = {"admin.LogEntry", "sessions.Session"}
+
+
+def post_forms(page: Any) -> list[Any]:
+    """Every <form method="post"> of an HTML page, as lxml elements."""
+    document = lxml.html.fromstring(page.content.decode())
+    return [form for form in document.iter("form") if (form.get("method") or "get").lower() == "post"]
+
+
+def form_action(form: Any, page_url: str) -> str:
+    return urljoin(page_url, form.get("action") or "")
+
+
+def submitted_pairs(form: Any) -> list[tuple[str, str]]:
+    """(name, value) pairs in document order, as a browser submits the form untouched."""
+    pairs: list[tuple[str, str]] = []
+    for control in form.iter("input", "select", "textarea"):
+        name = control.get("name")
+        if not name or control.get("disabled") is not None or _in_disabled_fieldset(control, form):
+            continue
+        if control.tag == "input":
+            kind = (control.get("type") or "text").lower()
+            if kind in _NOT_SUBMITTED:
+                continue
+            if kind in ("checkbox", "radio"):
+                if control.get("checked") is not None:
+                    pairs.append((name, control.get("value", "on")))
+                continue
+            value = control.get("value", "")
+            if kind not in ("hidden", "password"):
+                value = value.replace("\r", "").replace("\n", "")  # a text field's value has no line breaks
+            pairs.append((name, value))
+        elif control.tag == "select":
+            pairs.extend((name, value) for value in _selected_values(control))
+        else:
+            text = control.text_content()
+            # The HTML parser drops one line break right after <textarea>; lxml keeps it.
+            text = text[2:] if text.startswith("\r\n") else text[1:] if text.startswith("\n") else text
+            pairs.append((name, text))
+    # Form submission sends every line break as CRLF.
+    return [(name, _crlf(value)) for name, value in pairs]
+
+
+def _in_disabled_fieldset(control: Any, form: Any) -> bool:
+    for ancestor in control.iterancestors():
+        if ancestor is form:
+            return False
+        if ancestor.tag == "fieldset" and ancestor.get("disabled") is not None:
+            return True
+    return False
+
+
+def _selected_values(select: Any) -> list[str]:
+    options = [option for option in select.iter("option") if option.get("disabled") is None]
+    selected = [option for option in options if option.get("selected") is not None]
+    if select.get("multiple") is not None:
+        return [_option_value(option) for option in selected]
+    if selected:
+        return [_option_value(selected[-1])]  # with several marked, the last one wins
+    size = int(select.get("size") or 1)
+    if options and size == 1:
+        return [_option_value(options[0])]  # a drop-down shows, and submits, its first option
+    return []
+
+
+def _option_value(option: Any) -> str:
+    value = option.get("value")
+    return value if value is not None else " ".join(option.text_content().split())
+
+
+def _crlf(value: str) -> str:
+    return value.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
+
+
+def post_back(client: Client, form: Any, page_url: str) -> Any:
+    """POST a form with what it shows, the way a browser encodes it."""
+    return client.post(
+        form_action(form, page_url),
+        urlencode(submitted_pairs(form)),
+        content_type="application/x-www-form-urlencoded",
+    )
+
+
+# --- the database ----------------------------------------------------------------------------------
+
+
+def _tracked_models() -> Iterable[type[models.Model]]:
+    for model in apps.get_models(include_auto_created=True):  # with many-to-many tables (a user's groups)
+        if model._meta.label in _RECORDS_OF_THE_REQUEST or issubclass(model, HistoricalChanges):
+            continue
+        yield model
+
+
+def database_rows() -> Rows:
+    """Every row of every model that holds data, keyed by model label and primary key.
+
+    auto_now fields are left out: a save sets them to the current time by design.
+    """
+    rows: Rows = {}
+    for model in _tracked_models():
+        names = [
+            field.attname
+            for field in model._meta.concrete_fields
+            if not getattr(field, "auto_now", False) and not field.primary_key
+        ]
+        pk = model._meta.pk.attname
+        rows[model._meta.label] = {
+            row[pk]: {name: _comparable(row[name]) for name in names}
+            for row in model._default_manager.order_by().values(pk, *names)
+        }
+    return rows
+
+
+def _comparable(value: Any) -> Any:
+    return bytes(value) if isinstance(value, memoryview) else value
+
+
+def changed_fields(before: Rows, after: Rows, *, ignore: Iterable[str] = ()) -> list[str]:
+    """What differs, one line per row or field: "customers.ServiceUser 3 default_profile_id: None → 1".
+
+    `ignore` names fields as "app.Model.field" that may change by design.
+    """
+    ignored = set(ignore)
+    changes = []
+    for label in sorted(set(before) | set(after)):
+        old_rows, new_rows = before.get(label, {}), after.get(label, {})
+        for pk in sorted(set(old_rows) - set(new_rows), key=str):
+            changes.append(f"{label} {pk}: deleted")
+        for pk in sorted(set(new_rows) - set(old_rows), key=str):
+            changes.append(f"{label} {pk}: added {new_rows[pk]}")
+        for pk in sorted(set(old_rows) & set(new_rows), key=str):
+            for name, old in old_rows[pk].items():
+                new = new_rows[pk][name]
+                if old != new and f"{label}.{name}" not in ignored:
+                    changes.append(f"{label} {pk} {name}: {old!r} → {new!r}")
+    return changes
