@@ -5,6 +5,7 @@ use, so a form posted back unchanged sends exactly what a person's browser would
 save without touching anything. `database_rows` and `changed_fields` tell whether that changed data.
 """
 
+import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlencode, urljoin
@@ -141,6 +142,14 @@ def _comparable(value: Any) -> Any:
     return bytes(value) if isinstance(value, memoryview) else value
 
 
+def _same_to_the_second(old: Any, new: Any) -> bool:
+    """Django's date and time widgets show whole seconds (a form's initial value drops microseconds),
+    so saving a page keeps a stored instant to the second: the same time to anyone who reads it."""
+    if isinstance(old, dt.datetime | dt.time) and type(new) is type(old):
+        return old.replace(microsecond=0) == new
+    return False
+
+
 def changed_fields(before: Rows, after: Rows, *, ignore: Iterable[str] = ()) -> list[str]:
     """What differs, one line per row or field: "customers.ServiceUser 3 default_profile_id: None → 1".
 
@@ -157,6 +166,6 @@ def changed_fields(before: Rows, after: Rows, *, ignore: Iterable[str] = ()) -> 
         for pk in sorted(set(old_rows) & set(new_rows), key=str):
             for name, old in old_rows[pk].items():
                 new = new_rows[pk][name]
-                if old != new and f"{label}.{name}" not in ignored:
+                if old != new and not _same_to_the_second(old, new) and f"{label}.{name}" not in ignored:
                     changes.append(f"{label} {pk} {name}: {old!r} → {new!r}")
     return changes
