@@ -16,6 +16,9 @@ from django.db import models
 from django.test import Client
 from simple_history.models import HistoricalChanges
 
+from customers.models import Customer, CustomerSettings, ServiceUser
+from sync.models import AbsenceProfile
+
 # Buttons submit only when clicked, files need a chosen file; neither is part of "post it back unchanged".
 _NOT_SUBMITTED = {"submit", "button", "image", "reset", "file"}
 
@@ -106,6 +109,32 @@ def post_back(client: Client, form: Any, page_url: str) -> Any:
         urlencode(submitted_pairs(form)),
         content_type="application/x-www-form-urlencoded",
     )
+
+
+# --- the data ---------------------------------------------------------------------------------------
+
+
+def vary_from_the_defaults(customer: Customer) -> None:
+    """Settings and users unlike the defaults, so a round trip that drops or resets a value shows it.
+
+    The first user has their own profile and no diversion, the second diverts, the rest follow the
+    company; the company pushes office hours only (a short Friday, a Saturday), tentative appointments
+    too, without diversion, with the out-of-office profile last in the catalogue.
+    """
+    profiles = AbsenceProfile.objects.order_by("-position")
+    CustomerSettings.objects.filter(customer=customer).update(
+        office_hours_only=True,
+        public_holidays=False,
+        include_tentative=True,
+        divert_by_default=False,
+        fri_end=dt.time(14, 30),
+        sat_start=dt.time(10),
+        sat_end=dt.time(13),
+        out_of_office_profile=profiles[1],
+    )
+    users = list(customer.service_users.order_by("pk"))
+    ServiceUser.objects.filter(pk=users[0].pk).update(default_profile=profiles[0], divert_by_default=False)
+    ServiceUser.objects.filter(pk=users[1].pk).update(divert_by_default=True)
 
 
 # --- the database ----------------------------------------------------------------------------------

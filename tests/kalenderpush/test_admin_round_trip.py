@@ -22,11 +22,11 @@ from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from django_q.models import OrmQ, Task
 
-from customers.models import Contact, ServiceUser
-from sync.models import AbsenceProfile, PushedAbsence, SyncRun
+from customers.models import Contact
+from sync.models import PushedAbsence, SyncRun
 from tests.factories import make_calendar_source
 from tests.portal.conftest import make_tenant
-from tests.round_trip import changed_fields, database_rows, post_back, post_forms
+from tests.round_trip import changed_fields, database_rows, post_back, post_forms, vary_from_the_defaults
 
 pytestmark = pytest.mark.django_db
 
@@ -41,10 +41,7 @@ def every_admin_table(settings, admin_user):  # type: ignore[no-untyped-def]
     tenant = make_tenant("Nordlys Regnskap AS", "nordlys-regnskap.no")
     customer = tenant.customer
     users = list(customer.service_users.order_by("pk"))
-    # The first user has their own profile and divert choice; the others follow the company's settings.
-    ServiceUser.objects.filter(pk=users[0].pk).update(
-        default_profile=AbsenceProfile.objects.order_by("-position").first(), divert_by_default=False
-    )
+    vary_from_the_defaults(customer)
     Contact.objects.create(
         customer=customer, name="Kari Nordmann", email="kari@nordlys-regnskap.no", phone="+4791234567"
     )

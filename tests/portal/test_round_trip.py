@@ -10,12 +10,10 @@ from urllib.parse import urlparse
 import pytest
 from django.urls import URLPattern, resolve, reverse
 
-from customers.models import ServiceUser
 from portal import urls as portal_urls
-from sync.models import AbsenceProfile
 from tests.factories import make_calendar_source
 from tests.portal.test_isolation import OBJECT_OF
-from tests.round_trip import changed_fields, database_rows, form_action, post_back, post_forms
+from tests.round_trip import changed_fields, database_rows, form_action, post_back, post_forms, vary_from_the_defaults
 
 pytestmark = pytest.mark.django_db
 
@@ -34,13 +32,10 @@ RESYNC_MARK = ["sync.CalendarUser.changed_at"]
 
 @pytest.fixture
 def tenant(ours):  # type: ignore[no-untyped-def]
-    """The portal tests' customer with calendars, and a first user with their own profile and no diversion."""
+    """The portal tests' customer with calendars, settings and users unlike the defaults."""
     users = list(ours.customer.service_users.order_by("pk"))
     make_calendar_source(ours.customer, users)
-    ServiceUser.objects.filter(pk=users[0].pk).update(
-        default_profile=AbsenceProfile.objects.order_by("-position").first(), divert_by_default=False
-    )
-    ServiceUser.objects.filter(pk=users[1].pk).update(divert_by_default=True)
+    vary_from_the_defaults(ours.customer)
     return ours
 
 
