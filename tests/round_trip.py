@@ -3,6 +3,13 @@
 `submitted_pairs` follows the HTML standard's "constructing the entry list" for the controls our pages
 use, so a form posted back unchanged sends exactly what a person's browser would send after clicking
 save without touching anything. `database_rows` and `changed_fields` tell whether that changed data.
+
+Left out of the comparison, because a save changes them by design:
+- tables that record the request rather than hold data: the admin's log ("no fields changed"), the
+  sessions (login, the "saved" message) and simple_history's historical tables (a version per save);
+- auto_now fields (Django sets them on every save);
+- the part of a time below the second: Django's date and time widgets show whole seconds, so a saved
+  instant keeps its second, the same time to anyone who reads it.
 """
 
 import datetime as dt
@@ -24,10 +31,7 @@ _NOT_SUBMITTED = {"submit", "button", "image", "reset", "file"}
 
 Rows = dict[str, dict[Any, dict[str, Any]]]
 
-# Whole tables that record the request itself rather than hold the objects on the page:
-# - the admin's LogEntry: every admin save appends "no fields changed" (that is its job);
-# - sessions: the login and the "saved" message live there;
-# - simple_history's historical tables (detected by class below): every save appends a version.
+# With simple_history's historical tables (found by their class), the tables that record the request.
 _RECORDS_OF_THE_REQUEST = {"admin.LogEntry", "sessions.Session"}
 
 
@@ -117,9 +121,9 @@ def post_back(client: Client, form: Any, page_url: str) -> Any:
 def vary_from_the_defaults(customer: Customer) -> None:
     """Settings and users unlike the defaults, so a round trip that drops or resets a value shows it.
 
-    The first user has their own profile and no diversion, the second diverts, the rest follow the
-    company; the company pushes office hours only (a short Friday, a Saturday), tentative appointments
-    too, without diversion, with the out-of-office profile last in the catalogue.
+    The first user has their own profile (the catalogue's last) and no diversion, the second diverts,
+    the rest follow the company; the company pushes office hours only (a short Friday, a Saturday) and
+    tentative appointments, does not divert, and takes another out-of-office profile.
     """
     profiles = AbsenceProfile.objects.order_by("-position")
     CustomerSettings.objects.filter(customer=customer).update(
@@ -148,10 +152,8 @@ def _tracked_models() -> Iterable[type[models.Model]]:
 
 
 def database_rows() -> Rows:
-    """Every row of every model that holds data, keyed by model label and primary key.
-
-    auto_now fields are left out: a save sets them to the current time by design.
-    """
+    """Every row of every model that holds data, keyed by model label and primary key, without
+    auto_now fields."""
     rows: Rows = {}
     for model in _tracked_models():
         names = [
@@ -172,8 +174,7 @@ def _comparable(value: Any) -> Any:
 
 
 def _same_to_the_second(old: Any, new: Any) -> bool:
-    """Django's date and time widgets show whole seconds (a form's initial value drops microseconds),
-    so saving a page keeps a stored instant to the second: the same time to anyone who reads it."""
+    """Only the microseconds went: a form's initial value drops them (Django's widgets show seconds)."""
     if isinstance(old, dt.datetime | dt.time) and type(new) is type(old):
         return old.replace(microsecond=0) == new
     return False
@@ -182,7 +183,7 @@ def _same_to_the_second(old: Any, new: Any) -> bool:
 def changed_fields(before: Rows, after: Rows, *, ignore: Iterable[str] = ()) -> list[str]:
     """What differs, one line per row or field: "customers.ServiceUser 3 default_profile_id: None → 1".
 
-    `ignore` names fields as "app.Model.field" that may change by design.
+    `ignore` names fields that may change by design as "app.Model.attname" (a foreign key's ends in _id).
     """
     ignored = set(ignore)
     changes = []
