@@ -40,7 +40,13 @@ from kalenderpush.formatting import format_nok, format_number
 
 
 class CachedProfileChoicesMixin:
-    """Evaluates the absence-profile choices once per request instead of once per inline row."""
+    """Reads the absence profiles once per request instead of once per inline row.
+
+    Only the profile rows are shared, keyed by their query; the empty choice belongs to each field. A
+    required field (the company's default) has none, an optional one (a user's override) has
+    "---------" first: sharing one whole list gave the overrides no empty choice, so saving the page
+    unchanged set every user without an override to the first profile.
+    """
 
     cached_choice_fields: tuple[str, ...] = ("default_profile", "out_of_office_profile")
 
@@ -48,10 +54,12 @@ class CachedProfileChoicesMixin:
         field = super().formfield_for_foreignkey(db_field, request, **kwargs)  # type: ignore[misc]
         if field is not None and db_field.name in self.cached_choice_fields:
             cache: dict[str, list[Any]] = request.__dict__.setdefault("_kp_choice_cache", {})
-            key = db_field.related_model._meta.label
+            key = str(field.queryset.query)
             if key not in cache:
-                cache[key] = list(field.choices)
-            field.choices = cache[key]
+                iterator = field.iterator(field)
+                cache[key] = [iterator.choice(obj) for obj in field.queryset]
+            empty = [("", field.empty_label)] if field.empty_label is not None else []
+            field.choices = empty + cache[key]
         return field
 
 

@@ -87,11 +87,18 @@ class SettingsForm(forms.ModelForm):
         return [(label, self[f"{day}_start"], self[f"{day}_end"]) for day, label in WEEKDAYS]
 
 
+class _CompanyYesNoSelect(forms.NullBooleanSelect):
+    """Yes / No / the company's setting; the stored choice is shown selected (a plain Select showed none
+    for True and False, so saving the page unchanged reset the user to the company's setting)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.choices = [("unknown", _("The company's setting")), ("true", _("Yes")), ("false", _("No"))]
+
+
 class OverridesForm(forms.ModelForm):
     divert_by_default = forms.NullBooleanField(
-        label=_("Divert to voicemail by default"),
-        required=False,
-        widget=forms.Select(choices=[("unknown", _("The company's setting")), ("true", _("Yes")), ("false", _("No"))]),
+        label=_("Divert to voicemail by default"), required=False, widget=_CompanyYesNoSelect()
     )
 
     class Meta:

@@ -5,6 +5,7 @@ import datetime as dt
 from customers.models import Customer, ServiceUser, Subscription
 from customers.services import ensure_customer_settings
 from customers.validators import org_numbers_from
+from sync.models import CalendarSource, CalendarUser, MbnConnection
 
 _org_numbers = org_numbers_from(91234560)
 
@@ -48,3 +49,24 @@ def make_users(customer: Customer, count: int, *, matched: bool = True) -> list[
         )
         for i in range(count)
     )
+
+
+def make_calendar_source(customer: Customer, users: list[ServiceUser]) -> CalendarSource:
+    """A Microsoft 365 source with its secret, a calendar for each user, and the customer's MBN connection."""
+    source = CalendarSource(
+        customer=customer,
+        tenant_id=f"tenant-{customer.org_number}",
+        client_id="kalender-push-app",
+        activation_group="Kalender Push",
+    )
+    source.set_secret("client-secret")
+    source.save()
+    connection = MbnConnection(
+        customer=customer, enterprise_id=f"ENT-{customer.org_number}", client_id="mbn", username="api"
+    )
+    connection.set_secrets(client_secret="mbn-secret", password="mbn-password")
+    connection.save()
+    CalendarUser.objects.bulk_create(
+        CalendarUser(service_user=user, source=source, provider_user_id=f"user-{user.pk}") for user in users
+    )
+    return source

@@ -207,3 +207,24 @@ def test_a_price_list_without_every_term_is_refused(admin_client):
     response = admin_client.post(reverse("admin:customers_pricelist_add"), data)
     assert response.status_code == 200
     assert not PriceList.objects.filter(effective_from=dt.date(2027, 1, 1)).exists()
+
+
+def test_saving_a_customer_unchanged_leaves_its_users_on_the_company_default(admin_client):
+    from sync.models import AbsenceProfile
+    from tests.round_trip import post_back, post_forms
+
+    customer = make_customer()
+    make_subscription(customer)
+    users = make_users(customer, 3)
+    chosen = AbsenceProfile.objects.order_by("-position").first()
+    ServiceUser.objects.filter(pk=users[0].pk).update(default_profile=chosen, divert_by_default=False)
+    url = reverse("admin:customers_customer_change", args=[customer.pk])
+    page = admin_client.get(url)
+    (form,) = [form for form in post_forms(page) if form.get("id") == "customer_form"]
+    first_option = {select.get("name"): select.find("option").get("value") for select in form.iter("select")}
+    assert first_option["service_users-1-default_profile"] == "", "a user's override can be left empty"
+    assert first_option["settings-0-default_profile"] != "", "the company's default is required"
+    response = post_back(admin_client, form, url)
+    assert response.status_code == 302, response.context and response.context["errors"]
+    overrides = dict(ServiceUser.objects.filter(customer=customer).values_list("email", "default_profile"))
+    assert overrides == {users[0].email: chosen.pk, users[1].email: None, users[2].email: None}

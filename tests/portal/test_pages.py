@@ -9,9 +9,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from billing.services import termination_for
-from customers.models import CustomerSettings, Subscription
+from customers.models import CustomerSettings, ServiceUser, Subscription
 from kalenderpush.formatting import format_nok
 from sync.models import CalendarSource, CalendarUser, PushedAbsence
+from tests.round_trip import post_forms, submitted_pairs
 
 pytestmark = pytest.mark.django_db
 
@@ -236,3 +237,11 @@ def test_money_on_the_subscription_page_is_norwegian(ours):
     price = ours.customer.subscriptions.get().monthly_price
     assert format_nok(price) in html
     assert Decimal(price) > 0
+
+
+@pytest.mark.parametrize(("stored", "shown"), [(None, "unknown"), (True, "true"), (False, "false")])
+def test_the_user_page_shows_the_users_own_divert_choice(ours, stored, shown):
+    ServiceUser.objects.filter(pk=ours.user.pk).update(divert_by_default=stored)
+    page = ours.admin.get(reverse("portal:user", args=[ours.user.pk]))
+    (form,) = [form for form in post_forms(page) if form.xpath('.//select[@name="divert_by_default"]')]
+    assert dict(submitted_pairs(form))["divert_by_default"] == shown, "the choice the browser shows and sends"
