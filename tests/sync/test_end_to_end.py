@@ -365,3 +365,21 @@ def test_on_q2_an_mbn_outage_is_shown_and_the_sync_retried_after_the_back_off(si
     user.refresh_from_db()
     assert user.last_error == ""
     assert [a["reason"] for a in sims.mbn.absences("fjord", users[0].msisdn)] == ["Møte"]
+
+
+def test_google_users_keep_their_names_and_new_members_get_theirs_at_the_directory_sync(sims):
+    customer = make_customer(name="Sky Regnskap AS")
+    users = [
+        ServiceUser.objects.create(customer=customer, email="kari@sky.no", name="Kari Nordmann", msisdn="+4794000001"),
+        ServiceUser.objects.create(customer=customer, email="per@sky.no", name="Per Hansen", msisdn="+4794000002"),
+    ]
+    source = demo.wire_google_customer(
+        sims=sims, customer=customer, users=users, enterprise_id="sky", mbn_rate_per_second=1000
+    )
+    sims.google.add_user("ola@sky.no", "Ola Berg")
+    sims.google.add_group(source.activation_group, ["kari@sky.no", "per@sky.no", "ola@sky.no"])
+
+    assert jobs.refresh_group(source=source)["members"] == 3
+
+    names = dict(ServiceUser.objects.filter(customer=customer).values_list("email", "name"))
+    assert names == {"kari@sky.no": "Kari Nordmann", "per@sky.no": "Per Hansen", "ola@sky.no": "Ola Berg"}
