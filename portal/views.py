@@ -112,6 +112,7 @@ def users(request: HttpRequest, customer: Customer) -> HttpResponse:
             "counts": counts,
             "company_profile": customer_settings.default_profile,
             "company_divert": customer_settings.divert_by_default,
+            "has_mbn": selectors.has_mbn_connection(customer),
         },
     )
 
@@ -142,6 +143,7 @@ def user_detail(request: HttpRequest, customer: Customer, pk: int) -> HttpRespon
             "customer": customer,
             "service_user": service_user,
             "calendar": getattr(service_user, "calendar", None),
+            "problem": selectors.user_problem(service_user, has_mbn=selectors.has_mbn_connection(customer)),
             "form": form,
             "absences": absences,
             "legend": [(name, colour_of[name]) for name in profiles if any(a.profile == name for a in absences)],

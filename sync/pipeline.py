@@ -96,6 +96,11 @@ def _mbn_pacer() -> "_Pacer | _RedisPacer":
     return _pacer_for(settings.MBN_PACER_URL)
 
 
+# Why a user's absences were not pushed although nothing failed: no retry can change it, a person must act.
+NOT_MATCHED = "not_matched"  # no MBN subscriber (ServiceUser.msisdn is empty): someone sets the mobile number
+NO_MBN_CONNECTION = "no_mbn_connection"  # the customer's MBN access is not set up yet
+
+
 @dataclass(frozen=True)
 class UserResult:
     calendar_user_id: int
@@ -105,6 +110,7 @@ class UserResult:
     deleted: int = 0
     mbn_requests: int = 0
     error: str = ""
+    not_pushed: str = ""  # NOT_MATCHED or NO_MBN_CONNECTION: not an error, and no sync record
 
 
 # --- clients, built from the encrypted settings and kept per process (token caches, connections) ---
@@ -350,11 +356,13 @@ def _reconcile_user(  # type: ignore[no-untyped-def]
     wanted = reconcile.wanted_absences(user_key=service_user.pk, absences=absences)
     if reconcile.unchanged(wanted, stored):
         return None
-    run = SyncRun(source=user.source, service_user=service_user, started_at=now, events_read=len(events))
     if not service_user.msisdn or not hasattr(service_user.customer, "mbn_connection"):
-        reason = "not matched to an MBN subscriber" if not service_user.msisdn else "the customer has no MBN connection"
-        run.error = reason
-        return _finish(user, run, UserResult(user.pk, len(events), error=reason))
+        # Nothing to push to, and nothing failed: no sync record, no error; the portal and admin show the
+        # user as not connected to MBN (from the number and the connection themselves).
+        CalendarUser.objects.filter(pk=user.pk).update(changed_at=None, last_error="", last_error_at=None)
+        reason = NOT_MATCHED if not service_user.msisdn else NO_MBN_CONNECTION
+        return UserResult(user.pk, len(events), not_pushed=reason)
+    run = SyncRun(source=user.source, service_user=service_user, started_at=now, events_read=len(events))
     result, final = _push(user, wanted, stored, run)
     with transaction.atomic():  # what MBN holds now and the sync record: one write transaction
         CalendarUser.objects.filter(pk=user.pk).update(mbn_unsure=False)

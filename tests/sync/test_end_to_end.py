@@ -383,3 +383,28 @@ def test_google_users_keep_their_names_and_new_members_get_theirs_at_the_directo
 
     names = dict(ServiceUser.objects.filter(customer=customer).values_list("email", "name"))
     assert names == {"kari@sky.no": "Kari Nordmann", "per@sky.no": "Per Hansen", "ola@sky.no": "Ola Berg"}
+
+
+def test_an_unmatched_user_or_a_customer_without_mbn_is_not_a_failed_sync(sims, world):
+    customer, users, source = world
+    now = local(7, 6)
+    for user in users[:2]:
+        for event in demo.to_sim_events([Event("m", local(8, 9), local(8, 10), subject="Kundemøte &Eks")]):
+            sims.graph.put_event(demo.graph_user_id(user), event)
+    ServiceUser.objects.filter(pk=users[0].pk).update(msisdn="")
+    ids = list(
+        CalendarUser.objects.filter(service_user__in=users[:2]).order_by("service_user").values_list("pk", flat=True)
+    )
+    CalendarUser.objects.filter(pk__in=ids).update(changed_at=timezone.now())
+
+    results = pipeline.sync_users(calendar_user_ids=ids[:1], now=now)
+    customer.mbn_connection.delete()
+    results += pipeline.sync_users(calendar_user_ids=ids[1:], now=now)
+
+    assert [(r.error, r.not_pushed) for r in results] == [
+        ("", pipeline.NOT_MATCHED),
+        ("", pipeline.NO_MBN_CONNECTION),
+    ]
+    assert not SyncRun.objects.filter(source=source).exists(), "nothing was pushed, and nothing failed"
+    assert list(CalendarUser.objects.filter(pk__in=ids).values_list("last_error", "changed_at")) == [("", None)] * 2
+    assert sims.requests("mbn") == 0
