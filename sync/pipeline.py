@@ -210,6 +210,40 @@ def mbn_client_for(connection: MbnConnection):  # type: ignore[no-untyped-def]
     )
 
 
+def paced_mbn_client_for(connection: MbnConnection):  # type: ignore[no-untyped-def]
+    """The connection's MBN client with every call spaced under the enterprise's request rate."""
+    return _Paced(mbn_client_for(connection), connection.enterprise_id)
+
+
+# --- a number set by hand -------------------------------------------------------------------------
+
+
+def is_mbn_subscriber(*, connection: MbnConnection, msisdn: str) -> bool:
+    """Whether `msisdn` is a subscriber of the connection's MBN enterprise (its subscriber list, compared in
+    the one normalised form). Raises MbnError or RetryLater when MBN cannot be asked."""
+    from customers.validators import parse_msisdn
+
+    wanted = parse_msisdn(msisdn)
+    return any(parse_msisdn(s.msisdn) == wanted for s in paced_mbn_client_for(connection).subscribers())
+
+
+def withdraw_pushed(*, service_user: ServiceUser, connection: MbnConnection) -> int:
+    """Delete from MBN the absences we pushed to the user's current number, and forget them; the number of
+    absences deleted. Before the number changes: the old subscriber must not keep the user's absences.
+    Hold the user's sync claim around it. Raises MbnError or RetryLater (nothing forgotten) when MBN fails."""
+    from sync.mbn import MbnNotFound
+
+    rows = list(PushedAbsence.objects.filter(service_user=service_user))
+    if not rows or not service_user.msisdn:
+        return 0
+    client = paced_mbn_client_for(connection)
+    for row in rows:
+        with contextlib.suppress(MbnNotFound):  # already gone: fine
+            client.delete(service_user.msisdn, row.mbn_id)
+    PushedAbsence.objects.filter(pk__in=[row.pk for row in rows]).delete()
+    return len(rows)
+
+
 # --- claiming ------------------------------------------------------------------------------------
 
 
@@ -393,7 +427,7 @@ def _push(
 
     service_user = user.service_user
     connection = service_user.customer.mbn_connection
-    client = _Paced(mbn_client_for(connection), connection.enterprise_id)
+    client = paced_mbn_client_for(connection)
     msisdn = service_user.msisdn
     requests = 0
     conflicts: list[str] = []
