@@ -110,3 +110,19 @@ def test_portal_and_staff_count_the_same_users_in_each_state(ours):
     assert (shown.active, shown.matched, shown.unmatched, shown.failing, shown.inactive) == (8, 6, 2, 1, 1)
     health = staff.sync_health(now=timezone.now())
     assert (health.calendar_users_with_error, health.unmatched_users) == (1, 2)
+
+
+def test_the_dashboards_error_link_lists_exactly_the_users_it_counts(ours, admin_client, settings):
+    settings.OTP_REQUIRED_FOR_STAFF = False
+    _connect_mbn(ours.customer)
+    unmatched, inactive, failing = ours.customer.service_users.order_by("pk")[:3]
+    ServiceUser.objects.filter(pk=unmatched.pk).update(msisdn="")
+    ServiceUser.objects.filter(pk=inactive.pk).update(active=False)
+    _calendars(ours.customer, {u.pk: "403" for u in (unmatched, inactive, failing)})
+
+    dashboard = admin_client.get(reverse("admin:dashboard")).content.decode()
+    link = reverse("admin:sync_calendaruser_changelist") + "?state=failing"
+    listed = admin_client.get(link).context["cl"].result_list
+
+    assert f'href="{link}"' in dashboard
+    assert [calendar.service_user_id for calendar in listed] == [failing.pk]
