@@ -1,13 +1,14 @@
 """Customers, their contacts, price lists, subscriptions, calendar settings and service users."""
 
 import datetime as dt
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models, transaction
-from django.db.models import Max, Q
+from django.db.models import Count, Max, Q
 from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
@@ -423,6 +424,52 @@ class CustomerSettings(models.Model):
             raise ValidationError(errors)
 
 
+@dataclass(frozen=True)
+class UserCounts:
+    """Service users by state (ServiceUserQuerySet's definitions)."""
+
+    total: int
+    active: int
+    matched: int  # active with an MBN number: absences are pushed
+    unmatched: int  # active without an MBN number: nothing can be pushed until the number is set
+    failing: int  # active, matched, and the calendar's last sync failed
+    inactive: int
+
+
+class ServiceUserQuerySet(models.QuerySet["ServiceUser"]):
+    """The states of a service user, defined once for the portal, the staff pages and admin.
+
+    Only active users count: an inactive one is not synced, whatever its number or its last error says.
+    Unmatched is not failing: a user without an MBN number is waiting for someone to set it, which no retry
+    can do; failing means the last sync of a matched user went wrong (or waits for a retry).
+    """
+
+    MATCHED = Q(active=True) & ~Q(msisdn="")
+    UNMATCHED = Q(active=True, msisdn="")
+    FAILING = MATCHED & Q(calendar__isnull=False) & ~Q(calendar__last_error="")
+
+    def matched(self) -> "ServiceUserQuerySet":
+        return self.filter(self.MATCHED)
+
+    def unmatched(self) -> "ServiceUserQuerySet":
+        return self.filter(self.UNMATCHED)
+
+    def failing(self) -> "ServiceUserQuerySet":
+        return self.filter(self.FAILING)
+
+    def state_counts(self) -> UserCounts:
+        """How many users are in each state: one aggregate query."""
+        row = self.aggregate(  # aliases must not shadow fields
+            n_total=Count("pk"),
+            n_active=Count("pk", filter=Q(active=True)),
+            n_matched=Count("pk", filter=self.MATCHED),
+            n_unmatched=Count("pk", filter=self.UNMATCHED),
+            n_failing=Count("pk", filter=self.FAILING),
+            n_inactive=Count("pk", filter=Q(active=False)),
+        )
+        return UserCounts(**{key.removeprefix("n_"): value for key, value in row.items()})
+
+
 class ServiceUser(models.Model):
     """An employee whose calendar is pushed to MBN."""
 
@@ -457,6 +504,8 @@ class ServiceUser(models.Model):
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     # Who was active when: back-fills usage snapshots for days the daily job missed.
     history = HistoricalRecords()
+
+    objects = ServiceUserQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("service user")

@@ -76,22 +76,44 @@ def validate_peppol_participant(value: str) -> None:
 
 
 _NORWEGIAN_MOBILE = re.compile(r"^[49]\d{7}$")
-_E164 = re.compile(r"^\+[1-9]\d{7,14}$")
+_NUMBER_PUNCTUATION = re.compile(r"[\s\-().]")
+
+
+def parse_msisdn(value: str | None) -> str | None:
+    """A phone number as +<country><number>, the one form we store and match on; None when it is not one.
+
+    '912 34 567', '+47 912 34 567', '004791234567' and '4791234567' all become '+4791234567' (eight digits
+    are Norwegian; ten starting with 47 are Norwegian with the country code but without + or 00). Shared by
+    the MSISDN validator and MBN subscriber matching (`sync.mbn`), so what a person types and what MBN
+    lists compare alike.
+    """
+    if not value:
+        return None
+    text = _NUMBER_PUNCTUATION.sub("", value)
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    if text.startswith("+"):
+        digits = text[1:]
+        return text if digits.isdigit() and not digits.startswith("0") and 8 <= len(digits) <= 15 else None
+    if not text.isdigit():
+        return None
+    if len(text) == 8:
+        return "+47" + text
+    if len(text) == 10 and text.startswith("47"):
+        return "+" + text
+    return None
 
 
 def normalize_msisdn(value: str) -> str:
-    """'912 34 567', '004791234567' and '+47 912 34 567' all become '+4791234567'."""
-    digits = re.sub(r"[\s\-().]", "", value or "")
-    if digits.startswith("00"):
-        digits = "+" + digits[2:]
-    if _NORWEGIAN_MOBILE.match(digits):
-        digits = "+47" + digits
-    return digits
+    """The number as `parse_msisdn` writes it; a text that is not a number comes back as typed (the
+    validator then says what is wrong with it)."""
+    return parse_msisdn(value) or (value or "").strip()
 
 
 def validate_msisdn(value: str) -> None:
-    normalized = normalize_msisdn(value)
-    if not _E164.match(normalized) or (normalized.startswith("+47") and not _NORWEGIAN_MOBILE.match(normalized[3:])):
+    """A mobile number: any country in international form, or a Norwegian mobile (8 digits from 4 or 9)."""
+    normalized = parse_msisdn(value)
+    if normalized is None or (normalized.startswith("+47") and not _NORWEGIAN_MOBILE.match(normalized[3:])):
         raise ValidationError(
             _(
                 "“%(value)s” is not a mobile number. "

@@ -190,7 +190,7 @@ def _sync_rows(health: selectors.SyncHealth) -> list[dict[str, Any]]:
         (
             gettext("Calendar users with an error"),
             health.calendar_users_with_error,
-            _changelist("sync_calendaruser", last_error__gt=""),
+            _changelist("sync_calendaruser", state="failing"),
             False,
         ),
         (
@@ -308,7 +308,7 @@ def customer_overview_view(request: HttpRequest, pk: int) -> HttpResponse:
         (
             gettext("Calendar with a sync error"),
             users.failing,
-            _changelist("sync_calendaruser", source__customer__id__exact=customer.pk, last_error__gt=""),
+            _changelist("sync_calendaruser", source__customer__id__exact=customer.pk, state="failing"),
         ),
     ]
     context = {

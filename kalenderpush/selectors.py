@@ -19,8 +19,8 @@ from billing import usage
 from billing.core.invoicing import Contract, quarter_invoice
 from billing.models import BillingRun, Invoice, UsageSnapshot
 from billing.quarters import Quarter
-from customers.models import Contact, Customer, ServiceUser, Subscription
-from sync.models import CalendarSource, CalendarUser, MbnConnection, SyncRun
+from customers.models import Contact, Customer, ServiceUser, Subscription, UserCounts
+from sync.models import CalendarSource, MbnConnection, SyncRun
 
 NO_SUBSCRIPTION = "none"
 STALE_AFTER = dt.timedelta(minutes=30)
@@ -150,8 +150,8 @@ class SyncHealth:
     stale_sources: int  # succeeded once, but not since stale_since
     never_synced_sources: int
     failing_sources: list[CalendarSource]  # with customer; the first few, never or longest ago succeeded first
-    calendar_users_with_error: int
-    unmatched_users: int  # active service users without an MBN number
+    calendar_users_with_error: int  # active, matched users whose last sync failed (not the unmatched)
+    unmatched_users: int  # active service users without an MBN number: not an error
     runs: int
     runs_with_error: int
     latency_average_ms: float | None
@@ -194,8 +194,8 @@ def sync_health(*, now: dt.datetime, failing_limit: int = 10) -> SyncHealth:
         stale_sources=source_counts["stale"],
         never_synced_sources=source_counts["never"],
         failing_sources=failing,
-        calendar_users_with_error=CalendarUser.objects.filter(has_error).count(),
-        unmatched_users=ServiceUser.objects.filter(active=True, msisdn="").count(),
+        calendar_users_with_error=ServiceUser.objects.failing().count(),
+        unmatched_users=ServiceUser.objects.unmatched().count(),
         runs=run_counts["runs"],
         runs_with_error=run_counts["with_error"],
         latency_average_ms=run_counts["average"],
@@ -242,15 +242,6 @@ def billing_outlook(*, today: dt.date, now: dt.datetime) -> BillingOutlook:
 
 
 @dataclass(frozen=True)
-class UserCounts:
-    total: int
-    active: int
-    matched: int  # active and matched to an MBN subscriber
-    unmatched: int  # active without an MBN number
-    failing: int  # whose calendar's last sync failed
-
-
-@dataclass(frozen=True)
 class CustomerOverview:
     customer: Customer
     mbn_connection: MbnConnection | None
@@ -276,14 +267,6 @@ def customer_overview(*, customer_id: int, today: dt.date, invoices: int = 10, s
     """Everything staff need about one customer. Raises Customer.DoesNotExist for an unknown id."""
     customer = Customer.objects.get(pk=customer_id)
     mbn_connection = MbnConnection.objects.filter(customer=customer).first()
-    calendar_failing = Q(calendar__isnull=False) & ~Q(calendar__last_error="")
-    counts = ServiceUser.objects.filter(customer=customer).aggregate(  # aliases must not shadow fields
-        n_total=Count("pk"),
-        n_active=Count("pk", filter=Q(active=True)),
-        n_matched=Count("pk", filter=Q(active=True) & ~Q(msisdn="")),
-        n_unmatched=Count("pk", filter=Q(active=True, msisdn="")),
-        n_failing=Count("pk", filter=calendar_failing),
-    )
     revenue = recurring_revenue(today=today, customer_ids=[customer.pk]).customers
     return CustomerOverview(
         customer=customer,
@@ -291,7 +274,7 @@ def customer_overview(*, customer_id: int, today: dt.date, invoices: int = 10, s
         subscriptions=list(customer.subscriptions.select_related("price_list").order_by("-signed_on", "-id")),
         contacts=list(customer.contacts.all()),
         sources=list(customer.calendar_sources.all()),
-        users=UserCounts(**{name.removeprefix("n_"): value for name, value in counts.items()}),
+        users=ServiceUser.objects.filter(customer=customer).state_counts(),
         latest_snapshot=customer.usage_snapshots.order_by("-day").first(),
         revenue=revenue[0] if revenue else None,
         invoices=list(customer.invoices.order_by("-period_start", "-id")[:invoices]),

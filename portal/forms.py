@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from customers.models import WEEKDAYS, CustomerSettings, ServiceUser
+from customers.validators import validate_msisdn
 from portal import selectors
 from sync.models import AbsenceProfile
 
@@ -173,4 +174,20 @@ class TerminationForm(forms.Form):
         label=_("I confirm that we terminate Kalender Push, and that I may do so on behalf of the company."),
         required=True,
         error_messages={"required": _("Tick the box to confirm the termination.")},
+    )
+
+
+class MobileNumberForm(forms.Form):
+    """A user's MBN mobile number, set or corrected by the customer's IT admin (saved by
+    `services.set_mobile_number`, which also checks it against MBN)."""
+
+    msisdn = forms.CharField(
+        label=_("MBN mobile number"),
+        required=False,
+        max_length=30,
+        validators=[validate_msisdn],
+        help_text=_(
+            "The user's mobile subscription in your company's Telenor MBN, e.g. 912 34 567. "
+            "Leave it empty to have the user matched by e-mail address again."
+        ),
     )

@@ -1,7 +1,8 @@
 """Sync errors in plain words for a customer's IT admin: what is wrong and what to do about it.
 
 The pipeline records errors in English for staff; here each is sorted into a kind the customer can act
-on, in the portal's language, with the original text kept as a detail.
+on, in the portal's language, with the original text kept as a detail. Users not connected to MBN are
+not errors: they have words of their own (`not_connected`, `mbn_not_connected`), a warning, not a failure.
 """
 
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ class Problem:
     detail: str = ""
     count: int = 0
     link: str = ""
+    severity: str = "error"  # "error": something failed; "warning": waiting for someone to act
 
 
 _KINDS: tuple[tuple[tuple[str, ...], str, str], ...] = (
@@ -81,4 +83,41 @@ def explain(error: str, *, count: int = 0, link: str = "") -> Problem:
         error,
         count,
         link,
+    )
+
+
+def not_connected(*, count: int = 0, link: str = "") -> Problem:
+    """Active users without an MBN number (`count` of them, or the one on its own page when 0)."""
+    if count:
+        return Problem(
+            _("Users not connected to MBN"),
+            _(
+                "These users are in the activation group, but no Telenor MBN subscriber has their e-mail "
+                "address, so their appointments do not reach the switchboard. This is not a sync error and "
+                "waiting does not help: open each user and set their mobile number; it is checked against MBN "
+                "at once."
+            ),
+            count=count,
+            link=link,
+            severity="warning",
+        )
+    return Problem(
+        _("Not connected to MBN"),
+        _(
+            "No Telenor MBN subscriber has this user's e-mail address, so the appointments do not reach the "
+            "switchboard. Set the user's mobile number below; it is checked against MBN at once."
+        ),
+        severity="warning",
+    )
+
+
+def mbn_not_connected() -> Problem:
+    """The customer has no MBN access yet: nothing reaches the switchboard, and no retry changes that."""
+    return Problem(
+        _("Telenor MBN is not connected yet"),
+        _(
+            "Order the API subscription “Tilknytning Nettsoft Calendar Push” from Telenor and send "
+            "Nettsoft the access details."
+        ),
+        severity="warning",
     )

@@ -8,15 +8,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.urls import reverse
 
 from billing.core.invoicing import Invoice as InvoiceEstimate
 from billing.estimates import estimate_quarter_invoice
 from billing.models import CreditNote, Invoice
 from billing.quarters import Quarter
-from customers.models import Customer, CustomerSettings, ServiceUser, Subscription
-from portal.problems import Problem, explain
+from customers.models import Customer, CustomerSettings, ServiceUser, Subscription, UserCounts
+from portal.problems import Problem, explain, mbn_not_connected, not_connected
 from sync.models import CalendarSource, PushedAbsence
 
 
@@ -32,15 +32,6 @@ def logins_for_address(email: str) -> list[Any]:
     return list(
         get_user_model()._default_manager.filter(Q(username__iexact=email) | Q(email__iexact=email)).order_by("pk")
     )
-
-
-@dataclass(frozen=True)
-class UserCounts:
-    active: int
-    matched: int
-    unmatched: int
-    failing: int
-    inactive: int
 
 
 @dataclass(frozen=True)
@@ -63,14 +54,7 @@ def current_subscription(customer: Customer) -> Subscription | None:
 
 
 def user_counts(customer: Customer) -> UserCounts:
-    row = ServiceUser.objects.filter(customer=customer).aggregate(
-        n_active=Count("id", filter=Q(active=True)),
-        n_matched=Count("id", filter=Q(active=True) & ~Q(msisdn="")),
-        n_unmatched=Count("id", filter=Q(active=True, msisdn="")),
-        n_failing=Count("id", filter=Q(active=True, calendar__isnull=False) & ~Q(calendar__last_error="")),
-        n_inactive=Count("id", filter=Q(active=False)),
-    )
-    return UserCounts(**{key.removeprefix("n_"): value for key, value in row.items()})
+    return ServiceUser.objects.filter(customer=customer).state_counts()
 
 
 def problems_of(customer: Customer, counts: UserCounts, sources: list[CalendarSource], has_mbn: bool) -> list[Problem]:
@@ -80,25 +64,15 @@ def problems_of(customer: Customer, counts: UserCounts, sources: list[CalendarSo
     problems = [explain(source.last_error) for source in sources if source.active and source.last_error]
     if counts.failing:
         sample = (
-            ServiceUser.objects.filter(customer=customer, active=True, calendar__isnull=False)
-            .exclude(calendar__last_error="")
+            ServiceUser.objects.filter(customer=customer)
+            .failing()
             .values_list("calendar__last_error", flat=True)
             .first()
         )
         problem = explain(sample or "", count=counts.failing, link=f"{users_url}?vis=feil")
         problems.append(problem)
-    if counts.unmatched:
-        problems.append(
-            Problem(
-                _("Users without a mobile number in MBN"),
-                _(
-                    "These users are in the activation group but have no matching subscriber in Telenor MBN, so "
-                    "their calls cannot be diverted. Check their mobile numbers, or ask Nettsoft to match them."
-                ),
-                count=counts.unmatched,
-                link=f"{users_url}?vis=umatchet",
-            )
-        )
+    if counts.unmatched and has_mbn:  # without MBN access nobody can be matched: the problem below says so
+        problems.append(not_connected(count=counts.unmatched, link=f"{users_url}?vis=umatchet"))
     if not sources:
         problems.append(
             Problem(
@@ -107,24 +81,34 @@ def problems_of(customer: Customer, counts: UserCounts, sources: list[CalendarSo
             )
         )
     if not has_mbn:
-        problems.append(
-            Problem(
-                _("Telenor MBN is not connected yet"),
-                _(
-                    "Order the API subscription “Tilknytning Nettsoft Calendar Push” from Telenor and send "
-                    "Nettsoft the access details."
-                ),
-            )
-        )
+        problems.append(mbn_not_connected())
     return problems
 
 
-def overview(customer: Customer, *, today: dt.date) -> Overview:
+def has_mbn_connection(customer: Customer) -> bool:
     from sync.models import MbnConnection
 
+    return MbnConnection.objects.filter(customer=customer).exists()
+
+
+def user_problem(service_user: ServiceUser, *, has_mbn: bool) -> Problem | None:
+    """What keeps an active user's appointments from the switchboard, in plain words; None when nothing does."""
+    if not service_user.active:
+        return None
+    if not has_mbn:
+        return mbn_not_connected()
+    if not service_user.msisdn:
+        return not_connected()
+    calendar = getattr(service_user, "calendar", None)
+    if calendar is not None and calendar.last_error:
+        return explain(calendar.last_error)
+    return None
+
+
+def overview(customer: Customer, *, today: dt.date) -> Overview:
     subscription = current_subscription(customer)
     sources = list(CalendarSource.objects.filter(customer=customer))
-    has_mbn = MbnConnection.objects.filter(customer=customer).exists()
+    has_mbn = has_mbn_connection(customer)
     counts = user_counts(customer)
     last_success = max((s.last_success_at for s in sources if s.last_success_at), default=None)
     estimate = None
@@ -145,9 +129,9 @@ def service_users(customer: Customer, *, show: str = "alle", search: str = "") -
         .order_by("name", "email")
     )
     if show == "umatchet":
-        users = users.filter(active=True, msisdn="")
+        users = users.unmatched()
     elif show == "feil":
-        users = users.filter(active=True, calendar__isnull=False).exclude(calendar__last_error="")
+        users = users.failing()
     elif show == "inaktive":
         users = users.filter(active=False)
     else:

@@ -1,6 +1,8 @@
-"""Portal actions: invitations, settings and override changes (with a resync), termination requests."""
+"""Portal actions: invitations, settings, override and mobile-number changes (with a resync), termination
+requests."""
 
 import datetime as dt
+import enum
 from typing import Any
 
 from django.conf import settings
@@ -19,6 +21,8 @@ from django.utils.translation import gettext as _
 from billing.core.invoicing import Termination
 from billing.services import register_notice
 from customers.models import Customer, CustomerSettings, ServiceUser, Subscription
+from customers.services import act_as
+from customers.validators import normalize_msisdn, validate_msisdn
 from kalenderpush.authentication import login_name
 from portal import selectors
 from portal.models import PortalMembership
@@ -125,6 +129,87 @@ def save_user_overrides(*, service_user: ServiceUser) -> None:
         queue_syncs(
             calendar_user_ids=CalendarUser.objects.filter(service_user=service_user).values_list("pk", flat=True)
         )
+
+
+class NumberSaved(enum.Enum):
+    """What `set_mobile_number` did, for the page's message."""
+
+    UNCHANGED = "unchanged"
+    FOUND_IN_MBN = "found"  # a subscriber of the customer's MBN enterprise: pushed at the next sync
+    NOT_CHECKED = "not_checked"  # the customer has no MBN access yet: checked once it is set up
+    REMOVED = "removed"  # the hourly group refresh matches the user by e-mail again
+
+
+def set_mobile_number(*, service_user: ServiceUser, msisdn: str, changed_by: Any) -> NumberSaved:
+    """Set, correct or remove a user's MBN mobile number, as the customer's IT admin does in the portal.
+
+    The number is stored normalised (+4791234567) and kept by the hourly group refresh (set by hand);
+    removing it lets the refresh match the user by e-mail address again. When the customer has MBN access,
+    a new number must be a subscriber of the customer's MBN enterprise, or it is refused and nothing is
+    saved: a number MBN does not know would only fail every sync. Absences we pushed to the old number are
+    deleted from it first, and the new number's absences are read from MBN at the next push. A number we
+    cannot check (MBN unreachable) is not saved either. The change is recorded in the user's history with
+    `changed_by`, and the calendar is synced again after commit.
+    """
+    from sync import pipeline
+    from sync.mbn import MbnError
+    from sync.models import MbnConnection
+
+    number = normalize_msisdn(msisdn) if msisdn.strip() else ""
+    if number:
+        validate_msisdn(number)
+    if number == service_user.msisdn:
+        return NumberSaved.UNCHANGED
+    other = ServiceUser.objects.filter(customer_id=service_user.customer_id, msisdn=number).exclude(pk=service_user.pk)
+    holder = other.first() if number else None
+    if holder is not None:
+        raise ValidationError(
+            _("%(number)s is already the number of %(user)s. One number can belong to one user only.")
+            % {"number": number, "user": holder}
+        )
+    connection = MbnConnection.objects.filter(customer_id=service_user.customer_id).first()
+    calendar_id = CalendarUser.objects.filter(service_user=service_user).values_list("pk", flat=True).first()
+    if calendar_id is not None and not pipeline.claim(calendar_user_id=calendar_id):
+        raise ValidationError(_("The user's calendar is being synced right now. Try again in a few seconds."))
+    try:
+        if connection is not None:
+            try:
+                if number and not pipeline.is_mbn_subscriber(connection=connection, msisdn=number):
+                    raise ValidationError(
+                        _(
+                            "%(number)s is not a subscriber in your company's Telenor MBN (enterprise %(enterprise)s), "
+                            "so calls to it cannot be diverted. Check the number, or ask Telenor to add the "
+                            "subscription to your MBN enterprise. Nothing was saved."
+                        )
+                        % {"number": number, "enterprise": connection.enterprise_id}
+                    )
+                pipeline.withdraw_pushed(service_user=service_user, connection=connection)
+            except (MbnError, pipeline.RetryLater) as error:
+                raise ValidationError(
+                    _(
+                        "Telenor MBN could not be asked about the number just now, so nothing was saved. "
+                        "Try again in a few minutes. (%(reason)s)"
+                    )
+                    % {"reason": error}
+                ) from error
+        with transaction.atomic():
+            service_user.msisdn = number
+            service_user.msisdn_set_by_hand = bool(number)
+            service_user.full_clean()
+            act_as(service_user, by=changed_by)
+            service_user.save(update_fields=["msisdn", "msisdn_set_by_hand"])
+            if calendar_id is not None:
+                # the new subscriber may hold absences of ours already: the next push reads MBN first
+                CalendarUser.objects.filter(pk=calendar_id).update(mbn_unsure=bool(number))
+                pipeline.release(calendar_user_id=calendar_id)  # with the commit, before the resync starts
+                queue_syncs(calendar_user_ids=[calendar_id])
+    except BaseException:
+        if calendar_id is not None:
+            pipeline.release(calendar_user_id=calendar_id)
+        raise
+    if not number:
+        return NumberSaved.REMOVED
+    return NumberSaved.FOUND_IN_MBN if connection is not None else NumberSaved.NOT_CHECKED
 
 
 def request_termination(*, subscription: Subscription, requested_by: Any, today: dt.date) -> Termination | None:

@@ -118,6 +118,7 @@ def users(request: HttpRequest, customer: Customer) -> HttpResponse:
             "counts": counts,
             "company_profile": customer_settings.default_profile,
             "company_divert": customer_settings.divert_by_default,
+            "has_mbn": selectors.has_mbn_connection(customer),
         },
     )
 
@@ -127,15 +128,30 @@ def users(request: HttpRequest, customer: Customer) -> HttpResponse:
 def user_detail(request: HttpRequest, customer: Customer, pk: int) -> HttpResponse:
     service_user = get_object_or_404(ServiceUser.objects.filter(customer=customer), pk=pk)
     customer_settings = ensure_customer_settings(customer=customer)
+    number_posted = request.method == "POST" and request.POST.get("action") == "number"
     form = forms.OverridesForm(
-        request.POST if request.method == "POST" else None,
+        request.POST if request.method == "POST" and not number_posted else None,
         instance=service_user,
         company_profile=str(customer_settings.default_profile),
     )
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST" and not number_posted and form.is_valid():
         services.save_user_overrides(service_user=form.save(commit=False))
         messages.success(request, _("Saved. The calendar is synced again within a minute."))
         return redirect("portal:user", pk=service_user.pk)
+    number_form = forms.MobileNumberForm(
+        request.POST if number_posted else None, initial={"msisdn": service_user.msisdn}
+    )
+    if number_posted and number_form.is_valid():
+        try:
+            saved = services.set_mobile_number(
+                service_user=service_user, msisdn=number_form.cleaned_data["msisdn"], changed_by=request.user
+            )
+        except ValidationError as refusal:
+            service_user.refresh_from_db()
+            number_form.add_error("msisdn", refusal.messages)
+        else:
+            messages.success(request, _number_message(saved, service_user))
+            return redirect("portal:user", pk=service_user.pk)
     now = timezone.now()
     absences = selectors.upcoming_absences(service_user, now=now, days=TIMELINE_DAYS)
     profiles = list(AbsenceProfile.objects.order_by("position", "full_name").values_list("profile", flat=True))
@@ -148,13 +164,35 @@ def user_detail(request: HttpRequest, customer: Customer, pk: int) -> HttpRespon
             "customer": customer,
             "service_user": service_user,
             "calendar": getattr(service_user, "calendar", None),
+            "problem": selectors.user_problem(service_user, has_mbn=selectors.has_mbn_connection(customer)),
             "form": form,
+            "number_form": number_form,
             "absences": absences,
             "legend": [(name, colour_of[name]) for name in profiles if any(a.profile == name for a in absences)],
             "picture": timeline.render(absences, first_day=first_day, days=TIMELINE_DAYS, colour_of=colour_of),
             "days": TIMELINE_DAYS,
         },
     )
+
+
+def _number_message(saved: services.NumberSaved, service_user: ServiceUser) -> str:
+    number = service_user.msisdn
+    return {
+        services.NumberSaved.UNCHANGED: _("The number is unchanged."),
+        services.NumberSaved.FOUND_IN_MBN: _(
+            "Saved. %(number)s is a subscriber in your company's Telenor MBN; the appointments reach it within a "
+            "minute."
+        )
+        % {"number": number},
+        services.NumberSaved.NOT_CHECKED: _(
+            "Saved. %(number)s is checked against Telenor MBN once your company's MBN access is set up."
+        )
+        % {"number": number},
+        services.NumberSaved.REMOVED: _(
+            "The number was removed. Within an hour the user is matched to MBN by e-mail address again, if a "
+            "subscriber has it."
+        ),
+    }[saved]
 
 
 @require_http_methods(["GET", "POST"])

@@ -11,6 +11,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from customers.admin import AuditedAdmin
+from customers.models import ServiceUser
 from sync.models import AbsenceProfile, CalendarSource, CalendarUser, MbnConnection, PushedAbsence, SyncRun
 
 
@@ -193,10 +194,27 @@ class ReadOnly:
         return False
 
 
+class SyncStateFilter(admin.SimpleListFilter):
+    """The user states of `ServiceUserQuerySet`, so admin lists exactly what the dashboard counts."""
+
+    title = _("sync state")
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [("failing", _("last sync failed")), ("unmatched", _("not connected to MBN"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "failing":
+            return queryset.filter(service_user__in=ServiceUser.objects.failing())
+        if self.value() == "unmatched":
+            return queryset.filter(service_user__in=ServiceUser.objects.unmatched())
+        return queryset
+
+
 @admin.register(CalendarUser)
 class CalendarUserAdmin(ReadOnly, admin.ModelAdmin):
     list_display = ["service_user", "customer", "matched", "last_synced_at", "last_error", "subscription_expires"]
-    list_filter = ["source__kind", "source__customer"]
+    list_filter = [SyncStateFilter, "source__kind", "source__customer"]
     list_select_related = ["service_user__customer", "source"]
     search_fields = ["service_user__email", "service_user__name", "service_user__customer__name"]
     show_full_result_count = False

@@ -52,7 +52,7 @@ def wire_customer(
         sims.graph.add_user(tenant_id, graph_user_id(user), user.email, user.name or user.email)
     group_id = f"group-{tenant_id}"
     sims.graph.add_group(tenant_id, group_id, "Kalender Push", [graph_user_id(u) for u in users])
-    _wire_mbn(sims, customer, users, enterprise_id, mbn_rate_per_second)
+    wire_mbn(sims, customer, users, enterprise_id, mbn_rate_per_second)
     source, _created = CalendarSource.objects.update_or_create(
         customer=customer,
         kind=CalendarSource.Kind.GRAPH,
@@ -135,7 +135,7 @@ def wire_ews_customer(
         sims.ews.add_mailbox(user.email, user.name or user.email)
     group = f"kalenderpush@{customer.org_number}.example"
     sims.ews.add_group(group, [u.email for u in users])
-    _wire_mbn(sims, customer, users, enterprise_id, mbn_rate_per_second)
+    wire_mbn(sims, customer, users, enterprise_id, mbn_rate_per_second)
     source, _created = CalendarSource.objects.update_or_create(
         customer=customer,
         kind=CalendarSource.Kind.EWS,
@@ -147,7 +147,8 @@ def wire_ews_customer(
     return source
 
 
-def _wire_mbn(sims, customer: Customer, users: Sequence[ServiceUser], enterprise_id: str, rate: int) -> None:  # type: ignore[no-untyped-def]
+def wire_mbn(sims, customer: Customer, users: Sequence[ServiceUser], enterprise_id: str, rate: int) -> None:  # type: ignore[no-untyped-def]
+    """The enterprise and the users' subscribers in the MBN simulator, and the customer's MbnConnection."""
     sims.mbn.add_enterprise(
         enterprise_id, f"mbn-{enterprise_id}", "mbn-secret", f"api-{enterprise_id}", "mbn-pass", rate_per_second=rate
     )
@@ -205,7 +206,7 @@ def wire_google_customer(
         sims.google.add_user(user.email, user.name or user.email)
     group = f"kalenderpush@{customer.org_number}.example"
     sims.google.add_group(group, [u.email for u in users])
-    _wire_mbn(sims, customer, users, enterprise_id, mbn_rate_per_second)
+    wire_mbn(sims, customer, users, enterprise_id, mbn_rate_per_second)
     source, _created = CalendarSource.objects.update_or_create(
         customer=customer,
         kind=CalendarSource.Kind.GOOGLE,

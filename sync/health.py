@@ -10,8 +10,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from billing.models import UsageSnapshot
-from customers.models import Customer
-from sync.models import CalendarSource, CalendarUser, SyncRun
+from customers.models import Customer, ServiceUser
+from sync.models import CalendarSource, SyncRun
 
 DAYS = 30
 
@@ -29,12 +29,9 @@ def health_of(customer: Customer, *, today: dt.date | None = None) -> Health:
     today = today or timezone.localdate()
     since = today - dt.timedelta(days=DAYS)
     last = CalendarSource.objects.filter(customer=customer).aggregate(last=Max("last_success_at"))["last"]
-    failing = list(
-        CalendarUser.objects.filter(source__customer=customer)
-        .exclude(last_error="")
-        .values_list("service_user__email", "last_error")[:20]
-    )
-    unmatched = list(customer.service_users.filter(active=True, msisdn="").values_list("email", flat=True)[:50])
+    service_users = ServiceUser.objects.filter(customer=customer)
+    failing = list(service_users.failing().order_by("email").values_list("email", "calendar__last_error")[:20])
+    unmatched = list(service_users.unmatched().order_by("email").values_list("email", flat=True)[:50])
     latency = list(
         SyncRun.objects.filter(source__customer=customer, latency_ms__isnull=False, started_at__date__gte=since)
         .annotate(day=TruncDate("started_at"))

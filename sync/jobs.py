@@ -29,6 +29,13 @@ def _chunks(ids: list[int], size: int = BATCH) -> Iterator[list[int]]:
         yield ids[index : index + size]
 
 
+def _real_name(member: DirectoryUser) -> str:
+    """The member's name, or "" where the directory gave none or only the address: a known name is never
+    replaced by an e-mail address."""
+    name = (member.name or "").strip()
+    return "" if name.casefold() == (member.email or "").strip().casefold() else name
+
+
 def refresh_group(*, source: CalendarSource) -> dict[str, int]:
     """Activate the activation group's members, deactivate who left, match MBN subscribers."""
     from sync.mbn import match_subscribers
@@ -41,11 +48,10 @@ def refresh_group(*, source: CalendarSource) -> dict[str, int]:
             email = (member.email or "").strip().lower()
             if not email:
                 continue
-            user, _created = ServiceUser.objects.get_or_create(
-                customer=customer, email=email, defaults={"name": member.name}
-            )
-            if not user.active or (member.name and user.name != member.name):
-                user.active, user.name = True, member.name or user.name
+            name = _real_name(member)
+            user, _created = ServiceUser.objects.get_or_create(customer=customer, email=email, defaults={"name": name})
+            if not user.active or (name and user.name != name):
+                user.active, user.name = True, name or user.name
                 user.save(update_fields=["active", "name"])
             CalendarUser.objects.update_or_create(
                 service_user=user, defaults={"source": source, "provider_user_id": member.id}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import re
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,6 +19,7 @@ from urllib.parse import quote
 
 import requests
 
+from customers.validators import parse_msisdn
 from sync.providers.base import parse_retry_after
 
 Diversion = Literal["voicemail", "none"]
@@ -427,28 +427,6 @@ class DirectoryPerson(Protocol):
     def name(self) -> str: ...
 
 
-_NUMBER_PUNCTUATION = re.compile(r"[\s\-().]")
-
-
-def normalise_msisdn(value: str | None) -> str | None:
-    """A phone number as +<country><number> (Norwegian 8-digit numbers get +47); None when it is not one."""
-    if not value:
-        return None
-    text = _NUMBER_PUNCTUATION.sub("", value)
-    if text.startswith("00"):
-        text = "+" + text[2:]
-    if text.startswith("+"):
-        digits = text[1:]
-        return "+" + digits if digits.isdigit() and 8 <= len(digits) <= 15 else None
-    if not text.isdigit():
-        return None
-    if len(text) == 8:
-        return "+47" + text
-    if len(text) == 10 and text.startswith("47"):
-        return "+" + text
-    return None
-
-
 def match_subscribers(
     users: Iterable[DirectoryPerson],
     subscribers: Sequence[Subscriber],
@@ -468,7 +446,7 @@ def match_subscribers(
         email = subscriber.email.strip().casefold()
         if email:
             by_email.setdefault(email, subscriber.msisdn)
-        number = normalise_msisdn(subscriber.msisdn)
+        number = parse_msisdn(subscriber.msisdn)
         if number:
             by_number.setdefault(number, subscriber.msisdn)
     people = list(users)
@@ -477,7 +455,7 @@ def match_subscribers(
     for person in people:
         chosen = (manual.get(person.id) or "").strip()
         if chosen:
-            number = normalise_msisdn(chosen)
+            number = parse_msisdn(chosen)
             manual_msisdn = by_number.get(number, number) if number else chosen
             matches[person.id] = manual_msisdn
             taken.add(manual_msisdn)
@@ -487,7 +465,7 @@ def match_subscribers(
             matches[person.id] = msisdn
             taken.add(msisdn)
     for person in people:
-        number = normalise_msisdn(directory_mobiles.get(person.id)) if matches[person.id] is None else None
+        number = parse_msisdn(directory_mobiles.get(person.id)) if matches[person.id] is None else None
         msisdn = by_number.get(number) if number else None
         if msisdn and msisdn not in taken:
             matches[person.id] = msisdn

@@ -96,6 +96,11 @@ def _mbn_pacer() -> "_Pacer | _RedisPacer":
     return _pacer_for(settings.MBN_PACER_URL)
 
 
+# Why a user's absences were not pushed although nothing failed: no retry can change it, a person must act.
+NOT_MATCHED = "not_matched"  # no MBN subscriber (ServiceUser.msisdn is empty): someone sets the mobile number
+NO_MBN_CONNECTION = "no_mbn_connection"  # the customer's MBN access is not set up yet
+
+
 @dataclass(frozen=True)
 class UserResult:
     calendar_user_id: int
@@ -105,6 +110,7 @@ class UserResult:
     deleted: int = 0
     mbn_requests: int = 0
     error: str = ""
+    not_pushed: str = ""  # NOT_MATCHED or NO_MBN_CONNECTION: not an error, and no sync record
 
 
 # --- clients, built from the encrypted settings and kept per process (token caches, connections) ---
@@ -202,6 +208,40 @@ def mbn_client_for(connection: MbnConnection):  # type: ignore[no-untyped-def]
         connection.username,
         connection.password_encrypted,
     )
+
+
+def paced_mbn_client_for(connection: MbnConnection):  # type: ignore[no-untyped-def]
+    """The connection's MBN client with every call spaced under the enterprise's request rate."""
+    return _Paced(mbn_client_for(connection), connection.enterprise_id)
+
+
+# --- a number set by hand -------------------------------------------------------------------------
+
+
+def is_mbn_subscriber(*, connection: MbnConnection, msisdn: str) -> bool:
+    """Whether `msisdn` is a subscriber of the connection's MBN enterprise (its subscriber list, compared in
+    the one normalised form). Raises MbnError or RetryLater when MBN cannot be asked."""
+    from customers.validators import parse_msisdn
+
+    wanted = parse_msisdn(msisdn)
+    return any(parse_msisdn(s.msisdn) == wanted for s in paced_mbn_client_for(connection).subscribers())
+
+
+def withdraw_pushed(*, service_user: ServiceUser, connection: MbnConnection) -> int:
+    """Delete from MBN the absences we pushed to the user's current number, and forget them; the number of
+    absences deleted. Before the number changes: the old subscriber must not keep the user's absences.
+    Hold the user's sync claim around it. Raises MbnError or RetryLater (nothing forgotten) when MBN fails."""
+    from sync.mbn import MbnNotFound
+
+    rows = list(PushedAbsence.objects.filter(service_user=service_user))
+    if not rows or not service_user.msisdn:
+        return 0
+    client = paced_mbn_client_for(connection)
+    for row in rows:
+        with contextlib.suppress(MbnNotFound):  # already gone: fine
+            client.delete(service_user.msisdn, row.mbn_id)
+    PushedAbsence.objects.filter(pk__in=[row.pk for row in rows]).delete()
+    return len(rows)
 
 
 # --- claiming ------------------------------------------------------------------------------------
@@ -350,11 +390,13 @@ def _reconcile_user(  # type: ignore[no-untyped-def]
     wanted = reconcile.wanted_absences(user_key=service_user.pk, absences=absences)
     if reconcile.unchanged(wanted, stored):
         return None
-    run = SyncRun(source=user.source, service_user=service_user, started_at=now, events_read=len(events))
     if not service_user.msisdn or not hasattr(service_user.customer, "mbn_connection"):
-        reason = "not matched to an MBN subscriber" if not service_user.msisdn else "the customer has no MBN connection"
-        run.error = reason
-        return _finish(user, run, UserResult(user.pk, len(events), error=reason))
+        # Nothing to push to, and nothing failed: no sync record, no error; the portal and admin show the
+        # user as not connected to MBN (from the number and the connection themselves).
+        CalendarUser.objects.filter(pk=user.pk).update(changed_at=None, last_error="", last_error_at=None)
+        reason = NOT_MATCHED if not service_user.msisdn else NO_MBN_CONNECTION
+        return UserResult(user.pk, len(events), not_pushed=reason)
+    run = SyncRun(source=user.source, service_user=service_user, started_at=now, events_read=len(events))
     result, final = _push(user, wanted, stored, run)
     with transaction.atomic():  # what MBN holds now and the sync record: one write transaction
         CalendarUser.objects.filter(pk=user.pk).update(mbn_unsure=False)
@@ -385,7 +427,7 @@ def _push(
 
     service_user = user.service_user
     connection = service_user.customer.mbn_connection
-    client = _Paced(mbn_client_for(connection), connection.enterprise_id)
+    client = paced_mbn_client_for(connection)
     msisdn = service_user.msisdn
     requests = 0
     conflicts: list[str] = []

@@ -58,4 +58,5 @@ def sync_users(self, calendar_user_ids: list[int], at: str | None = None) -> dic
         "users": len(results),
         "mbn_requests": sum(r.mbn_requests for r in results),
         "errors": sum(1 for r in results if r.error),
+        "not_pushed": sum(1 for r in results if r.not_pushed),
     }

@@ -13,6 +13,7 @@ import base64
 import binascii
 import datetime as dt
 import json
+import logging
 import socket
 import threading
 import uuid
@@ -44,18 +45,25 @@ from sync.rules.model import Event
 
 CALENDAR_SCOPE = "https://www.googleapis.com/auth/calendar.readonly"
 DIRECTORY_SCOPE = "https://www.googleapis.com/auth/admin.directory.group.member.readonly"
-SCOPES = (CALENDAR_SCOPE, DIRECTORY_SCOPE)
+USER_SCOPE = "https://www.googleapis.com/auth/admin.directory.user.readonly"
+SCOPES = (CALENDAR_SCOPE, DIRECTORY_SCOPE)  # every user's and the admin's token
+# The admin's token for users' names (the member list carries none), asked for on its own: a domain that has not
+# delegated it still syncs, and its users keep the names they have.
+NAME_SCOPES = (USER_SCOPE,)
+ALL_SCOPES = (*SCOPES, *NAME_SCOPES)
 BATCH_LIMIT = 50  # Google's maximum number of calls in one Calendar batch
 PAGE_SIZE = 250
 MEMBER_PAGE_SIZE = 200
+USER_PAGE_SIZE = 500  # users.list's maximum
 DEFAULT_THROTTLE_SECONDS = 5.0
 MIN_THROTTLE_SECONDS, MAX_THROTTLE_SECONDS = 1.0, 30.0
+logger = logging.getLogger(__name__)
 _LOGIN_OUTAGES = {"internal_failure", "server_error", "temporarily_unavailable"}
 _RATE_LIMIT_REASONS = {"ratelimitexceeded", "userratelimitexceeded", "quotaexceeded"}
 _RESPONSES = {"accepted": "accepted", "tentative": "tentative", "declined": "declined", "needsaction": "none"}
 _DELEGATION = (
     "in the Google Admin console → Security → Access and data control → API controls → Domain-wide delegation, "
-    "add the service account's client ID {client_id} with the scopes " + ",".join(SCOPES)
+    "add the service account's client ID {client_id} with the scopes " + ",".join(ALL_SCOPES)
 )
 
 # Address and token of the channels this process watches, for `renew` (Google cannot extend a channel).
@@ -178,7 +186,7 @@ class GoogleProvider:
         self.client_id = str(service_account_info.get("client_id") or "?")
         self._info = dict(service_account_info, token_uri=token_url)
         self._base: service_account.Credentials | None = None
-        self._credentials: dict[str, service_account.Credentials] = {}
+        self._credentials: dict[tuple[str, tuple[str, ...]], service_account.Credentials] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:  # never the key
@@ -192,7 +200,7 @@ class GoogleProvider:
 
     # --- credentials and services ---
 
-    def _credentials_for(self, subject: str) -> service_account.Credentials:
+    def _credentials_for(self, subject: str, scopes: tuple[str, ...] = SCOPES) -> service_account.Credentials:
         with self._lock:
             if self._base is None:
                 try:
@@ -202,16 +210,17 @@ class GoogleProvider:
                         "The service account key cannot be read: download a new JSON key for the service account in "
                         "Google Cloud console → IAM & Admin → Service accounts → Keys and paste all of it here."
                     ) from error
-            credentials = self._credentials.get(subject)
+            credentials = self._credentials.get((subject, scopes))
             if credentials is None:
-                credentials = self._base.with_subject(subject)
-                self._credentials[subject] = credentials
+                base = self._base if scopes == SCOPES else self._base.with_scopes(list(scopes))
+                credentials = base.with_subject(subject)
+                self._credentials[(subject, scopes)] = credentials
             return credentials
 
-    def _http(self, subject: str) -> google_auth_httplib2.AuthorizedHttp:
+    def _http(self, subject: str, scopes: tuple[str, ...] = SCOPES) -> google_auth_httplib2.AuthorizedHttp:
         # httplib2 is not thread-safe: a fresh connection object per service, sharing the user's cached token.
         return google_auth_httplib2.AuthorizedHttp(
-            self._credentials_for(subject), http=httplib2.Http(timeout=self.timeout)
+            self._credentials_for(subject, scopes), http=httplib2.Http(timeout=self.timeout)
         )
 
     def _calendar(self, subject: str) -> Any:
@@ -224,11 +233,11 @@ class GoogleProvider:
             client_options={"api_endpoint": self.calendar_base_url},
         )
 
-    def _directory(self) -> Any:
+    def _directory(self, scopes: tuple[str, ...] = SCOPES) -> Any:
         return build(
             "admin",
             "directory_v1",
-            http=self._http(self.admin_subject),
+            http=self._http(self.admin_subject, scopes),
             static_discovery=True,
             cache_discovery=False,
             client_options={"api_endpoint": self.directory_base_url},
@@ -303,8 +312,8 @@ class GoogleProvider:
         if status == 403:
             return PermissionMissing(
                 "The service account lacks access: " + _DELEGATION.format(client_id=self.client_id) + ", and make "
-                f"sure {self.admin_subject} is a Workspace administrator who may read groups.",
-                permission=",".join(SCOPES),
+                f"sure {self.admin_subject} is a Workspace administrator who may read groups and users.",
+                permission=",".join(ALL_SCOPES),
             )
         if status == 404:
             return NotFound(not_found or "Google did not find the object.")
@@ -318,11 +327,15 @@ class GoogleProvider:
     # --- directory ---
 
     def list_users(self, group_id: str) -> list[DirectoryUser]:
-        """The group's users, nested groups included (`includeDerivedMembership`), each once; read as the admin."""
+        """The group's users, nested groups included (`includeDerivedMembership`), each once; read as the admin.
+
+        `members.list` carries no names (only e-mail, id, role, type and status), so the names come from one
+        `users.list` of the domain (`user_names`); a user without a known name gets "" (never the address).
+        """
         directory = self._directory()
         members = directory.members()
         request = members.list(groupKey=group_id, includeDerivedMembership=True, maxResults=MEMBER_PAGE_SIZE)
-        users: dict[str, DirectoryUser] = {}
+        emails: dict[str, None] = {}
         not_found = (
             f"The group {group_id!r} was not found in Google Workspace: check its address in Google Admin → Groups."
         )
@@ -334,10 +347,47 @@ class GoogleProvider:
                 if not isinstance(member, dict) or member.get("type", "USER") != "USER":
                     continue
                 email = str(member.get("email") or "").lower()
-                if email and email not in users:
-                    users[email] = DirectoryUser(id=email, email=email, name=str(member.get("name") or email))
+                if email:
+                    emails.setdefault(email)
             request = members.list_next(request, page)
-        return list(users.values())
+        names: dict[str, str] = {}
+        if emails:
+            try:
+                names = self.user_names()
+            except PermissionMissing as error:  # names stay as they are until the scope is delegated
+                logger.warning("Google users' names are not readable: %s", error)
+        return [DirectoryUser(id=email, email=email, name=names.get(email, "")) for email in emails]
+
+    def user_names(self) -> dict[str, str]:
+        """{address: full name} of the domain's users, primary addresses and aliases, lower-cased: `users.list`
+        for the admin's customer, 500 a page, only the address and name fields. Raises PermissionMissing when
+        the USER_SCOPE is not delegated or the admin may not read users."""
+        users = self._directory(NAME_SCOPES).users()
+        request = users.list(
+            customer="my_customer",
+            viewType="admin_view",
+            projection="basic",
+            maxResults=USER_PAGE_SIZE,
+            fields="nextPageToken,users(primaryEmail,aliases,name/fullName)",
+        )
+        names: dict[str, str] = {}
+        while request is not None:
+            page = self._call(request.execute, subject=self.admin_subject, what="user names")
+            if not isinstance(page, dict):
+                raise TemporaryError("Google sent a user list we could not read.")
+            for user in page.get("users") or []:
+                if not isinstance(user, dict):
+                    continue
+                name = user.get("name")
+                full_name = str(name.get("fullName") or "").strip() if isinstance(name, dict) else ""
+                if not full_name:
+                    continue
+                addresses = [user.get("primaryEmail"), *(user.get("aliases") or [])]
+                for address in addresses:
+                    if isinstance(address, str) and address:
+                        names.setdefault(address.lower(), full_name)
+            request = users.list_next(request, page)
+        return names
 
     # --- calendars ---
 
@@ -566,6 +616,7 @@ class GoogleProvider:
                     now = dt.datetime.now(dt.UTC)
                     if users[0].id not in self.read_events([users[0].id], now, now + dt.timedelta(hours=1)):
                         problems.append(f"Google does not know the user {users[0].id}.")
+                    self.user_names()
         except ProviderError as error:
             problems.append(str(error))
         return problems

@@ -41,6 +41,7 @@ from sync.simulators.events import EventRecord, Instance, SimEvent, expand
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 CALENDAR_SCOPE_PREFIX = "https://www.googleapis.com/auth/calendar"
 DIRECTORY_SCOPE_PREFIX = "https://www.googleapis.com/auth/admin.directory.group"
+USER_SCOPE_PREFIX = "https://www.googleapis.com/auth/admin.directory.user"
 DEFAULT_CHANNEL_SECONDS = 7 * 24 * 3600
 MAX_CHANNEL_SECONDS = 30 * 24 * 3600
 
@@ -152,6 +153,7 @@ class GoogleSimulator(SimServer):
             route("POST", r"/calendar/v3/calendars/([^/]+)/events/watch", self._watch),
             route("POST", r"/calendar/v3/channels/stop", self._stop_channel),
             route("GET", r"/admin/directory/v1/groups/([^/]+)/members", self._members),
+            route("GET", r"/admin/directory/v1/users", self._list_users),
         ]
 
     # lifecycle and addresses
@@ -464,6 +466,28 @@ class GoogleSimulator(SimServer):
             body["nextPageToken"] = str(offset + size)
         return json_reply(200, body)
 
+    def _list_users(self, request: Request, match: re.Match[str]) -> Reply:
+        """`users.list` of the one simulated domain (`customer=my_customer` or `domain=…`), sorted by address."""
+        caller = self._caller(request, USER_SCOPE_PREFIX)
+        if not (request.query.get("customer") or request.query.get("domain")):
+            raise HttpError(400, "badRequest", "Bad Request: either customer or domain is required.")
+        if request.query.get("viewType", "admin_view") == "admin_view" and not caller.admin:
+            raise HttpError(403, "forbidden", "Not Authorized to access this resource/api")
+        with self.lock:
+            users = sorted(self._users.values(), key=lambda user: user.email)
+        try:
+            offset = int(request.query.get("pageToken") or 0)
+            size = max(1, min(500, int(request.query.get("maxResults", "100"))))
+        except ValueError:
+            raise HttpError(400, "invalid", "Invalid paging value.") from None
+        body: dict[str, Any] = {
+            "kind": "admin#directory#users",
+            "users": [_user_json(user) for user in users[offset : offset + size]],
+        }
+        if offset + size < len(users):
+            body["nextPageToken"] = str(offset + size)
+        return json_reply(200, body)
+
     def _resolve(self, key: str, derived: bool, seen: set[str]) -> list[dict[str, Any]]:
         seen.add(key)
         out: list[dict[str, Any]] = []
@@ -599,13 +623,33 @@ def _event_json(instance: Instance, user: GoogleUser, zone: ZoneInfo) -> dict[st
 
 
 def _member_json(email_address: str, kind: str) -> dict[str, Any]:
+    """A member as `members.list` documents it: no name (names come from `users.list` / `users.get`)."""
+    member_id = uuid.uuid5(uuid.NAMESPACE_DNS, email_address).hex[:21]
     return {
         "kind": "admin#directory#member",
-        "id": uuid.uuid5(uuid.NAMESPACE_DNS, email_address).hex[:21],
+        "etag": f'"{member_id}"',
+        "id": member_id,
         "email": email_address,
         "role": "MEMBER",
         "type": kind,
         "status": "ACTIVE",
+        "delivery_settings": "ALL_MAIL",
+    }
+
+
+def _user_json(user: GoogleUser) -> dict[str, Any]:
+    """A user of `users.list` (basic projection), with the name split as Google stores it."""
+    given, _space, family = user.name.partition(" ")
+    user_id = uuid.uuid5(uuid.NAMESPACE_DNS, user.email).hex[:21]
+    return {
+        "kind": "admin#directory#user",
+        "id": user_id,
+        "etag": f'"{user_id}"',
+        "primaryEmail": user.email,
+        "name": {"givenName": given, "familyName": family, "fullName": user.name},
+        "isAdmin": user.admin,
+        "suspended": False,
+        "orgUnitPath": "/",
     }
 
 

@@ -365,3 +365,46 @@ def test_on_q2_an_mbn_outage_is_shown_and_the_sync_retried_after_the_back_off(si
     user.refresh_from_db()
     assert user.last_error == ""
     assert [a["reason"] for a in sims.mbn.absences("fjord", users[0].msisdn)] == ["Møte"]
+
+
+def test_google_users_keep_their_names_and_new_members_get_theirs_at_the_directory_sync(sims):
+    customer = make_customer(name="Sky Regnskap AS")
+    users = [
+        ServiceUser.objects.create(customer=customer, email="kari@sky.no", name="Kari Nordmann", msisdn="+4794000001"),
+        ServiceUser.objects.create(customer=customer, email="per@sky.no", name="Per Hansen", msisdn="+4794000002"),
+    ]
+    source = demo.wire_google_customer(
+        sims=sims, customer=customer, users=users, enterprise_id="sky", mbn_rate_per_second=1000
+    )
+    sims.google.add_user("ola@sky.no", "Ola Berg")
+    sims.google.add_group(source.activation_group, ["kari@sky.no", "per@sky.no", "ola@sky.no"])
+
+    assert jobs.refresh_group(source=source)["members"] == 3
+
+    names = dict(ServiceUser.objects.filter(customer=customer).values_list("email", "name"))
+    assert names == {"kari@sky.no": "Kari Nordmann", "per@sky.no": "Per Hansen", "ola@sky.no": "Ola Berg"}
+
+
+def test_an_unmatched_user_or_a_customer_without_mbn_is_not_a_failed_sync(sims, world):
+    customer, users, source = world
+    now = local(7, 6)
+    for user in users[:2]:
+        for event in demo.to_sim_events([Event("m", local(8, 9), local(8, 10), subject="Kundemøte &Eks")]):
+            sims.graph.put_event(demo.graph_user_id(user), event)
+    ServiceUser.objects.filter(pk=users[0].pk).update(msisdn="")
+    ids = list(
+        CalendarUser.objects.filter(service_user__in=users[:2]).order_by("service_user").values_list("pk", flat=True)
+    )
+    CalendarUser.objects.filter(pk__in=ids).update(changed_at=timezone.now())
+
+    results = pipeline.sync_users(calendar_user_ids=ids[:1], now=now)
+    customer.mbn_connection.delete()
+    results += pipeline.sync_users(calendar_user_ids=ids[1:], now=now)
+
+    assert [(r.error, r.not_pushed) for r in results] == [
+        ("", pipeline.NOT_MATCHED),
+        ("", pipeline.NO_MBN_CONNECTION),
+    ]
+    assert not SyncRun.objects.filter(source=source).exists(), "nothing was pushed, and nothing failed"
+    assert list(CalendarUser.objects.filter(pk__in=ids).values_list("last_error", "changed_at")) == [("", None)] * 2
+    assert sims.requests("mbn") == 0

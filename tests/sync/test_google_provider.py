@@ -23,7 +23,7 @@ from sync.providers.base import (
     TemporaryError,
     Throttled,
 )
-from sync.providers.google import CALENDAR_SCOPE, GoogleProvider, event_from_google
+from sync.providers.google import CALENDAR_SCOPE, DIRECTORY_SCOPE, USER_SCOPE, GoogleProvider, event_from_google
 from sync.rules import DEFAULT_CATALOGUE, RuleSettings
 from sync.rules.engine import compute_absences
 from sync.rules.model import Event
@@ -195,7 +195,33 @@ def test_it_lists_group_members_with_nested_groups_once(sim: GoogleSimulator, pr
     sim.add_group("alle@firma.no", [ALICE, "team@firma.no"])
     users = provider.list_users("alle@firma.no")
     assert [u.email for u in users] == [ALICE, BOB, "carol@firma.no"]
-    assert users[0] == DirectoryUser(id=ALICE, email=ALICE, name=ALICE)
+    assert users[0] == DirectoryUser(id=ALICE, email=ALICE, name="Alice")
+
+
+def test_members_come_without_names_and_the_names_from_one_users_list(
+    sim: GoogleSimulator, provider: GoogleProvider
+) -> None:
+    sim.add_user("carol@firma.no", "Carol Berg")
+    sim.add_group("alle@firma.no", [ALICE, BOB, "carol@firma.no"])
+    provider.list_users("alle@firma.no")  # tokens first
+    sim.reset_counters()
+    users = provider.list_users("alle@firma.no")
+    assert [(u.email, u.name) for u in users] == [(ALICE, "Alice"), (BOB, "Bob"), ("carol@firma.no", "Carol Berg")]
+    assert [path for _method, path, _status in sim.request_log()] == [
+        "/admin/directory/v1/groups/alle@firma.no/members",
+        "/admin/directory/v1/users",
+    ]
+
+
+def test_without_the_user_scope_members_are_listed_without_names_and_check_says_what_to_delegate(
+    sim: GoogleSimulator, private_key_pem: str
+) -> None:
+    sim.grant_scopes([CALENDAR_SCOPE, DIRECTORY_SCOPE])
+    sim.add_group("alle@firma.no", [ALICE])
+    provider = make_provider(sim, private_key_pem)
+    assert provider.list_users("alle@firma.no") == [DirectoryUser(id=ALICE, email=ALICE, name="")]
+    problems = provider.check(group_id="alle@firma.no")
+    assert len(problems) == 1 and USER_SCOPE in problems[0] and "Domain-wide delegation" in problems[0]
 
 
 def test_it_pages_through_big_groups(sim: GoogleSimulator, provider: GoogleProvider) -> None:

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from customers.validators import parse_msisdn
 from sync.mbn import (
     MbnAbsence,
     MbnAuthError,
@@ -23,7 +24,6 @@ from sync.mbn import (
     MbnUnavailable,
     Subscriber,
     match_subscribers,
-    normalise_msisdn,
 )
 from sync.providers.base import DirectoryUser
 from sync.simulators import Simulators
@@ -104,8 +104,8 @@ def test_it_refuses_naive_times() -> None:
         (None, None),
     ],
 )
-def test_it_normalises_mobile_numbers(raw: str | None, normalised: str | None) -> None:
-    assert normalise_msisdn(raw) == normalised
+def test_it_normalises_mobile_numbers_like_the_validator(raw: str | None, normalised: str | None) -> None:
+    assert parse_msisdn(raw) == normalised
 
 
 SUBSCRIBERS = [
