@@ -77,6 +77,7 @@ class Command(BaseCommand):
         worker = self._worker(options["worker"])
         with ExitStack() as stack:
             sims = stack.enter_context(Simulators.start())
+            sims.graph.allow_http_webhooks_on_loopback()  # the app is served over plain http on 127.0.0.1
             app_url = stack.enter_context(workers.serve_app())
             stack.enter_context(
                 simulator_settings(sims, PUBLIC_BASE_URL=app_url, MBN_REQUESTS_PER_SECOND=options["mbn_rate"] * 0.9)
