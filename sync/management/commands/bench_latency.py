@@ -240,14 +240,18 @@ class Command(BaseCommand):
             return sum(pool.map(subscribe, sources))
 
     def _notifications(self, sims) -> dict[str, int]:  # type: ignore[no-untyped-def]
-        """Change notifications posted to the app and how many it did not accept. Google's "sync" message
-        (sent as a channel is made, possibly before we saved the channel) is counted apart."""
+        """Change notifications posted to the app and how many it did not accept in the end (Graph posts a
+        refused one again: its last attempt counts; `retried` says how many attempts were repeats). Google's
+        "sync" message (sent as a channel is made, possibly before we saved the channel) is counted apart."""
         google = sims.google.notification_log()
         confirmations = [n for n in google if n.headers.get("X-Goog-Resource-State") == "sync"]
-        changes = [d.status for d in sims.graph.notification_log()]
+        graph = sims.graph.notification_log()
+        last_attempts = {id(d.document): d for d in graph}  # a retry re-sends the same document
+        changes = [d.status for d in last_attempts.values()]
         changes += [n.status for n in google if n.headers.get("X-Goog-Resource-State") != "sync"]
         return {
             "sent": len(changes),
+            "retried": sum(1 for d in graph if d.attempt > 1),
             "failed": sum(1 for status in changes if status is None or status >= 400),
             "google_channel_confirmations_refused": sum(1 for n in confirmations if n.status != 200),
         }
