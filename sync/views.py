@@ -77,14 +77,15 @@ def graph_lifecycle(request: HttpRequest) -> HttpResponse:
     valid, refusal = _notifications(request)
     if refusal is not None:
         return refusal
-    removed = {user.pk for user, item in valid if item.get("lifecycleEvent") == "subscriptionRemoved"}
+    removed = {user.subscription_id for user, item in valid if item.get("lifecycleEvent") == "subscriptionRemoved"}
     reauthorize = {user.pk for user, item in valid if item.get("lifecycleEvent") == "reauthorizationRequired"}
-    if removed:  # Graph no longer has it: forget it, so the renewal job creates a new one
-        CalendarUser.objects.filter(pk__in=removed).update(
+    if removed:  # Graph no longer has it: forget it (unless replaced already), so the renewal job makes a new one
+        CalendarUser.objects.filter(subscription_id__in=removed).update(
             subscription_id="", subscription_expires=None, client_state=""
         )
-    if reauthorize - removed:  # renewing reauthorizes too
-        CalendarUser.objects.filter(pk__in=reauthorize - removed).update(subscription_expires=timezone.now())
+        reauthorize -= {user.pk for user, _item in valid if user.subscription_id in removed}
+    if reauthorize:  # renewing reauthorizes too
+        CalendarUser.objects.filter(pk__in=reauthorize).update(subscription_expires=timezone.now())
     if removed or reauthorize:  # the renewal job subscribes again / renews at once
         transaction.on_commit(_renew_now)
     queue_syncs(calendar_user_ids={user.pk for user, _item in valid})  # "missed" and the others: sync in full now
