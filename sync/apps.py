@@ -5,3 +5,6 @@ from django.utils.translation import gettext_lazy as _
 class SyncConfig(AppConfig):
     name = "sync"
     verbose_name = _("Calendar sync")
+
+    def ready(self) -> None:
+        from sync import signals  # noqa: F401  (connects the receivers)

@@ -16,7 +16,15 @@ from django.utils import timezone
 from customers.models import ServiceUser
 from sync import pipeline
 from sync.models import CalendarSource, CalendarUser, SyncRun
-from sync.providers.base import DirectoryUser
+from sync.providers.base import (
+    AuthError,
+    CalendarProvider,
+    DirectoryUser,
+    NotFound,
+    PermissionMissing,
+    ProviderError,
+    Throttled,
+)
 
 logger = logging.getLogger(__name__)
 BATCH = 20  # Graph $batch holds 20 requests
@@ -63,6 +71,7 @@ def refresh_group(*, source: CalendarSource) -> dict[str, int]:
         for user in leavers:  # one by one, so the history that billing reads records each change
             user.active = False
             user.save(update_fields=["active"])
+    end_subscriptions(source=source)
     matched = 0
     connection = getattr(customer, "mbn_connection", None)
     if connection is not None and settings.MBN_BASE_URL:
@@ -83,17 +92,27 @@ def refresh_group(*, source: CalendarSource) -> dict[str, int]:
 
 
 def ensure_subscriptions(*, source: CalendarSource, now: dt.datetime | None = None) -> int:
-    """Subscribe to change notifications where missing, renew those expiring within a day."""
+    """Subscribe to change notifications where missing, renew those expiring within a day, and end those of users
+    who are no longer active. Returns how many subscriptions were made or renewed.
+
+    A subscription the provider no longer has (404 on renewal: Graph removed it, or it expired) is forgotten and
+    made again, and the user synced in full, as Graph's lifecycle guidance says. One user's failure is recorded
+    on that user (and summed up on the source) and the others go on; a failure of the whole connection (login,
+    permission, throttling) stops the source.
+    """
+    from sync.services import queue_syncs
+
     now = now or timezone.now()
     provider = pipeline.provider_for(source)
     if not getattr(provider, "supports_push", True):
         return 0  # Exchange on-premises: the periodic sweep is the change detection
+    end_subscriptions(source=source, provider=provider)
     base = settings.PUBLIC_BASE_URL.rstrip("/")
     if source.kind == CalendarSource.Kind.GOOGLE:
         url, lifecycle = base + reverse("sync:google_webhook"), None
     else:
         url, lifecycle = base + reverse("sync:graph_webhook"), base + reverse("sync:graph_lifecycle")
-    changed = 0
+    changed, lost, failures = 0, [], []
     for user in CalendarUser.objects.filter(source=source, service_user__active=True):
         expires = now + dt.timedelta(minutes=SUBSCRIPTION_MINUTES)
         if (
@@ -102,16 +121,69 @@ def ensure_subscriptions(*, source: CalendarSource, now: dt.datetime | None = No
             and user.subscription_expires > now + dt.timedelta(days=1)
         ):
             continue
-        if user.subscription_id:
-            user.subscription_expires = provider.renew(user.subscription_id, expires)
-        else:
-            user.client_state = secrets.token_urlsafe(24)
-            user.subscription_id, user.subscription_expires = provider.subscribe(
-                user.provider_user_id, url, user.client_state, expires, lifecycle
-            )
+        try:
+            if user.subscription_id:
+                try:
+                    user.subscription_expires = provider.renew(user.subscription_id, expires)
+                except NotFound:
+                    logger.info("subscription of %s is gone at the provider; subscribing again", user)
+                    _forget_subscription(user)
+                    lost.append(user.pk)
+            if not user.subscription_id:
+                user.client_state = secrets.token_urlsafe(24)
+                user.subscription_id, user.subscription_expires = provider.subscribe(
+                    user.provider_user_id, url, user.client_state, expires, lifecycle
+                )
+        except (AuthError, PermissionMissing, Throttled):
+            raise  # the same for every user: the source's guard records it once
+        except ProviderError as error:
+            logger.warning("change notifications for %s could not be set up: %s", user, error)
+            message = f"Change notifications could not be set up: {error}"  # in English for staff, like the pipeline's
+            CalendarUser.objects.filter(pk=user.pk).update(last_error=message[:2000], last_error_at=now)
+            failures.append(str(error))
+            continue
         user.save(update_fields=["subscription_id", "subscription_expires", "client_state"])
         changed += 1
+    if lost:  # notifications may have been missed while the subscription was gone: read the calendars in full
+        queue_syncs(calendar_user_ids=lost)
+    if failures:
+        summary = (
+            f"Change notifications could not be set up for {len(failures)} user(s); the first error: {failures[0]}"
+        )
+        CalendarSource.objects.filter(pk=source.pk).update(last_error=summary[:2000])
     return changed
+
+
+def end_subscriptions(*, source: CalendarSource, provider: CalendarProvider | None = None) -> int:
+    """Delete the change subscriptions of the source's users who are no longer active (they left the activation
+    group or were deactivated), so no live subscription is left at the provider. Returns how many ended."""
+    leavers = list(CalendarUser.objects.filter(source=source, service_user__active=False).exclude(subscription_id=""))
+    if not leavers:
+        return 0
+    provider = provider or pipeline.provider_for(source)
+    ended = 0
+    for user in leavers:
+        try:
+            provider.unsubscribe(user.subscription_id)
+        except ProviderError as error:  # tried again on the next round; the subscription expires in any case
+            logger.warning("the subscription of %s could not be deleted: %s", user, error)
+            continue
+        _forget_subscription(user)
+        ended += 1
+    return ended
+
+
+def _forget_subscription(user: CalendarUser) -> None:
+    """Clear a subscription that no longer exists (only if it is still the one stored)."""
+    CalendarUser.objects.filter(pk=user.pk, subscription_id=user.subscription_id).update(
+        subscription_id="", subscription_expires=None, client_state=""
+    )
+    user.subscription_id, user.subscription_expires, user.client_state = "", None, ""
+
+
+def unsubscribe(*, source: CalendarSource, subscription_id: str) -> None:
+    """Delete one subscription at the source's provider (a user that was deleted); one already gone is fine."""
+    pipeline.provider_for(source).unsubscribe(subscription_id)
 
 
 def sweep(*, source: CalendarSource, now: dt.datetime | None = None) -> int:
@@ -170,7 +242,23 @@ def sweep_job() -> str:
 
 
 def renew_subscriptions_job() -> str:
-    return f"{sum(ensure_subscriptions(source=s) for s in _active_sources())} subscription(s) made or renewed"
+    done = 0
+    for source in _active_sources():
+        try:
+            done += ensure_subscriptions(source=source)
+        except Exception as error:  # one broken source must not stop the others
+            logger.exception("subscription renewal failed for %s", source)
+            CalendarSource.objects.filter(pk=source.pk).update(last_error=str(error)[:2000])
+    return f"{done} subscription(s) made or renewed"
+
+
+def unsubscribe_job(source_id: int, subscription_id: str) -> str:
+    """Queued when a calendar user with a subscription is deleted: end that subscription at the provider."""
+    source = CalendarSource.objects.filter(pk=source_id).select_related("customer").first()
+    if source is None:
+        return "the calendar source is gone; the subscription runs out by itself"
+    unsubscribe(source=source, subscription_id=subscription_id)
+    return f"subscription {subscription_id} deleted"
 
 
 def delete_old_runs_job() -> str:

@@ -1,8 +1,10 @@
 """Webhooks Microsoft Graph calls: change and lifecycle notifications.
 
 They answer within milliseconds: a valid notification only marks the user as changed and queues a sync
-after commit; nothing syncs inline. Anything without the subscription's clientState is refused with
-4xx and no side effect.
+after commit; nothing syncs inline. Graph puts several subscriptions' notifications in one POST and
+retries the whole POST on any non-2xx answer, so each notification is judged on its own: those without a
+known subscription's clientState are logged and ignored, and the POST is answered 202 when at least one
+was valid (4xx with no side effect when none was).
 """
 
 import json
@@ -40,9 +42,16 @@ def _notifications(request: HttpRequest) -> tuple[list[tuple[CalendarUser, dict]
     for item in items:
         user = users.get(str(item.get("subscriptionId"))) if isinstance(item, dict) else None
         if user is None or not secrets.compare_digest(str(item.get("clientState", "")), user.client_state or "\0"):
-            logger.warning("refused a Graph notification with an unknown subscription or wrong clientState")
-            return [], HttpResponseForbidden("unknown subscription or wrong clientState")
+            continue  # forged, or from a subscription we no longer hold (deleted, never stored): ignored
         valid.append((user, item))
+    if len(valid) < len(items):
+        logger.warning(
+            "ignored %d of %d Graph notification(s) with an unknown subscription or wrong clientState",
+            len(items) - len(valid),
+            len(items),
+        )
+    if items and not valid:
+        return [], HttpResponseForbidden("unknown subscription or wrong clientState")
     return valid, None
 
 
@@ -68,13 +77,16 @@ def graph_lifecycle(request: HttpRequest) -> HttpResponse:
     valid, refusal = _notifications(request)
     if refusal is not None:
         return refusal
-    renew = {
-        user.pk
-        for user, item in valid
-        if item.get("lifecycleEvent") in ("reauthorizationRequired", "subscriptionRemoved")
-    }
-    if renew:  # the renewal job subscribes again / renews at once
-        CalendarUser.objects.filter(pk__in=renew).update(subscription_expires=timezone.now())
+    removed = {user.subscription_id for user, item in valid if item.get("lifecycleEvent") == "subscriptionRemoved"}
+    reauthorize = {user.pk for user, item in valid if item.get("lifecycleEvent") == "reauthorizationRequired"}
+    if removed:  # Graph no longer has it: forget it (unless replaced already), so the renewal job makes a new one
+        CalendarUser.objects.filter(subscription_id__in=removed).update(
+            subscription_id="", subscription_expires=None, client_state=""
+        )
+        reauthorize -= {user.pk for user, _item in valid if user.subscription_id in removed}
+    if reauthorize:  # renewing reauthorizes too
+        CalendarUser.objects.filter(pk__in=reauthorize).update(subscription_expires=timezone.now())
+    if removed or reauthorize:  # the renewal job subscribes again / renews at once
         transaction.on_commit(_renew_now)
     queue_syncs(calendar_user_ids={user.pk for user, _item in valid})  # "missed" and the others: sync in full now
     return HttpResponse(status=202)

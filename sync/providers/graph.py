@@ -42,6 +42,10 @@ GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 BATCH_LIMIT = 20  # Graph's maximum number of requests in one $batch
 PAGE_SIZE = 500
 MAX_SUBSCRIPTION_MINUTES = 4230  # Graph's limit for Outlook event subscriptions
+VALIDATION_WINDOW_SECONDS = 10.0  # Graph gives the webhook this long to answer the validation request
+# Creating a subscription waits for that handshake: wait comfortably longer, or a slow handshake leaves a
+# subscription Graph made and we never stored.
+SUBSCRIBE_TIMEOUT_SECONDS = 3 * VALIDATION_WINDOW_SECONDS
 SHORT_WAIT_SECONDS = 2.0  # the longest Retry-After a worker may sleep through instead of giving the call back
 DEFAULT_THROTTLE_SECONDS = 10.0  # when Graph throttles without saying how long
 
@@ -363,16 +367,20 @@ class GraphProvider:
         json_body: Any = None,
         calendar: bool = False,
         bad_request_hint: str = "",
+        timeout: float | None = None,
     ) -> dict[str, Any]:
-        """One Graph call; the JSON body of a 2xx answer ({} for 204), else the mapped error is raised."""
+        """One Graph call; the JSON body of a 2xx answer ({} for 204), else the mapped error is raised.
+
+        `timeout` (seconds) replaces the provider's for this call; a timeout raises `_GraphTimeout`."""
+        timeout = timeout or self.timeout
         for attempt in (1, 2):
             headers = {"Authorization": f"Bearer {self._access_token()}", "Accept": "application/json"}
             if calendar:
                 headers["Prefer"] = self._prefer
             try:
-                response = self._session.request(method, url, json=json_body, headers=headers, timeout=self.timeout)
+                response = self._session.request(method, url, json=json_body, headers=headers, timeout=timeout)
             except requests.Timeout as error:
-                raise TemporaryError(f"Microsoft Graph did not answer within {self.timeout:g} s.") from error
+                raise _GraphTimeout(f"Microsoft Graph did not answer within {timeout:g} s.") from error
             except requests.RequestException as error:
                 raise TemporaryError(
                     f"Microsoft Graph ({self.graph_base_url}) could not be reached: check the network."
@@ -616,32 +624,63 @@ class GraphProvider:
     ) -> tuple[str, dt.datetime]:
         """A subscription to the user's events (created, updated, deleted); expiry capped at Graph's 4230 minutes.
 
-        Graph checks `notification_url` before answering (it must echo `validationToken` within 10 s).
+        Graph checks `notification_url` (and `lifecycle_url`) before answering: each must echo `validationToken`
+        within 10 s, so this call waits SUBSCRIBE_TIMEOUT_SECONDS. Should even that run out, Graph may still have
+        made the subscription: it is looked up (our resource, URL and clientState) and deleted, and the call
+        raises TemporaryError, so no subscription is left that nobody renews or deletes.
         """
+        resource = f"/users/{user_id}/events"
         body: dict[str, Any] = {
             "changeType": "created,updated,deleted",
             "notificationUrl": notification_url,
-            "resource": f"/users/{user_id}/events",
+            "resource": resource,
             "expirationDateTime": _graph_instant(_capped_expiry(expires)),
             "clientState": client_state,
         }
         if lifecycle_url:
             body["lifecycleNotificationUrl"] = lifecycle_url
-        answer = self._request(
-            "POST",
-            f"{self.graph_base_url}/subscriptions",
-            json_body=body,
-            permission=CALENDARS_READ,
-            not_found=f"The mailbox of user {user_id} was not found.",
-            bad_request_hint=(
-                f" Check that {notification_url} is reachable from the internet over HTTPS and answers Microsoft "
-                "Graph's validation request."
-            ),
-        )
+        try:
+            answer = self._request(
+                "POST",
+                f"{self.graph_base_url}/subscriptions",
+                json_body=body,
+                permission=CALENDARS_READ,
+                not_found=f"The mailbox of user {user_id} was not found.",
+                bad_request_hint=(
+                    f" Check that {notification_url} is reachable from the internet over HTTPS and answers "
+                    "Microsoft Graph's validation request."
+                ),
+                timeout=max(self.timeout, SUBSCRIBE_TIMEOUT_SECONDS),
+            )
+        except _GraphTimeout as error:
+            try:
+                self._delete_unconfirmed(resource, notification_url, client_state)
+                cleaned = "any subscription it made was deleted"
+            except ProviderError:  # its notifications carry a clientState we never stored: refused until it expires
+                cleaned = "a subscription it may have made could not be looked up and runs out within 3 days"
+            raise TemporaryError(
+                f"{error} Microsoft Graph did not confirm the subscription for user {user_id} in time ({cleaned}); "
+                "the next renewal round subscribes again."
+            ) from error
         subscription_id = answer.get("id")
         if not isinstance(subscription_id, str) or not subscription_id:
             raise TemporaryError("Microsoft Graph created a subscription but sent no id.")
         return subscription_id, self._expiry(answer)
+
+    def _delete_unconfirmed(self, resource: str, notification_url: str, client_state: str) -> None:
+        """Delete the app's subscriptions on `resource` to `notification_url` with our clientState (Graph may leave
+        clientState out of the list; then resource and URL decide: the caller holds no subscription for it)."""
+        wanted = resource.strip("/").casefold()
+        for page in self._pages(f"{self.graph_base_url}/subscriptions", permission=CALENDARS_READ, not_found=""):
+            for item in _values(page):
+                shown_state = item.get("clientState")
+                if (
+                    str(item.get("resource") or "").strip("/").casefold() == wanted
+                    and item.get("notificationUrl") == notification_url
+                    and shown_state in (None, client_state)
+                    and isinstance(item.get("id"), str)
+                ):
+                    self.unsubscribe(item["id"])
 
     def renew(self, subscription_id: str, expires: dt.datetime) -> dt.datetime:
         """Move the subscription's expiry (capped at 4230 minutes from now); NotFound means subscribe again."""
@@ -709,6 +748,10 @@ class GraphProvider:
 # --- helpers ------------------------------------------------------------------------------------------------------
 
 _MALFORMED = object()
+
+
+class _GraphTimeout(TemporaryError):
+    """Graph did not answer within the client's timeout (the request may still have been carried out)."""
 
 
 def _values(page: Mapping[str, Any]) -> list[dict[str, Any]]:

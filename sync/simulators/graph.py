@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import re
 import secrets
+import ssl
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -37,9 +38,12 @@ from sync.simulators.events import EventRecord, Instance, SimEvent, event_json, 
 from sync.simulators.login import AccessGrant, LoginSimulator
 from sync.simulators.webhooks import (
     MAX_EXPIRATION_MINUTES,
+    VALIDATION_TIMEOUT_SECONDS,
     Delivery,
     Notifier,
     Subscription,
+    is_loopback,
+    opener,
     validate_endpoint,
 )
 
@@ -142,10 +146,13 @@ class GraphSimulator(SimServer):
 
     name = "graph"
 
-    def __init__(self, login: LoginSimulator) -> None:
+    def __init__(self, login: LoginSimulator, webhook_trust: ssl.SSLContext | None = None) -> None:
+        """`webhook_trust`: the client TLS context for https webhooks (the hub's CA); system CAs without it."""
         super().__init__()
         self.login = login
-        self.validation_timeout_seconds = 10.0
+        self.validation_timeout_seconds = VALIDATION_TIMEOUT_SECONDS
+        self._http_on_loopback = False
+        self._webhook_opener = opener(webhook_trust)
         self._tenants: set[str] = set()
         self._users: dict[str, GraphUser] = {}
         self._groups: dict[str, GraphGroup] = {}
@@ -155,7 +162,7 @@ class GraphSimulator(SimServer):
         self._delta_cursors: dict[str, tuple[DeltaRound, int]] = {}
         self._subscriptions: dict[str, Subscription] = {}
         self._batch_item_faults: FaultSettings | None = None
-        self._notifier = Notifier()
+        self._notifier = Notifier(webhook_trust)
         self.routes = [
             route("GET", USER, self._get_user),
             route("GET", USER + r"/calendarView", self._calendar_view),
@@ -273,8 +280,34 @@ class GraphSimulator(SimServer):
         with self.lock:
             return [subscription.to_json() for subscription in self._active_subscriptions()]
 
+    def allow_http_webhooks_on_loopback(self, allowed: bool = True) -> None:
+        """Lab switch: accept http notification URLs on 127.0.0.1/localhost/::1 (Graph accepts https only).
+
+        For the demo and tests whose webhook is Django's plain-http server; off by default."""
+        with self.lock:
+            self._http_on_loopback = allowed
+
+    def expire_subscription(self, subscription_id: str) -> None:
+        """Let a subscription run out now, as one not renewed in time: Graph deletes it and says nothing."""
+        with self.lock:
+            subscription = self._subscriptions.get(subscription_id)
+            if subscription is None:
+                raise LookupError(f"no active subscription {subscription_id!r}")
+            subscription.expiration = utc_now()
+
+    def hold_notifications(self) -> None:
+        """Keep notifications back; `release_notifications` then posts them, several subscriptions' in one POST."""
+        self._notifier.hold()
+
+    def release_notifications(self) -> None:
+        self._notifier.release()
+
+    def set_notification_retries(self, delays: Iterable[float]) -> None:
+        """Seconds to wait before each new attempt of a notification POST not answered 2xx; () turns retries off."""
+        self._notifier.set_retry_delays(tuple(delays))
+
     def send_lifecycle(self, subscription_id: str, lifecycle_event: str) -> None:
-        """Queue a lifecycle notification; `subscriptionRemoved` also ends the subscription."""
+        """Queue a lifecycle notification; `subscriptionRemoved` also ends the subscription (Graph removed it)."""
         if lifecycle_event not in LIFECYCLE_EVENTS:
             raise ValueError(f"lifecycle_event must be one of {LIFECYCLE_EVENTS}")
         with self.lock:
@@ -534,7 +567,7 @@ class GraphSimulator(SimServer):
         grant = self._authorize(request, CALENDAR_PERMISSIONS, "ErrorAccessDenied")
         subscription = self._new_subscription(grant, _json_object(request))
         for url in filter(None, (subscription.notification_url, subscription.lifecycle_url)):
-            problem = validate_endpoint(url, self.validation_timeout_seconds)
+            problem = validate_endpoint(url, self.validation_timeout_seconds, self._webhook_opener)
             if problem is not None:
                 raise HttpError(
                     400,
@@ -570,15 +603,27 @@ class GraphSimulator(SimServer):
             user_id=user.id,
             resource=resource,
             change_types=_change_types(payload.get("changeType")),
-            notification_url=_webhook_url(payload.get("notificationUrl"), "notificationUrl"),
+            notification_url=self._webhook_url(payload.get("notificationUrl"), "NotificationUrl"),
             lifecycle_url=(
-                _webhook_url(payload["lifecycleNotificationUrl"], "lifecycleNotificationUrl")
+                self._webhook_url(payload["lifecycleNotificationUrl"], "LifecycleNotificationUrl")
                 if payload.get("lifecycleNotificationUrl")
                 else None
             ),
             client_state=client_state,
             expiration=_expiration(payload.get("expirationDateTime")),
         )
+
+    def _webhook_url(self, raw: object, name: str) -> str:
+        """An absolute https URL; http only on loopback with the lab switch on (Graph's answer otherwise)."""
+        parts = urlsplit(raw) if isinstance(raw, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+            raise HttpError(400, "ValidationError", f"{name} must be an absolute https URL.")
+        assert isinstance(raw, str)
+        with self.lock:
+            http_allowed = self._http_on_loopback and is_loopback(raw)
+        if parts.scheme == "http" and not http_allowed:
+            raise HttpError(400, "InvalidRequest", f"{name} scheme='http' is not supported.")
+        return raw
 
     def _subscription(self, request: Request, match: re.Match[str]) -> Subscription:
         grant = self._authorize(request, CALENDAR_PERMISSIONS, "ErrorAccessDenied")
@@ -774,12 +819,6 @@ def _change_types(raw: object) -> tuple[str, ...]:
     if not kinds or any(kind not in CHANGE_TYPES for kind in kinds):
         raise HttpError(400, "ValidationError", f"changeType must be a comma-separated subset of {CHANGE_TYPES}.")
     return kinds
-
-
-def _webhook_url(raw: object, name: str) -> str:
-    if not isinstance(raw, str) or urlsplit(raw).scheme not in ("http", "https") or not urlsplit(raw).netloc:
-        raise HttpError(400, "ValidationError", f"{name} must be an absolute http(s) URL.")
-    return raw
 
 
 def _expiration(raw: object) -> dt.datetime:

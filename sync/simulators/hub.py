@@ -6,6 +6,7 @@ the same table.
 
 from __future__ import annotations
 
+import ssl
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,7 +19,7 @@ from sync.simulators.base import FAULT_KINDS, SimServer
 from sync.simulators.ews import EwsSimulator
 from sync.simulators.google import GoogleSimulator
 from sync.simulators.graph import GraphSimulator
-from sync.simulators.login import LoginSimulator
+from sync.simulators.login import LoginSimulator, server_ssl_context
 from sync.simulators.mbn import MbnSimulator
 
 
@@ -33,7 +34,9 @@ class Simulators:
         workdir: tempfile.TemporaryDirectory[str],
         ews: EwsSimulator | None = None,
         google: GoogleSimulator | None = None,
+        ca: trustme.CA | None = None,
     ) -> None:
+        self.ca = ca
         self.login = login
         self.graph = graph
         self.mbn = mbn
@@ -55,7 +58,9 @@ class Simulators:
         ca = trustme.CA()
         ca.cert_pem.write_to_path(str(Path(workdir.name) / "ca.pem"))
         login = LoginSimulator(ca)
-        sims = cls(login, GraphSimulator(login), MbnSimulator(), workdir)
+        webhook_trust = ssl.create_default_context()
+        ca.configure_trust(webhook_trust)  # Graph reaches https webhooks whose certificate this CA signed
+        sims = cls(login, GraphSimulator(login, webhook_trust), MbnSimulator(), workdir, ca=ca)
         try:
             for service in sims._services.values():
                 service.start()
@@ -99,6 +104,12 @@ class Simulators:
     def ca_path(self) -> str:
         """The trustme CA (PEM) that signed the login simulator's certificate."""
         return str(Path(self._workdir.name) / "ca.pem")
+
+    def webhook_ssl_context(self) -> ssl.SSLContext:
+        """A server TLS context for a webhook on 127.0.0.1/localhost that the Graph simulator trusts."""
+        if self.ca is None:
+            raise RuntimeError("these simulators were built without a CA; start them with Simulators.start()")
+        return server_ssl_context(self.ca)
 
     def urls(self) -> dict[str, Any]:
         return {

@@ -46,6 +46,7 @@ def sims(live_server):
             GOOGLE_DIRECTORY_BASE_URL=running.google.directory_url,
         ),
     ):
+        running.graph.allow_http_webhooks_on_loopback()  # the live server speaks plain http on 127.0.0.1
         yield running
 
 

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
 import requests
 
+from sync.providers import graph as graph_module
 from sync.providers.base import (
     AuthError,
     CalendarProvider,
@@ -32,6 +30,7 @@ from sync.providers.base import (
 )
 from sync.providers.graph import GraphProvider, event_from_graph, parse_graph_time
 from sync.simulators import SimEvent, Simulators
+from tests.sync.webhook_stub import WebhookStub
 
 OSLO = ZoneInfo("Europe/Oslo")
 
@@ -640,54 +639,15 @@ def test_an_expired_delta_link_asks_for_a_full_resync(tenant: Tenant) -> None:
 # change notifications
 
 
-class _Webhook:
-    """A tiny local webhook: echoes Graph's validationToken and keeps the notifications it receives."""
-
-    def __init__(self, *, echo: bool = True) -> None:
-        self.notifications: list[dict[str, Any]] = []
-        self.arrived = threading.Event()
-        webhook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                token = parse_qs(urlsplit(self.path).query).get("validationToken")
-                if token and echo:
-                    self._answer(200, token[0].encode(), "text/plain")
-                elif token:
-                    self._answer(500, b"nope", "text/plain")
-                else:
-                    webhook.notifications.append(json.loads(body))
-                    webhook.arrived.set()
-                    self._answer(202, b"", "text/plain")
-
-            def _answer(self, status: int, body: bytes, content_type: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/graph"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def webhook() -> Iterator[_Webhook]:
-    hook = _Webhook()
+def webhook(sims: Any) -> Iterator[WebhookStub]:
+    """An https webhook with a certificate the simulators' CA signed: what Graph asks for."""
+    hook = WebhookStub(tls=sims.webhook_ssl_context())
     yield hook
     hook.close()
 
 
-def test_it_subscribes_to_a_calendar_renews_and_unsubscribes(tenant: Tenant, webhook: _Webhook) -> None:
+def test_it_subscribes_to_a_calendar_renews_and_unsubscribes(tenant: Tenant, webhook: WebhookStub) -> None:
     (user,) = tenant.add_users(1)
     provider = tenant.provider()
     asked = dt.datetime.now(dt.UTC) + dt.timedelta(days=10)  # more than Graph allows: capped
@@ -719,10 +679,67 @@ def test_it_subscribes_to_a_calendar_renews_and_unsubscribes(tenant: Tenant, web
 
 def test_it_explains_a_webhook_that_fails_the_handshake(tenant: Tenant) -> None:
     (user,) = tenant.add_users(1)
-    hook = _Webhook(echo=False)
+    hook = WebhookStub(tls=tenant.sims.webhook_ssl_context(), echo=False)
     try:
         with pytest.raises(ProviderError, match="answers Microsoft Graph's validation request"):
             tenant.provider().subscribe(user, hook.url, "state", dt.datetime.now(dt.UTC) + dt.timedelta(hours=1), None)
     finally:
         hook.close()
     assert tenant.sims.graph.subscriptions() == []
+
+
+def test_graph_refuses_a_plain_http_notification_url_as_microsoft_graph_does(tenant: Tenant) -> None:
+    (user,) = tenant.add_users(1)
+    hook = WebhookStub()  # http: Graph wants https (subscription resource: "must make use of the HTTPS protocol")
+    try:
+        with pytest.raises(ProviderError, match=r"scheme='http' is not supported.*over HTTPS"):
+            tenant.provider().subscribe(user, hook.url, "state", dt.datetime.now(dt.UTC) + dt.timedelta(hours=1), None)
+    finally:
+        hook.close()
+    assert not [sub for sub in tenant.sims.graph.subscriptions() if sub["resource"] == f"/users/{user}/events"]
+
+
+def test_a_handshake_slower_than_the_usual_timeout_still_gives_one_stored_subscription(tenant: Tenant) -> None:
+    (user,) = tenant.add_users(1)
+    hook = WebhookStub(tls=tenant.sims.webhook_ssl_context(), handshake_delay=1.5)  # inside Graph's 10 s window
+    try:
+        subscription_id, _expires = tenant.provider(timeout=1.0).subscribe(
+            user, hook.url, "state", dt.datetime.now(dt.UTC) + dt.timedelta(hours=1), None
+        )
+    finally:
+        hook.close()
+    held = [sub["id"] for sub in tenant.sims.graph.subscriptions() if sub["resource"] == f"/users/{user}/events"]
+    assert held == [subscription_id]
+
+
+class _LostAnswerSession(requests.Session):
+    """Sends every request, but loses the answer to the creation of a subscription, as a timeout would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trust_env = False
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        response = super().request(method, url, *args, **kwargs)
+        if method == "POST" and url.endswith("/subscriptions"):
+            raise requests.Timeout("read timed out")
+        return response
+
+
+def test_a_subscription_whose_creation_timed_out_is_not_left_behind(tenant: Tenant, webhook: WebhookStub) -> None:
+    (user,) = tenant.add_users(1)
+    other = tenant.provider()
+    kept, _expires = other.subscribe(
+        user, webhook.url + "?kept", "other", dt.datetime.now(dt.UTC) + dt.timedelta(hours=1), None
+    )
+    provider = tenant.provider(session=_LostAnswerSession())
+
+    with pytest.raises(TemporaryError, match="did not confirm the subscription"):
+        provider.subscribe(user, webhook.url, "state", dt.datetime.now(dt.UTC) + dt.timedelta(hours=1), None)
+
+    held = [sub["id"] for sub in tenant.sims.graph.subscriptions() if sub["resource"] == f"/users/{user}/events"]
+    assert held == [kept]  # the one made in time, to another URL, is left
+
+
+def test_the_subscription_call_waits_well_beyond_graphs_validation_window() -> None:
+    assert graph_module.SUBSCRIBE_TIMEOUT_SECONDS >= 2 * graph_module.VALIDATION_WINDOW_SECONDS

@@ -524,6 +524,7 @@ def webhook() -> Iterator[Webhook]:
 def subscribe(
     sims: Simulators, graph: requests.Session, webhook_url: str, minutes: int = 60, **extra: str
 ) -> requests.Response:
+    sims.graph.allow_http_webhooks_on_loopback()  # this plain-http test webhook stands on 127.0.0.1
     expiration = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=minutes)
     body = {
         "changeType": "created,updated,deleted",

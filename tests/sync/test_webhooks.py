@@ -127,6 +127,44 @@ def test_a_valid_change_notification_marks_the_user_and_queues_one_sync(client, 
         assert (effects.q2_tasks, effects.celery_tasks) == ([], ["sync.tasks.sync_users"])
 
 
+def test_a_post_mixing_valid_forged_and_orphan_notifications_queues_only_the_valid_ones(
+    client, calendar_user, queue, effects_of
+):
+    """Graph batches several subscriptions' notifications in one POST and retries a non-2xx answer: the
+    valid one is accepted (202), the forged one and the orphan (a subscription we do not hold) change nothing."""
+    from customers.models import ServiceUser
+
+    other = CalendarUser.objects.create(
+        service_user=ServiceUser.objects.create(customer=calendar_user.source.customer, email="per@firma.no"),
+        source=calendar_user.source,
+        provider_user_id="u2",
+        subscription_id="sub-2",
+        client_state="other-state",
+    )
+    items = [
+        {"subscriptionId": "sub-1", "clientState": "s3cret-state", "changeType": "updated"},
+        {"subscriptionId": "sub-2", "clientState": "s3cret-state", "changeType": "updated"},  # another's state
+        {"subscriptionId": "sub-deleted", "clientState": "s3cret-state", "changeType": "updated"},  # orphan
+    ]
+    response, effects = effects_of(lambda: notify(client, {"value": items}))
+    assert response.status_code == 202
+    assert effects.changed_users == {calendar_user.pk: {"changed_at"}}
+    assert other.pk not in effects.changed_users
+    syncs = [*effects.q2_tasks, *effects.celery_tasks]
+    assert syncs.count("sync.tasks.sync_users") + syncs.count("sync.jobs.sync_users_job") == 1
+
+
+def test_a_subscription_removed_notification_forgets_the_subscription_so_a_new_one_is_made(
+    client, calendar_user, effects_of
+):
+    item = {**VALID, "lifecycleEvent": "subscriptionRemoved"}
+    response, effects = effects_of(lambda: notify(client, {"value": [item]}, url="sync:graph_lifecycle"))
+    assert response.status_code == 202
+    calendar_user.refresh_from_db()
+    assert (calendar_user.subscription_id, calendar_user.subscription_expires) == ("", None)
+    assert "sync.jobs.renew_subscriptions_job" in effects.q2_tasks
+
+
 def test_a_lifecycle_notification_renews_the_subscription_and_syncs_in_full(client, calendar_user, queue, effects_of):
     item = {"subscriptionId": "sub-1", "clientState": "s3cret-state", "lifecycleEvent": "reauthorizationRequired"}
     response, effects = effects_of(lambda: notify(client, {"value": [item]}, url="sync:graph_lifecycle"))
@@ -175,7 +213,13 @@ def _google(**headers: str) -> dict[str, str]:
         pytest.param(GRAPH, {"value": [{**VALID, "clientState": "wrong"}]}, {}, 403, id="graph-wrong-client-state"),
         pytest.param(GRAPH, {"value": [{**VALID, "subscriptionId": "sub-x"}]}, {}, 403, id="graph-unknown-sub"),
         pytest.param(GRAPH, {"value": [{"subscriptionId": "sub-1"}]}, {}, 403, id="graph-no-client-state"),
-        pytest.param(GRAPH, {"value": [VALID, {**VALID, "clientState": "x"}]}, {}, 403, id="graph-one-forged-of-two"),
+        pytest.param(
+            GRAPH,
+            {"value": [{**VALID, "clientState": "x"}, {**VALID, "subscriptionId": "sub-x"}, "sub-1"]},
+            {},
+            403,
+            id="graph-forged-orphan-and-junk-only",
+        ),
         pytest.param(GRAPH, {"value": ["sub-1"]}, {}, 403, id="graph-item-not-an-object"),
         pytest.param(GRAPH, "nonsense", {}, 400, id="graph-bad-json"),
         pytest.param(GRAPH, "", {}, 400, id="graph-empty-body"),

@@ -77,6 +77,7 @@ class Command(BaseCommand):
         worker = self._worker(options["worker"])
         with ExitStack() as stack:
             sims = stack.enter_context(Simulators.start())
+            sims.graph.allow_http_webhooks_on_loopback()  # the app is served over plain http on 127.0.0.1
             app_url = stack.enter_context(workers.serve_app())
             stack.enter_context(
                 simulator_settings(sims, PUBLIC_BASE_URL=app_url, MBN_REQUESTS_PER_SECOND=options["mbn_rate"] * 0.9)
@@ -239,14 +240,18 @@ class Command(BaseCommand):
             return sum(pool.map(subscribe, sources))
 
     def _notifications(self, sims) -> dict[str, int]:  # type: ignore[no-untyped-def]
-        """Change notifications posted to the app and how many it did not accept. Google's "sync" message
-        (sent as a channel is made, possibly before we saved the channel) is counted apart."""
+        """Change notifications posted to the app and how many it did not accept in the end (Graph posts a
+        refused one again: its last attempt counts; `retried` says how many attempts were repeats). Google's
+        "sync" message (sent as a channel is made, possibly before we saved the channel) is counted apart."""
         google = sims.google.notification_log()
         confirmations = [n for n in google if n.headers.get("X-Goog-Resource-State") == "sync"]
-        changes = [d.status for d in sims.graph.notification_log()]
+        graph = sims.graph.notification_log()
+        last_attempts = {id(d.document): d for d in graph}  # a retry re-sends the same document
+        changes = [d.status for d in last_attempts.values()]
         changes += [n.status for n in google if n.headers.get("X-Goog-Resource-State") != "sync"]
         return {
             "sent": len(changes),
+            "retried": sum(1 for d in graph if d.attempt > 1),
             "failed": sum(1 for status in changes if status is None or status >= 400),
             "google_channel_confirmations_refused": sum(1 for n in confirmations if n.status != 200),
         }

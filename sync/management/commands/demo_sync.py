@@ -35,6 +35,9 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop at once, like Ctrl-C
         with Simulators.start() as sims:
+            # `make run` serves the webhooks with Django's plain-http server on 127.0.0.1: the simulated Graph
+            # accepts that only with its lab switch (real Graph, and the simulator by default, want https).
+            sims.graph.allow_http_webhooks_on_loopback()
             urls = sims.app_settings()
             with override_settings(**urls):
                 rng = random.Random(2026)
