@@ -78,7 +78,7 @@ USER_PERMISSIONS = frozenset(
 BATCH_LIMIT = 20
 BATCH_ITEM_FAULT_KINDS = ("429", "503")
 MAILBOX_CONCURRENCY = 4  # Outlook's concurrent requests per app and mailbox (throttling-limits.md)
-# What a mailbox read answers when `set_mailbox_error` switched it: (status, Graph's code, Graph's message).
+# What a call on a mailbox answers when `set_mailbox_error` switched it: Graph's code → (status, Graph's message).
 MAILBOX_ERRORS = {
     # auth-limit-mailbox-access.md: the mailbox is outside an application access policy (or RBAC for Applications)
     "ErrorAccessDenied": (403, "Access to OData is disabled."),
@@ -341,7 +341,8 @@ class GraphSimulator(SimServer):
             self._batch_item_faults = settings
 
     def set_mailbox_error(self, user_id: str, code: str | None) -> None:
-        """Make every read of one mailbox fail as Graph does (a key of MAILBOX_ERRORS); None makes it work again."""
+        """Make every call on one mailbox (reads, subscriptions) fail as Graph does (a key of MAILBOX_ERRORS); None
+        makes it work again."""
         if code is not None and code not in MAILBOX_ERRORS:
             raise ValueError(f"code must be one of {tuple(MAILBOX_ERRORS)} or None")
         with self.lock:
