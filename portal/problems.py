@@ -39,6 +39,15 @@ _KINDS: tuple[tuple[tuple[str, ...], str, str], ...] = (
         ),
     ),
     (
+        ("outside the app's access scope",),
+        gettext_noop("A mailbox is outside Kalender Push's access in Exchange"),
+        gettext_noop(
+            "An Exchange Online administrator has limited which mailboxes the app may read (an application "
+            "access policy or RBAC for Applications). Add the user to the group the app may read, or remove the "
+            "user from the activation group."
+        ),
+    ),
+    (
         ("mbn refused", "mbn api user", "mbn credentials", "mbn's token", "mbn (", "mbn did not answer", "mbn sent"),
         gettext_noop("Telenor MBN is not answering as expected"),
         gettext_noop(

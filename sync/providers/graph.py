@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import datetime as dt
+import functools
 import json
 import re
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -27,6 +29,7 @@ from msal.exceptions import MsalServiceError
 from sync.providers.base import (
     AuthError,
     CalendarChanges,
+    CalendarReads,
     DirectoryUser,
     NotFound,
     PermissionMissing,
@@ -48,9 +51,15 @@ VALIDATION_WINDOW_SECONDS = 10.0  # Graph gives the webhook this long to answer 
 SUBSCRIBE_TIMEOUT_SECONDS = 3 * VALIDATION_WINDOW_SECONDS
 SHORT_WAIT_SECONDS = 2.0  # the longest Retry-After a worker may sleep through instead of giving the call back
 DEFAULT_THROTTLE_SECONDS = 10.0  # when Graph throttles without saying how long
+MAILBOX_CONCURRENCY = 4  # Outlook serves an app at most 4 concurrent requests per mailbox (throttling-limits.md)
+# aad-advanced-queries.md: an OData cast on transitiveMembers needs this header on every request, and $count=true.
+ADVANCED_QUERY_HEADERS = {"ConsistencyLevel": "eventual"}
 
-EVENT_FIELDS = "id,subject,start,end,isAllDay,showAs,responseStatus,isCancelled,sensitivity"
-USER_FIELDS = "id,mail,displayName,userPrincipalName"
+EVENT_FIELDS = (
+    "id,subject,start,end,isAllDay,showAs,responseStatus,isCancelled,sensitivity,"
+    "originalStartTimeZone,originalEndTimeZone"
+)
+USER_FIELDS = "id,mail,displayName,userPrincipalName,userType"
 
 CALENDARS_READ = "Calendars.Read"
 GROUP_MEMBERS_READ = "GroupMember.Read.All"
@@ -79,22 +88,7 @@ _RESPONSES = {
 _PRIVATE_SENSITIVITIES = {"private", "confidential"}
 _SYNC_STATE_CODES = {"syncstatenotfound", "syncstateinvalid", "resyncrequired"}
 
-# Windows zone names Graph may use when a Prefer header was not honoured (IANA names pass straight to zoneinfo).
-_WINDOWS_ZONES = {
-    "utc": "UTC",
-    "coordinated universal time": "UTC",
-    "tzone://microsoft/utc": "UTC",
-    "w. europe standard time": "Europe/Berlin",
-    "romance standard time": "Europe/Paris",
-    "central europe standard time": "Europe/Budapest",
-    "central european standard time": "Europe/Warsaw",
-    "gmt standard time": "Europe/London",
-    "greenwich standard time": "Atlantic/Reykjavik",
-    "fle standard time": "Europe/Helsinki",
-    "e. europe standard time": "Europe/Chisinau",
-    "eastern standard time": "America/New_York",
-    "pacific standard time": "America/Los_Angeles",
-}
+_UTC_NAMES = {"utc", "etc/utc", "coordinated universal time", "tzone://microsoft/utc"}
 
 
 # --- conversion at the edge -------------------------------------------------------------------------------------
@@ -103,9 +97,10 @@ _WINDOWS_ZONES = {
 def event_from_graph(item: Mapping[str, Any], zone: str) -> Event:
     """The engine's `Event` for one Graph event (`calendarView` / delta item).
 
-    `zone` is the zone asked for in the Prefer header (the customer's): timed events are returned aware in
-    it; an all-day event's dates are read from Graph's midnight-to-midnight times (end exclusive), and
-    only where Graph did not give midnight (a zone other than the mailbox's) are they rounded in `zone`.
+    `zone` is the customer's IANA zone (asked for in the Prefer header by its Windows name): timed events are
+    returned aware in it. An all-day event runs from midnight to midnight (end exclusive) in one zone: its dates
+    are those midnights where Graph gave them in the zone asked for, else where they are midnight in the event's
+    `originalStartTimeZone` / `originalEndTimeZone` (a mailbox in another zone), else rounded in `zone`.
     Raises ValueError naming the field when the item is unusable; the message never quotes the subject.
     """
     event_id = item.get("id")
@@ -122,8 +117,8 @@ def event_from_graph(item: Mapping[str, Any], zone: str) -> Event:
     sensitivity = item.get("sensitivity")
     return Event(
         id=event_id,
-        start=_all_day_date(start, target) if all_day else start.astimezone(target),
-        end=_all_day_date(end, target) if all_day else end.astimezone(target),
+        start=_all_day_date(start, target, item.get("originalStartTimeZone")) if all_day else start.astimezone(target),
+        end=_all_day_date(end, target, item.get("originalEndTimeZone")) if all_day else end.astimezone(target),
         all_day=all_day,
         subject=subject if isinstance(subject, str) else "",
         show_as="busy" if show_as is None else _SHOW_AS.get(str(show_as).casefold(), "unknown"),
@@ -151,22 +146,49 @@ def _graph_datetime(value: Any, default_zone: str, field: str) -> dt.datetime:
 
 
 def _zone(name: Any, field: str) -> ZoneInfo:
+    """A zone Graph named: a Windows name (what Exchange keeps and echoes for our Prefer header) or an IANA one."""
     text = str(name).strip()
+    if text.casefold() in _UTC_NAMES:
+        return ZoneInfo("UTC")
+    iana = _windows_to_iana().get(text.casefold())
     try:
-        return ZoneInfo(text)
-    except (ZoneInfoNotFoundError, ValueError):
-        pass
-    windows = _WINDOWS_ZONES.get(text.casefold())
-    if windows is None:
-        raise ValueError(f"{field}: unknown time zone {text!r}")
-    return ZoneInfo(windows)
+        return ZoneInfo(iana or text)
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        raise ValueError(f"{field}: unknown time zone {text!r}") from error
 
 
-def _all_day_date(moment: dt.datetime, zone: ZoneInfo) -> dt.date:
-    if moment.time() == dt.time(0, 0):
+def _all_day_date(moment: dt.datetime, zone: ZoneInfo, original_zone: Any) -> dt.date:
+    """The date an all-day event's boundary stands for; `moment` is in the zone Graph named."""
+    if moment.time() == dt.time(0, 0):  # midnight where Graph says: that date
         return moment.date()
-    # Graph gave the day boundary in another zone: read it in ours and round to the nearest midnight.
+    if original_zone:  # the mailbox's midnight shown in another zone: read it where it is midnight
+        with contextlib.suppress(ValueError):
+            original = moment.astimezone(_zone(original_zone, "originalStartTimeZone"))
+            if original.time() == dt.time(0, 0):
+                return original.date()
+    # No zone in which it is midnight is known: round to the nearest midnight in ours.
     return (moment.astimezone(zone) + dt.timedelta(hours=12)).date()
+
+
+@functools.cache
+def _windows_to_iana() -> dict[str, str]:
+    """Windows zone name (case-folded) → IANA key, from exchangelib's copy of CLDR's windowsZones table."""
+    from exchangelib.winzone import MS_TIMEZONE_TO_IANA_MAP
+
+    return {windows.casefold(): iana for windows, iana in MS_TIMEZONE_TO_IANA_MAP.items()}
+
+
+def windows_zone_name(iana_key: str) -> str:
+    """The Windows name of an IANA zone, for `Prefer: outlook.timezone`.
+
+    Graph takes every Windows zone name but only a short list of IANA names (datetimetimezone.md; Europe/Oslo is
+    not on it and is refused with TimeZoneNotSupportedException). The mapping is CLDR's, as exchangelib ships it;
+    a zone it does not know is asked for in UTC and converted here.
+    """
+    from exchangelib.winzone import IANA_TO_MS_TIMEZONE_MAP
+
+    known = IANA_TO_MS_TIMEZONE_MAP.get(iana_key)
+    return str(known[0]) if known else "UTC"
 
 
 def parse_graph_time(value: Any) -> dt.datetime:
@@ -239,9 +261,11 @@ class GraphProvider:
             session.verify = ca_path or True
         self._session = session
         self._login_session = _LoginSession(ca_path=ca_path, timeout=timeout)
-        self._prefer = f'outlook.timezone="{timezone}"'
+        self._prefer = f'outlook.timezone="{windows_zone_name(timezone)}"'
         self._app: msal.ConfidentialClientApplication | None = None
         self._app_lock = threading.Lock()
+        self._mailboxes_busy: dict[str, int] = {}  # this provider's requests in flight per mailbox
+        self._mailboxes_free = threading.Condition()
 
     def __repr__(self) -> str:  # never the secret
         return f"GraphProvider(tenant_id={self.tenant_id!r}, client_id={self.client_id!r})"
@@ -368,13 +392,17 @@ class GraphProvider:
         calendar: bool = False,
         bad_request_hint: str = "",
         timeout: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        also_ok: frozenset[int] = frozenset(),
     ) -> dict[str, Any]:
-        """One Graph call; the JSON body of a 2xx answer ({} for 204), else the mapped error is raised.
+        """One Graph call; the JSON body of a 2xx answer ({} for 204) or of a status in `also_ok`, else the mapped
+        error is raised.
 
         `timeout` (seconds) replaces the provider's for this call; a timeout raises `_GraphTimeout`."""
         timeout = timeout or self.timeout
         for attempt in (1, 2):
             headers = {"Authorization": f"Bearer {self._access_token()}", "Accept": "application/json"}
+            headers.update(extra_headers or {})
             if calendar:
                 headers["Prefer"] = self._prefer
             try:
@@ -395,7 +423,7 @@ class GraphProvider:
                 body = response.json()
             except ValueError:
                 body = _MALFORMED
-        if 200 <= response.status_code < 300:
+        if 200 <= response.status_code < 300 or (response.status_code in also_ok and isinstance(body, dict)):
             if body is _MALFORMED or (body is not None and not isinstance(body, dict)):
                 raise TemporaryError(f"Microsoft Graph sent an answer that is not JSON (HTTP {response.status_code}).")
             return body or {}
@@ -408,10 +436,21 @@ class GraphProvider:
             bad_request_hint=bad_request_hint,
         )
 
-    def _pages(self, url: str, *, permission: str, not_found: str, calendar: bool = False) -> Iterator[dict[str, Any]]:
-        """Every page of a collection, following `@odata.nextLink`."""
+    def _pages(
+        self,
+        url: str,
+        *,
+        permission: str,
+        not_found: str,
+        calendar: bool = False,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Every page of a collection, following `@odata.nextLink` (which carries the query, not the headers:
+        `extra_headers` go with every page)."""
         while True:
-            page = self._request("GET", url, permission=permission, not_found=not_found, calendar=calendar)
+            page = self._request(
+                "GET", url, permission=permission, not_found=not_found, calendar=calendar, extra_headers=extra_headers
+            )
             yield page
             next_link = page.get("@odata.nextLink")
             if not next_link:
@@ -427,19 +466,30 @@ class GraphProvider:
     # --- directory ---
 
     def list_users(self, group_id: str) -> list[DirectoryUser]:
-        """The group's users, members of nested groups included (`transitiveMembers`), each once."""
+        """The group's users, members of nested groups included (`transitiveMembers`), each once.
+
+        The `microsoft.graph.user` cast leaves out devices, org contacts and groups; it is an advanced query
+        (ConsistencyLevel: eventual on every page, $count=true, which the nextLink keeps). Guests (userType
+        Guest) are users too, but their mailbox is in their home tenant, so no calendar of theirs can be read
+        here: they are left out rather than activated (and billed) with a calendar that always fails.
+        """
         url = (
             f"{self.graph_base_url}/groups/{_path_segment(group_id)}/transitiveMembers/microsoft.graph.user?"
-            + _query({"$select": USER_FIELDS})
+            + _query({"$select": USER_FIELDS, "$count": "true"})
         )
         users: dict[str, DirectoryUser] = {}
         not_found = (
             f"The group {group_id!r} was not found in the tenant: copy the group's Object ID from Entra ID → Groups."
         )
-        for page in self._pages(url, permission=GROUP_MEMBERS_READ, not_found=not_found):
+        pages = self._pages(
+            url, permission=GROUP_MEMBERS_READ, not_found=not_found, extra_headers=ADVANCED_QUERY_HEADERS
+        )
+        for page in pages:
             for item in _values(page):
                 user_id = item.get("id")
                 if not isinstance(user_id, str) or not user_id or user_id in users:
+                    continue
+                if str(item.get("userType") or "").casefold() == "guest":
                     continue
                 email = item.get("mail") or item.get("userPrincipalName") or ""
                 users[user_id] = DirectoryUser(id=user_id, email=str(email), name=str(item.get("displayName") or email))
@@ -447,11 +497,13 @@ class GraphProvider:
 
     # --- calendars ---
 
-    def read_events(self, user_ids: Sequence[str], start: dt.datetime, end: dt.datetime) -> dict[str, list[Event]]:
+    def read_events(self, user_ids: Sequence[str], start: dt.datetime, end: dt.datetime) -> CalendarReads:
         """Every user's events in [start, end), recurrences expanded, read with `$batch` (≤ 20 requests each).
 
-        A user whose mailbox Graph cannot find (404: no Exchange licence, deleted) is left out of the answer;
-        the caller compares the keys with what it asked for and shows those users.
+        A user whose mailbox cannot be read (outside the app's access scope, missing, not enabled for REST, or
+        still throttled after the short retry) is left out of the answer, with the reason in `failures`; the
+        other users are read normally. Only when every user failed for a passing reason (throttled, an outage)
+        is that raised, for the task to retry the whole call.
         """
         query = _query(
             {
@@ -462,18 +514,25 @@ class GraphProvider:
             }
         )
         wanted = list(dict.fromkeys(user_ids))
-        events: dict[str, list[Event]] = {user_id: [] for user_id in wanted}
+        events = CalendarReads({user_id: [] for user_id in wanted})
         pending = deque((user_id, f"/users/{_path_segment(user_id)}/calendarView?{query}") for user_id in wanted)
         while pending:
             chunk = [pending.popleft() for _ in range(min(BATCH_LIMIT, len(pending)))]
-            for (user_id, _url), page in zip(chunk, self._batch_round(chunk), strict=True):
-                if page is None:
-                    events.pop(user_id, None)
+            for (user_id, _url), outcome in zip(chunk, self._batch_round(chunk), strict=True):
+                if isinstance(outcome, ProviderError):
+                    events.pop(user_id, None)  # a later page failing drops the pages read before it
+                    events.failures[user_id] = outcome
                     continue
-                events[user_id].extend(self._convert(item) for item in _values(page))
-                next_link = page.get("@odata.nextLink")
-                if next_link:
-                    pending.append((user_id, self._own_link(next_link)[len(self.graph_base_url) :]))
+                try:
+                    events[user_id].extend(self._convert(item) for item in _values(outcome))
+                    next_link = outcome.get("@odata.nextLink")
+                    if next_link:
+                        pending.append((user_id, self._own_link(next_link)[len(self.graph_base_url) :]))
+                except TemporaryError as error:
+                    events.pop(user_id, None)
+                    events.failures[user_id] = error
+        if wanted and not events and all(_passing(error) for error in events.failures.values()):
+            raise _worst_failure(list(events.failures.values()))
         return events
 
     def _convert(self, item: Mapping[str, Any]) -> Event:
@@ -482,41 +541,49 @@ class GraphProvider:
         except ValueError as error:
             raise TemporaryError(f"Microsoft Graph sent an event we could not read ({error}).") from error
 
-    def _batch_round(self, chunk: Sequence[tuple[str, str]]) -> list[dict[str, Any] | None]:
-        """One `$batch` of calendar reads: each request's page, or None for a 404.
+    def _batch_round(self, chunk: Sequence[tuple[str, str]]) -> list[dict[str, Any] | ProviderError]:
+        """One `$batch` of calendar reads: each request's page, or the error of that one mailbox.
 
-        Inner 401s are sent once more with a fresh token. Inner 429/5xx answers are sent once more in a second
-        batch after their Retry-After, but only when that is at most SHORT_WAIT_SECONDS; otherwise (or if they
-        fail again) the call gives up with Throttled / TemporaryError carrying the server's value, for the task
-        to retry later.
+        Answers are matched to requests by id (Graph answers in any order). Inner 401s are sent once more with a
+        fresh token. Inner 429/5xx answers are sent once more, alone, in a new batch after the longest Retry-After
+        among them (throttling.md, "Throttling and batching"), but only when that is at most SHORT_WAIT_SECONDS;
+        whatever still fails is that user's Throttled / TemporaryError carrying the server's value, for the task
+        to retry later. A 403 fails the whole call when the token lacks Calendars.Read, else only that mailbox
+        (outside the app's access scope); 404s say what is missing. Any other refusal (400, a 401 with a fresh
+        token) is the request's, not the mailbox's, and fails the whole call.
         """
-        requests_by_id = {str(index): url for index, (_user, url) in enumerate(chunk)}
-        answers = self._send_batch(requests_by_id)
+        users_by_id = {str(index): user_id for index, (user_id, _url) in enumerate(chunk)}
+        urls_by_id = {str(index): url for index, (_user, url) in enumerate(chunk)}
+
+        def send(ids: Iterable[str]) -> dict[str, tuple[int, dict[str, str], Any]]:
+            ids = list(ids)
+            with self._mailbox_turns(users_by_id[rid] for rid in ids):
+                return self._send_batch({rid: urls_by_id[rid] for rid in ids})
+
+        answers = send(urls_by_id)
         unauthorised = [rid for rid, (status, _h, _b) in answers.items() if status == 401]
         if unauthorised:  # the token expired early: once more with a fresh one
             self._forget_tokens()
-            answers.update(self._send_batch({rid: requests_by_id[rid] for rid in unauthorised}))
+            answers.update(send(unauthorised))
         retry_ids = [rid for rid, (status, _h, _b) in answers.items() if _retryable(status)]
         if retry_ids:
             waits = [parse_retry_after(answers[rid][1].get("retry-after")) for rid in retry_ids]
             wait = max((1.0 if value is None else value) for value in waits)
-            if wait > SHORT_WAIT_SECONDS:
-                raise _worst_error(answers, retry_ids)
-            time.sleep(wait)
-            answers.update(self._send_batch({rid: requests_by_id[rid] for rid in retry_ids}))
-            still_failing = [rid for rid in retry_ids if _retryable(answers[rid][0])]
-            if still_failing:
-                raise _worst_error(answers, still_failing)
-        pages: list[dict[str, Any] | None] = []
-        for rid, (user_id, _url) in zip(requests_by_id, chunk, strict=True):
+            if wait <= SHORT_WAIT_SECONDS:
+                time.sleep(wait)
+                answers.update(send(retry_ids))
+        if any(status == 403 for status, _h, _b in answers.values()) and not self._token_may_read_calendars():
+            raise PermissionMissing(_permission_message(CALENDARS_READ), permission=CALENDARS_READ)
+        outcomes: list[dict[str, Any] | ProviderError] = []
+        for rid, user_id in users_by_id.items():
             status, headers, body = answers[rid]
-            if status == 404:
-                pages.append(None)
-            elif 200 <= status < 300 and isinstance(body, dict):
-                pages.append(body)
+            if 200 <= status < 300 and isinstance(body, dict):
+                outcomes.append(body)
             elif 200 <= status < 300:
-                raise TemporaryError("Microsoft Graph sent a batch answer that is not JSON.")
-            else:
+                outcomes.append(TemporaryError("Microsoft Graph sent a batch answer that is not JSON."))
+            elif status in (403, 404) or _retryable(status):
+                outcomes.append(_mailbox_error(user_id, status, headers, body))
+            else:  # the request itself was refused (a 400, a 401 with a fresh token): every user would fail alike
                 raise _graph_error(
                     status,
                     headers,
@@ -524,10 +591,42 @@ class GraphProvider:
                     permission=CALENDARS_READ,
                     not_found=f"The mailbox of user {user_id} was not found.",
                 )
-        return pages
+        return outcomes
+
+    def _token_may_read_calendars(self) -> bool:
+        """False only when the token is a JWT whose application permissions lack Calendars.Read(Write)."""
+        roles = _token_roles(self._access_token())
+        return roles is None or bool(roles & _SATISFIED_BY[CALENDARS_READ])
+
+    @contextlib.contextmanager
+    def _mailbox_turns(self, user_ids: Iterable[str]) -> Iterator[None]:
+        """Wait until each mailbox has fewer than MAILBOX_CONCURRENCY of this provider's requests in flight, and
+        hold one slot of each for the block: Outlook throttles an app's fifth concurrent request to a mailbox."""
+        users = sorted(set(user_ids))
+        with self._mailboxes_free:
+            self._mailboxes_free.wait_for(
+                lambda: all(self._mailboxes_busy.get(user, 0) < MAILBOX_CONCURRENCY for user in users)
+            )
+            for user in users:
+                self._mailboxes_busy[user] = self._mailboxes_busy.get(user, 0) + 1
+        try:
+            yield
+        finally:
+            with self._mailboxes_free:
+                for user in users:
+                    left = self._mailboxes_busy[user] - 1
+                    if left:
+                        self._mailboxes_busy[user] = left
+                    else:
+                        del self._mailboxes_busy[user]
+                self._mailboxes_free.notify_all()
 
     def _send_batch(self, urls_by_id: Mapping[str, str]) -> dict[str, tuple[int, dict[str, str], Any]]:
-        """POST /$batch; the (status, lower-cased headers, body) of every inner response by id."""
+        """POST /$batch; the (status, lower-cased headers, body) of every inner response by id.
+
+        An outer 424 Failed Dependency (Graph's answer to a batch with throttled items) is read like a 200: the
+        items carry their own status and Retry-After. Without item answers it is a passing failure.
+        """
         answer = self._request(
             "POST",
             f"{self.graph_base_url}/$batch",
@@ -539,10 +638,11 @@ class GraphProvider:
             },
             permission=CALENDARS_READ,
             not_found="Microsoft Graph's $batch address was not found: check the Graph base URL.",
+            also_ok=frozenset({424}),
         )
         responses = answer.get("responses")
         if not isinstance(responses, list):
-            raise TemporaryError("Microsoft Graph sent a batch answer without responses.")
+            raise TemporaryError("Microsoft Graph sent a batch answer without responses; the sync tries again later.")
         results: dict[str, tuple[int, dict[str, str], Any]] = {}
         for response in responses:
             if not isinstance(response, dict) or str(response.get("id")) not in urls_by_id:
@@ -582,7 +682,9 @@ class GraphProvider:
         removed: set[str] = set()
         not_found = f"The mailbox of user {user_id} was not found."
         delta_link: Any = None
-        for page in self._pages(url, permission=CALENDARS_READ, not_found=not_found, calendar=True):
+        with self._mailbox_turns([user_id]):
+            pages = list(self._pages(url, permission=CALENDARS_READ, not_found=not_found, calendar=True))
+        for page in pages:
             for item in _values(page):
                 item_id = item.get("id")
                 if not isinstance(item_id, str):
@@ -739,7 +841,8 @@ class GraphProvider:
                     )
                 else:
                     now = dt.datetime.now(dt.UTC)
-                    self.read_events([users[0].id], now, now + dt.timedelta(hours=1))
+                    reads = self.read_events([users[0].id], now, now + dt.timedelta(hours=1))
+                    problems.extend(str(failure) for failure in reads.failures.values())
             except ProviderError as error:
                 problems.append(str(error))
         return list(dict.fromkeys(problems))
@@ -765,16 +868,50 @@ def _retryable(status: int) -> bool:
     return status == 429 or status >= 500
 
 
-def _worst_error(answers: Mapping[str, tuple[int, dict[str, str], Any]], ids: Sequence[str]) -> ProviderError:
-    """Throttled if any inner request was throttled, else TemporaryError; the longest Retry-After the server gave."""
-    waits = [value for rid in ids if (value := parse_retry_after(answers[rid][1].get("retry-after"))) is not None]
-    retry_after = max(waits) if waits else None
-    if any(answers[rid][0] == 429 for rid in ids):
-        return _throttled(retry_after)
-    status = max(answers[rid][0] for rid in ids)
-    return TemporaryError(
-        f"Microsoft Graph is unavailable (HTTP {status}); the sync tries again later.", retry_after=retry_after
-    )
+def _passing(error: ProviderError) -> bool:
+    """A failure that goes away by waiting (throttling, an outage), as opposed to one a person must fix."""
+    return isinstance(error, Throttled | TemporaryError)
+
+
+def _worst_failure(errors: Sequence[ProviderError]) -> ProviderError:
+    """Throttled if any was, with the longest Retry-After; else the first outage."""
+    throttled = [error for error in errors if isinstance(error, Throttled)]
+    if throttled:
+        return max(throttled, key=lambda error: error.retry_after)
+    return errors[0]
+
+
+def _error_code(body: Any) -> tuple[str, str]:
+    """Graph's error code and message from an error body (`{"error": {"code": …, "message": …}}`)."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return "", ""
+    return str(error.get("code") or ""), str(error.get("message") or "")
+
+
+def _mailbox_error(user_id: str, status: int, headers: Mapping[str, str], body: Any) -> ProviderError:
+    """The error of one mailbox's read inside a `$batch`, in words that say what is wrong and what to do."""
+    code, message = _error_code(body)
+    detail = f"{code}: {message}" if code and message else code or message or f"HTTP {status}"
+    if status == 403:
+        # auth-limit-mailbox-access.md: an application access policy (or RBAC for Applications) leaves it out
+        return ProviderError(
+            f"Microsoft Graph denied the app access to the mailbox of user {user_id} ({detail}): the mailbox is "
+            "outside the app's access scope. An Exchange Online administrator has limited the app to some "
+            "mailboxes (an application access policy or RBAC for Applications): add the user to the group the app "
+            "may read, or remove the user from the activation group."
+        )
+    if status == 404 and code.casefold() == "mailboxnotenabledforrestapi":
+        return NotFound(
+            f"User {user_id} has no mailbox in Exchange Online that Microsoft Graph can read ({detail}): give the "
+            "user an Exchange Online licence, or remove the user from the activation group."
+        )
+    if status == 404:
+        return NotFound(
+            f"User {user_id} has no mailbox in the tenant ({detail}): the user was deleted or the id is wrong. Check "
+            "the address, or remove the user from the activation group."
+        )
+    return _graph_error(status, headers, body, permission=CALENDARS_READ, not_found="")  # throttled or an outage
 
 
 def _throttled(retry_after: float | None) -> Throttled:

@@ -8,8 +8,9 @@ instance as Graph's event JSON in the time zone the client asked for with `Prefe
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from sync.rules.model import SHOW_AS
 
@@ -24,13 +25,119 @@ RESPONSE_TO_GRAPH = {
     "notResponded": "notResponded",
 }
 
-# A few Windows zone names Outlook clients send in `Prefer: outlook.timezone`.
-WINDOWS_ZONES = {
-    "W. Europe Standard Time": "Europe/Berlin",
-    "Romance Standard Time": "Europe/Paris",
-    "GMT Standard Time": "Europe/London",
-    "UTC": "UTC",
-}
+# The IANA names Graph accepts besides Windows names (datetimetimezone.md, "dateTimeTimeZone resource type"),
+# with the zoneinfo key for the two the page spells its own way.
+DOCUMENTED_IANA_ZONES = {
+    name: name
+    for name in [
+        "Etc/GMT+12",
+        "Etc/GMT+11",
+        "Pacific/Honolulu",
+        "America/Anchorage",
+        "America/Santa_Isabel",
+        "America/Los_Angeles",
+        "America/Phoenix",
+        "America/Chihuahua",
+        "America/Denver",
+        "America/Guatemala",
+        "America/Chicago",
+        "America/Mexico_City",
+        "America/Regina",
+        "America/Bogota",
+        "America/New_York",
+        "America/Indiana/Indianapolis",
+        "America/Caracas",
+        "America/Asuncion",
+        "America/Halifax",
+        "America/Cuiaba",
+        "America/La_Paz",
+        "America/Santiago",
+        "America/St_Johns",
+        "America/Sao_Paulo",
+        "America/Argentina/Buenos_Aires",
+        "America/Cayenne",
+        "America/Godthab",
+        "America/Montevideo",
+        "America/Bahia",
+        "Etc/GMT+2",
+        "Atlantic/Azores",
+        "Atlantic/Cape_Verde",
+        "Africa/Casablanca",
+        "Etc/GMT",
+        "Europe/London",
+        "Atlantic/Reykjavik",
+        "Europe/Berlin",
+        "Europe/Budapest",
+        "Europe/Paris",
+        "Europe/Warsaw",
+        "Africa/Lagos",
+        "Africa/Windhoek",
+        "Europe/Bucharest",
+        "Asia/Beirut",
+        "Africa/Cairo",
+        "Asia/Damascus",
+        "Africa/Johannesburg",
+        "Europe/Kyiv",
+        "Europe/Kiev",
+        "Europe/Istanbul",
+        "Asia/Jerusalem",
+        "Asia/Amman",
+        "Asia/Baghdad",
+        "Europe/Kaliningrad",
+        "Asia/Riyadh",
+        "Africa/Nairobi",
+        "Asia/Tehran",
+        "Asia/Dubai",
+        "Asia/Baku",
+        "Europe/Moscow",
+        "Indian/Mauritius",
+        "Asia/Tbilisi",
+        "Asia/Yerevan",
+        "Asia/Kabul",
+        "Asia/Karachi",
+        "Asia/Tashkent",
+        "Asia/Kolkata",
+        "Asia/Colombo",
+        "Asia/Kathmandu",
+        "Asia/Almaty",
+        "Asia/Dhaka",
+        "Asia/Yekaterinburg",
+        "Asia/Yangon",
+        "Asia/Rangoon",
+        "Asia/Bangkok",
+        "Asia/Novosibirsk",
+        "Asia/Shanghai",
+        "Asia/Krasnoyarsk",
+        "Asia/Singapore",
+        "Australia/Perth",
+        "Asia/Taipei",
+        "Asia/Ulaanbaatar",
+        "Asia/Irkutsk",
+        "Asia/Tokyo",
+        "Asia/Seoul",
+        "Australia/Adelaide",
+        "Australia/Darwin",
+        "Australia/Brisbane",
+        "Australia/Sydney",
+        "Pacific/Port_Moresby",
+        "Australia/Hobart",
+        "Asia/Yakutsk",
+        "Pacific/Guadalcanal",
+        "Asia/Vladivostok",
+        "Pacific/Auckland",
+        "Etc/GMT-12",
+        "Pacific/Fiji",
+        "Asia/Magadan",
+        "Pacific/Tongatapu",
+        "Pacific/Apia",
+        "Pacific/Kiritimati",
+    ]
+} | {"Asia/Toshkent": "Asia/Tashkent", "Asia/Astana": "Asia/Almaty"}
+
+
+class TimeZoneNotSupported(ValueError):
+    """A `Prefer: outlook.timezone` name that is neither a Windows zone nor one of the documented IANA names."""
+
 
 NEVER = "0001-01-01T00:00:00Z"  # Graph's `responseStatus.time` when nobody responded
 
@@ -148,13 +255,33 @@ def _local_midnight(day: dt.date, zone: ZoneInfo) -> dt.datetime:
 
 
 def zone_from_prefer(name: str | None) -> tuple[ZoneInfo, str] | None:
-    """The zone named in `Prefer: outlook.timezone` (IANA or a known Windows name), or None → UTC."""
+    """The zone named in `Prefer: outlook.timezone`, or None (no preference: UTC).
+
+    Graph takes any Windows zone name and the IANA names listed in datetimetimezone.md; anything else
+    (`Europe/Oslo` included) raises TimeZoneNotSupported, which Graph answers with TimeZoneNotSupportedException.
+    """
     if not name:
         return None
-    try:
-        return ZoneInfo(WINDOWS_ZONES.get(name, name)), name
-    except (ZoneInfoNotFoundError, ValueError):
-        return None
+    key = _windows_zones().get(name) or DOCUMENTED_IANA_ZONES.get(name)
+    if key is None:
+        raise TimeZoneNotSupported(name)
+    return ZoneInfo(key), name
+
+
+@functools.cache
+def _windows_zones() -> dict[str, str]:
+    """Windows zone name → IANA key, from exchangelib's copy of CLDR's windowsZones table."""
+    from exchangelib.winzone import MS_TIMEZONE_TO_IANA_MAP
+
+    return dict(MS_TIMEZONE_TO_IANA_MAP)
+
+
+def windows_zone_name(iana_key: str) -> str:
+    """The Windows name Exchange keeps for an IANA zone (originalStartTimeZone); the IANA key if none is known."""
+    from exchangelib.winzone import IANA_TO_MS_TIMEZONE_MAP
+
+    known = IANA_TO_MS_TIMEZONE_MAP.get(iana_key)
+    return known[0] if known else iana_key
 
 
 def graph_datetime(value: dt.datetime, zone: ZoneInfo | None, zone_label: str) -> dict[str, str]:
@@ -189,8 +316,8 @@ def event_json(instance: Instance, mailbox_zone: ZoneInfo, prefer: tuple[ZoneInf
         "type": "occurrence" if instance.series_master_id else "singleInstance",
         "seriesMasterId": instance.series_master_id,
         "responseStatus": {"response": response, "time": NEVER},
-        "originalStartTimeZone": mailbox_zone.key,
-        "originalEndTimeZone": mailbox_zone.key,
+        "originalStartTimeZone": windows_zone_name(mailbox_zone.key),
+        "originalEndTimeZone": windows_zone_name(mailbox_zone.key),
         "start": graph_datetime(instance.start, zone, label),
         "end": graph_datetime(instance.end, zone, label),
     }

@@ -9,13 +9,15 @@ tenant's users and groups. Tests script the directory and the mailboxes through 
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import json
+import random
 import re
 import secrets
 import ssl
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
@@ -34,7 +36,16 @@ from sync.simulators.base import (
     route,
     utc_now,
 )
-from sync.simulators.events import EventRecord, Instance, SimEvent, event_json, expand, removed_json, zone_from_prefer
+from sync.simulators.events import (
+    EventRecord,
+    Instance,
+    SimEvent,
+    TimeZoneNotSupported,
+    event_json,
+    expand,
+    removed_json,
+    zone_from_prefer,
+)
 from sync.simulators.login import AccessGrant, LoginSimulator
 from sync.simulators.webhooks import (
     MAX_EXPIRATION_MINUTES,
@@ -70,6 +81,16 @@ USER_PERMISSIONS = frozenset(
 
 BATCH_LIMIT = 20
 BATCH_ITEM_FAULT_KINDS = ("429", "503")
+MAILBOX_CONCURRENCY = 4  # Outlook's concurrent requests per app and mailbox (throttling-limits.md)
+# What a call on a mailbox answers when `set_mailbox_error` switched it: Graph's code → (status, Graph's message).
+MAILBOX_ERRORS = {
+    # auth-limit-mailbox-access.md: the mailbox is outside an application access policy (or RBAC for Applications)
+    "ErrorAccessDenied": (403, "Access to OData is disabled."),
+    # no Exchange Online mailbox: unlicensed, inactive, soft-deleted or on-premises
+    "MailboxNotEnabledForRESTAPI": (404, "The mailbox is either inactive, soft-deleted, or is hosted on-premise."),
+    # the user (and so the mailbox) does not exist
+    "ErrorInvalidUser": (404, "The requested user '{user}' is invalid."),
+}
 CALENDAR_PAGE = (10, 1000)  # default and largest page of calendarView and its delta
 MEMBER_PAGE = (100, 999)  # default and largest page of group members
 CHANGE_TYPES = ("created", "updated", "deleted")
@@ -83,13 +104,18 @@ EVENTS_RESOURCE = re.compile(r"/?users/(?P<user>[^/]+)/events", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class GraphUser:
-    """A user with a mailbox; `timezone` is the mailbox's zone (all-day events are midnight there)."""
+    """A user with a mailbox; `timezone` is the mailbox's zone (all-day events are midnight there).
+
+    `user_type` "Guest" is a B2B guest: a user to the directory (the `microsoft.graph.user` cast keeps it) whose
+    mailbox lives in its home tenant, so its calendar here answers MailboxNotEnabledForRESTAPI.
+    """
 
     id: str
     tenant_id: str
     email: str
     display_name: str
     timezone: str
+    user_type: str = "Member"
 
     @property
     def zone(self) -> ZoneInfo:
@@ -102,12 +128,30 @@ class GraphUser:
             "displayName": self.display_name,
             "mail": self.email,
             "userPrincipalName": self.email,
+            "userType": self.user_type,
         }
 
 
 @dataclass(frozen=True)
+class GraphDirectoryObject:
+    """A group member that is neither a user nor a group: a device or an organisational contact."""
+
+    id: str
+    tenant_id: str
+    display_name: str
+    odata_type: str  # "#microsoft.graph.device" or "#microsoft.graph.orgContact"
+    mail: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        document: dict[str, Any] = {"@odata.type": self.odata_type, "id": self.id, "displayName": self.display_name}
+        if self.odata_type == "#microsoft.graph.orgContact":
+            document["mail"] = self.mail
+        return document
+
+
+@dataclass(frozen=True)
 class GraphGroup:
-    """A group; `member_ids` name users or other groups of the same tenant."""
+    """A group; `member_ids` name users, devices, org contacts or other groups of the same tenant."""
 
     id: str
     tenant_id: str
@@ -156,6 +200,13 @@ class GraphSimulator(SimServer):
         self._tenants: set[str] = set()
         self._users: dict[str, GraphUser] = {}
         self._groups: dict[str, GraphGroup] = {}
+        self._other_members: dict[str, GraphDirectoryObject] = {}
+        self._mailbox_errors: dict[str, str] = {}
+        self._mailbox_in_flight: dict[str, int] = {}
+        self._mailbox_seconds = 0.0
+        self._batch_item_retry_after = "1"
+        self._batch_failed_dependency = False
+        self._batch_order = random.Random()
         self._events: dict[str, dict[str, EventRecord]] = {}
         self._version = 0
         self._delta_states: dict[str, DeltaState] = {}
@@ -205,19 +256,42 @@ class GraphSimulator(SimServer):
             self._tenants.add(tenant_id)
 
     def add_user(
-        self, tenant_id: str, user_id: str, email: str, display_name: str, timezone: str = "Europe/Oslo"
+        self,
+        tenant_id: str,
+        user_id: str,
+        email: str,
+        display_name: str,
+        timezone: str = "Europe/Oslo",
+        user_type: str = "Member",
     ) -> None:
+        """A member (or, with `user_type="Guest"`, a B2B guest without a mailbox in this tenant)."""
         try:
             ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError) as error:
             raise ValueError(f"user {user_id}: unknown IANA time zone {timezone!r}") from error
+        if user_type not in ("Member", "Guest"):
+            raise ValueError(f"user {user_id}: user_type must be 'Member' or 'Guest', not {user_type!r}")
         with self.lock:
             self._require_tenant(tenant_id)
-            self._users[user_id] = GraphUser(user_id, tenant_id, email, display_name, timezone)
+            self._users[user_id] = GraphUser(user_id, tenant_id, email, display_name, timezone, user_type)
             self._events.setdefault(user_id, {})
 
+    def add_device(self, tenant_id: str, device_id: str, display_name: str) -> None:
+        """A device (a group member that is no user: the `microsoft.graph.user` cast leaves it out)."""
+        self._add_other_member(GraphDirectoryObject(device_id, tenant_id, display_name, "#microsoft.graph.device"))
+
+    def add_org_contact(self, tenant_id: str, contact_id: str, display_name: str, mail: str) -> None:
+        """An organisational contact (mail-enabled, but no user and no mailbox in the tenant)."""
+        contact = GraphDirectoryObject(contact_id, tenant_id, display_name, "#microsoft.graph.orgContact", mail)
+        self._add_other_member(contact)
+
+    def _add_other_member(self, member: GraphDirectoryObject) -> None:
+        with self.lock:
+            self._require_tenant(member.tenant_id)
+            self._other_members[member.id] = member
+
     def add_group(self, tenant_id: str, group_id: str, display_name: str, member_ids: Iterable[str]) -> None:
-        """Members may be user ids or group ids (nested groups; `transitiveMembers` resolves them)."""
+        """Members may be ids of users, devices, org contacts or groups (nested; `transitiveMembers` resolves them)."""
         with self.lock:
             self._require_tenant(tenant_id)
             self._groups[group_id] = GraphGroup(group_id, tenant_id, display_name, tuple(member_ids))
@@ -272,6 +346,35 @@ class GraphSimulator(SimServer):
         settings = None if rate is None else make_fault_settings(rate, kinds, seed)
         with self.lock:
             self._batch_item_faults = settings
+
+    def set_mailbox_error(self, user_id: str, code: str | None) -> None:
+        """Make every call on one mailbox (reads, subscriptions) fail as Graph does (a key of MAILBOX_ERRORS); None
+        makes it work again."""
+        if code is not None and code not in MAILBOX_ERRORS:
+            raise ValueError(f"code must be one of {tuple(MAILBOX_ERRORS)} or None")
+        with self.lock:
+            if code is None:
+                self._mailbox_errors.pop(user_id, None)
+            else:
+                self._mailbox_errors[user_id] = code
+
+    def set_mailbox_seconds(self, seconds: float) -> None:
+        """How long each mailbox read holds one of the mailbox's MAILBOX_CONCURRENCY slots (default 0).
+
+        More requests than that for one mailbox at once are answered 429 ApplicationThrottled.
+        """
+        with self.lock:
+            self._mailbox_seconds = max(0.0, seconds)
+
+    def set_batch_item_retry_after(self, seconds: int) -> None:
+        """The Retry-After of inner 429 faults of `$batch` (default 1 s); Outlook asks for more at times."""
+        with self.lock:
+            self._batch_item_retry_after = str(max(0, int(seconds)))
+
+    def set_batch_failed_dependency(self, enabled: bool) -> None:
+        """Answer a `$batch` with an inner 429 as a whole with 424 Failed Dependency (the responses still inside)."""
+        with self.lock:
+            self._batch_failed_dependency = enabled
 
     # subscriptions, for tests
 
@@ -376,7 +479,39 @@ class GraphSimulator(SimServer):
             )
         if user is None or user.tenant_id != grant.tenant_id:
             raise HttpError(404, "ErrorInvalidUser", f"The requested user '{key}' is invalid.")
+        with self.lock:
+            code = self._mailbox_errors.get(user.id)
+        if code is None and user.user_type == "Guest":
+            code = "MailboxNotEnabledForRESTAPI"
+        if code is not None:
+            status, message = MAILBOX_ERRORS[code]
+            raise HttpError(status, code, message.format(user=key))
         return user
+
+    @contextlib.contextmanager
+    def _mailbox_turn(self, user: GraphUser) -> Iterator[None]:
+        """One of the mailbox's MAILBOX_CONCURRENCY slots for the length of a read; 429 when none is free."""
+        with self.lock:
+            in_flight = self._mailbox_in_flight.get(user.id, 0)
+            if in_flight >= MAILBOX_CONCURRENCY:
+                raise HttpError(
+                    429,
+                    "ApplicationThrottled",
+                    "Application is over its MailboxConcurrency limit.",
+                    {"Retry-After": "1"},
+                )
+            self._mailbox_in_flight[user.id] = in_flight + 1
+            hold = self._mailbox_seconds
+        try:
+            self.pause(hold)
+            yield
+        finally:
+            with self.lock:
+                left = self._mailbox_in_flight[user.id] - 1
+                if left:
+                    self._mailbox_in_flight[user.id] = left
+                else:
+                    del self._mailbox_in_flight[user.id]
 
     def _instances(self, user: GraphUser, window: Window) -> list[Instance]:
         with self.lock:
@@ -412,8 +547,21 @@ class GraphSimulator(SimServer):
 
     def _group_members(self, request: Request, match: re.Match[str]) -> Reply:
         grant = self._authorize(request, DIRECTORY_PERMISSIONS, "Authorization_RequestDenied")
+        transitive = match["relation"].lower() == "transitivemembers"
+        advanced = request.header("consistencylevel").lower() == "eventual" and request.query.get("$count") == "true"
+        if match["cast"] and transitive and not advanced:
+            # group-list-transitivemembers.md + aad-advanced-queries.md: an OData cast is an advanced query
+            raise HttpError(
+                400,
+                "Request_UnsupportedQuery",
+                (
+                    "OData cast 'microsoft.graph.user' is not supported because the required parameters might be "
+                    "missing. Try adding $count=true query parameter and ConsistencyLevel:eventual header. Refer to "
+                    "https://aka.ms/graph-docs/advanced-queries for more information"
+                ),
+            )
         group = self._group(grant, match["group"])
-        members = self._resolve_members(group, transitive=match["relation"].lower() == "transitivemembers")
+        members = self._resolve_members(group, transitive=transitive)
         if match["cast"]:
             members = [member for member in members if isinstance(member, GraphUser)]
         size = _page_size(request, MEMBER_PAGE)
@@ -422,19 +570,23 @@ class GraphSimulator(SimServer):
         if match["cast"]:
             documents = [{key: value for key, value in doc.items() if key != "@odata.type"} for doc in documents]
         body: dict[str, Any] = {"@odata.context": f"{self.graph_url}/$metadata#directoryObjects", "value": documents}
+        if advanced:
+            body["@odata.count"] = len(members)
         if offset + size < len(members):
             body["@odata.nextLink"] = self._link(request, {"$skiptoken": _encode_skiptoken(offset + size)})
         return json_reply(200, body)
 
-    def _resolve_members(self, group: GraphGroup, transitive: bool) -> list[GraphUser | GraphGroup]:
-        """Direct members, or every user and group reachable through nested groups (each once)."""
-        found: list[GraphUser | GraphGroup] = []
+    def _resolve_members(
+        self, group: GraphGroup, transitive: bool
+    ) -> list[GraphUser | GraphGroup | GraphDirectoryObject]:
+        """Direct members, or every member reachable through nested groups (each once)."""
+        found: list[GraphUser | GraphGroup | GraphDirectoryObject] = []
         seen = {group.id}
         pending = list(group.member_ids)
         with self.lock:
             while pending:
                 member_id = pending.pop(0)
-                member = self._users.get(member_id) or self._groups.get(member_id)
+                member = self._users.get(member_id) or self._groups.get(member_id) or self._other_members.get(member_id)
                 if member_id in seen or member is None or member.tenant_id != group.tenant_id:
                     continue
                 seen.add(member_id)
@@ -449,10 +601,11 @@ class GraphSimulator(SimServer):
         grant = self._authorize(request, CALENDAR_PERMISSIONS, "ErrorAccessDenied")
         user = self._mailbox(grant, match["user"])
         window = _window(request)
-        prefer = zone_from_prefer(_prefer(request).get("outlook.timezone"))
+        prefer = _prefer_zone(request)
         size = _page_size(request, CALENDAR_PAGE)
         skip = _non_negative_int(request.query.get("$skip", "0"), "$skip")
-        instances = self._instances(user, window)
+        with self._mailbox_turn(user):
+            instances = self._instances(user, window)
         documents = [
             _select(event_json(instance, user.zone, prefer), request) for instance in instances[skip : skip + size]
         ]
@@ -467,12 +620,14 @@ class GraphSimulator(SimServer):
     def _calendar_view_delta(self, request: Request, match: re.Match[str]) -> Reply:
         grant = self._authorize(request, CALENDAR_PERMISSIONS, "ErrorAccessDenied")
         user = self._mailbox(grant, match["user"])
-        if "$deltatoken" in request.query:
-            round_, position = self._delta_changes(user, request.query["$deltatoken"]), 0
-        elif "$skiptoken" in request.query:
-            round_, position = self._delta_cursor(user, request.query["$skiptoken"])
-        else:
-            round_, position = self._delta_initial(user, _window(request)), 0
+        _prefer_zone(request)
+        with self._mailbox_turn(user):
+            if "$deltatoken" in request.query:
+                round_, position = self._delta_changes(user, request.query["$deltatoken"]), 0
+            elif "$skiptoken" in request.query:
+                round_, position = self._delta_cursor(user, request.query["$skiptoken"])
+            else:
+                round_, position = self._delta_initial(user, _window(request)), 0
         return self._delta_page(request, user, round_, position)
 
     def _delta_initial(self, user: GraphUser, window: Window) -> DeltaRound:
@@ -502,7 +657,7 @@ class GraphSimulator(SimServer):
         return cursor
 
     def _delta_page(self, request: Request, user: GraphUser, round_: DeltaRound, position: int) -> Reply:
-        prefer = zone_from_prefer(_prefer(request).get("outlook.timezone"))
+        prefer = _prefer_zone(request)
         size = _page_size(request, CALENDAR_PAGE)
         page = round_.entries[position : position + size]
         documents = [
@@ -531,13 +686,26 @@ class GraphSimulator(SimServer):
     # $batch
 
     def _batch(self, request: Request, match: re.Match[str]) -> Reply:
+        """json-batching.md: answers matched to requests by id only, in any order; throttling.md: a batch with a
+        throttled item may fail as a whole with 424 Failed Dependency (switch: `set_batch_failed_dependency`)."""
         items = _batch_items(request)
-        return json_reply(200, {"responses": [self._batch_item(request, item) for item in items]})
+        responses = [self._batch_item(request, item) for item in items]
+        with self.lock:
+            self._batch_order.shuffle(responses)
+            failed_dependency = self._batch_failed_dependency
+        throttled = any(response["status"] == 429 for response in responses)
+        return json_reply(424 if failed_dependency and throttled else 200, {"responses": responses})
 
     def _batch_item(self, outer: Request, item: Mapping[str, Any]) -> dict[str, Any]:
         fault = self._draw_batch_item_fault()
         try:
-            reply = self.fault_reply(fault) if fault else self.dispatch(_inner_request(outer, item))
+            if fault == "429":
+                with self.lock:
+                    retry_after = self._batch_item_retry_after
+                message = "Too many requests (injected fault); retry after the Retry-After seconds."
+                reply = self.status_reply(429, message, {"Retry-After": retry_after})
+            else:
+                reply = self.fault_reply(fault) if fault else self.dispatch(_inner_request(outer, item))
         except HttpError as error:
             reply = self.error_reply(error.status, error.code, error.message, error.headers)
         headers = {"Content-Type": reply.content_type} if reply.content_type else {}
@@ -700,6 +868,19 @@ def _prefer(request: Request) -> dict[str, str]:
         if name:
             preferences[name.strip().lower()] = value.strip().strip('"')
     return preferences
+
+
+def _prefer_zone(request: Request) -> tuple[ZoneInfo, str] | None:
+    """The zone of `Prefer: outlook.timezone`; 400 TimeZoneNotSupportedException for a name Graph does not know."""
+    name = _prefer(request).get("outlook.timezone")
+    try:
+        return zone_from_prefer(name)
+    except TimeZoneNotSupported as error:
+        raise HttpError(
+            400,
+            "TimeZoneNotSupportedException",
+            f"A valid TimeZone value must be specified. The following TimeZone value is not supported: '{name}'.",
+        ) from error
 
 
 def _preference_applied(prefer: tuple[ZoneInfo, str] | None) -> dict[str, str]:

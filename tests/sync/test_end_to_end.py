@@ -408,3 +408,59 @@ def test_an_unmatched_user_or_a_customer_without_mbn_is_not_a_failed_sync(sims, 
     assert not SyncRun.objects.filter(source=source).exists(), "nothing was pushed, and nothing failed"
     assert list(CalendarUser.objects.filter(pk__in=ids).values_list("last_error", "changed_at")) == [("", None)] * 2
     assert sims.requests("mbn") == 0
+
+
+def test_a_mailbox_outside_the_apps_access_scope_fails_alone_with_advice_that_fits(sims, world):
+    from django.utils import translation
+
+    from portal.problems import explain
+
+    _customer, users, _source = world
+    now = local(7, 6)
+    for user in users:
+        sims.graph.put_event(
+            demo.graph_user_id(user), simulators.SimEvent(id="m", subject="Møte", start=local(8, 9), end=local(8, 10))
+        )
+    sims.graph.set_mailbox_error(demo.graph_user_id(users[1]), "ErrorAccessDenied")
+    ids = list(CalendarUser.objects.filter(service_user__in=users).values_list("pk", flat=True))
+
+    results = pipeline.sync_users(calendar_user_ids=ids, now=now)  # no RetryLater: nothing to wait for
+
+    errors = {result.calendar_user_id: result.error for result in results}
+    denied = CalendarUser.objects.get(service_user=users[1])
+    assert "outside the app's access scope" in errors[denied.pk]
+    assert [pk for pk, error in errors.items() if error] == [denied.pk]
+    for user in (users[0], users[2]):
+        assert [reason for reason, *_ in mbn_state(sims, user)] == ["Møte"]
+    assert mbn_state(sims, users[1]) == []
+    denied.refresh_from_db()
+    assert denied.last_error == errors[denied.pk] and "Calendars.Read" not in denied.last_error
+    with translation.override("en"):
+        problem = explain(denied.last_error)
+    assert problem.title == "A mailbox is outside Kalender Push's access in Exchange"
+    assert "application access policy" in problem.advice
+
+
+def test_only_the_throttled_mailboxes_wait_for_the_back_off(sims, world):
+    _customer, users, _source = world
+    now = local(7, 6)
+    for user in users:
+        sims.graph.put_event(
+            demo.graph_user_id(user), simulators.SimEvent(id="m", subject="Møte", start=local(8, 9), end=local(8, 10))
+        )
+    ids = list(CalendarUser.objects.filter(service_user__in=users).values_list("pk", flat=True))
+    sims.graph.set_batch_item_faults(0.5, kinds=("429",), seed=0)  # one of the three items is throttled
+    sims.graph.set_batch_item_retry_after(5)
+
+    with pytest.raises(pipeline.RetryLater) as held_up:
+        pipeline.sync_users(calendar_user_ids=ids, now=now)
+    sims.graph.set_batch_item_faults(None)
+
+    (throttled,) = held_up.value.user_ids
+    assert held_up.value.retry_after == 5.0
+    waiting = CalendarUser.objects.get(pk=throttled)
+    assert waiting.last_error.startswith("will retry: Microsoft Graph is throttling")
+    synced = [user for user in users if user.pk != waiting.service_user_id]
+    assert all([reason for reason, *_ in mbn_state(sims, user)] == ["Møte"] for user in synced)
+    pipeline.sync_users(calendar_user_ids=held_up.value.user_ids, now=now)
+    assert all([reason for reason, *_ in mbn_state(sims, user)] == ["Møte"] for user in users)

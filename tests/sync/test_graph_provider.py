@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from sync.providers import graph as graph_module
 from sync.providers.base import (
     AuthError,
     CalendarProvider,
+    CalendarReads,
     DirectoryUser,
     NotFound,
     PermissionMissing,
@@ -112,6 +114,21 @@ def test_it_reads_all_day_dates_given_in_another_zone_in_the_asked_zone() -> Non
     event = event_from_graph(item, "Europe/Oslo")
 
     assert (event.start, event.end) == (dt.date(2026, 1, 8), dt.date(2026, 1, 9))
+
+
+def test_it_reads_all_day_dates_where_they_are_midnight_in_the_events_own_zone() -> None:
+    # An all-day event of a Line Islands mailbox (UTC+14), shown in W. Europe time: 11:00 the day before.
+    item = graph_item(
+        isAllDay=True,
+        start={"dateTime": "2026-03-26T11:00:00.0000000", "timeZone": "W. Europe Standard Time"},
+        end={"dateTime": "2026-03-27T11:00:00.0000000", "timeZone": "W. Europe Standard Time"},
+        originalStartTimeZone="Line Islands Standard Time",
+        originalEndTimeZone="Line Islands Standard Time",
+    )
+
+    event = event_from_graph(item, "Europe/Oslo")
+
+    assert (event.start, event.end) == (dt.date(2026, 3, 27), dt.date(2026, 3, 28))
 
 
 @pytest.mark.parametrize(
@@ -235,6 +252,9 @@ def tenant(sims: Any) -> Iterator[Tenant]:
         sims.set_faults(service, 0)
         sims.set_latency(service, 0)
     sims.graph.set_batch_item_faults(None)
+    sims.graph.set_batch_item_retry_after(1)
+    sims.graph.set_batch_failed_dependency(False)
+    sims.graph.set_mailbox_seconds(0)
 
 
 def requests_to(sims: Any, service: str, method: str, path_part: str) -> int:
@@ -375,6 +395,25 @@ def test_it_follows_member_pages(tenant: Tenant) -> None:
     assert requests_to(tenant.sims, "graph", "GET", "/transitiveMembers") == 2  # 100 a page
 
 
+def test_it_lists_users_with_graphs_advanced_query_on_every_page_and_nothing_but_members(tenant: Tenant) -> None:
+    users = tenant.add_users(130)
+    graph, prefix = tenant.sims.graph, tenant.tenant_id[:8]
+    guest, device, contact = f"guest-{prefix}", f"laptop-{prefix}", f"revisor-{prefix}"
+    graph.add_user(tenant.tenant_id, guest, "partner_ext@firma.no", "Partner (gjest)", user_type="Guest")
+    graph.add_device(tenant.tenant_id, device, "OLA-LAPTOP")
+    graph.add_org_contact(tenant.tenant_id, contact, "Revisor", "revisor@revisjon.no")
+    graph.add_group(tenant.tenant_id, "g-inner", "Salg", [*users[100:], device])
+    graph.add_group(tenant.tenant_id, "g-all", "Alle", [*users[:100], guest, contact, "g-inner"])
+
+    listed = tenant.provider().list_users("g-all")
+
+    # the nested group's users are members; the guest (no mailbox here), the device and the contact are not
+    assert sorted(user.id for user in listed) == sorted(users)
+    assert [entry for entry in tenant.sims.request_log("graph") if "/transitiveMembers" in entry[1]] == [
+        ("GET", "/v1.0/groups/g-all/transitiveMembers/microsoft.graph.user", 200)
+    ] * 2  # 100 a page; the second page was asked for with the advanced query too
+
+
 def test_it_reports_an_unknown_group(tenant: Tenant) -> None:
     with pytest.raises(NotFound, match="group 'g-missing' was not found"):
         tenant.provider().list_users("g-missing")
@@ -501,6 +540,146 @@ def test_it_leaves_out_a_user_without_a_mailbox(tenant: Tenant) -> None:
     events = tenant.provider().read_events([user, "nobody"], *WEEK)
 
     assert list(events) == [user] and len(events[user]) == 1
+
+
+def test_a_mailbox_outside_the_apps_access_scope_fails_alone_and_says_what_to_do(tenant: Tenant) -> None:
+    users = tenant.add_users(20)
+    graph = tenant.sims.graph
+    for number, user in enumerate(users):
+        graph.put_event(user, meeting(f"m{number}", 3, 9))
+    graph.set_mailbox_error(users[3], "ErrorAccessDenied")  # an application access policy leaves it out
+    graph.set_mailbox_error(users[7], "MailboxNotEnabledForRESTAPI")  # no Exchange Online licence
+    graph.set_mailbox_error(users[11], "ErrorInvalidUser")  # deleted meanwhile
+    provider = tenant.provider()
+    provider.read_events(users[:1], *WEEK)  # logged in
+    tenant.sims.reset_counters("graph")
+
+    events = provider.read_events(users, *WEEK)
+
+    refused = {users[3], users[7], users[11]}
+    assert isinstance(events, CalendarReads)
+    assert set(events) == set(users) - refused  # the other 17 of the chunk are read
+    assert all([event.id for event in events[user]] == [f"m{users.index(user)}"] for user in events)
+    assert set(events.failures) == refused
+    scope = str(events.failures[users[3]])
+    assert scope.startswith(f"Microsoft Graph denied the app access to the mailbox of user {users[3]}")
+    assert "outside the app's access scope" in scope and "application access policy" in scope
+    assert "Calendars.Read" not in scope, "the app has the permission: it is not a missing permission"
+    unlicensed, deleted = events.failures[users[7]], events.failures[users[11]]
+    assert isinstance(unlicensed, NotFound) and "Exchange Online licence" in str(unlicensed)
+    assert isinstance(deleted, NotFound) and str(deleted).startswith(f"User {users[11]} has no mailbox in the tenant")
+    assert tenant.sims.request_log("graph") == [("POST", "/v1.0/$batch", 200)], "answers that will not change"
+
+
+def test_test_connection_names_a_first_user_outside_the_access_scope(tenant: Tenant) -> None:
+    users = tenant.add_users(2)
+    tenant.sims.graph.add_group(tenant.tenant_id, "g-all", "Alle", users)
+    tenant.sims.graph.set_mailbox_error(users[0], "ErrorAccessDenied")
+
+    (problem,) = tenant.provider().check(group_id="g-all")
+
+    assert f"mailbox of user {users[0]}" in problem and "outside the app's access scope" in problem
+
+
+def test_a_missing_calendar_permission_still_fails_the_whole_read(sims: Any) -> None:
+    tenant = Tenant(sims)
+    sims.graph.add_tenant(tenant.tenant_id, tenant.client_id, SECRET, permissions=("GroupMember.Read.All",))
+    users = tenant.add_users(2)
+
+    with pytest.raises(PermissionMissing) as error:
+        tenant.provider().read_events(users, *WEEK)
+
+    assert error.value.permission == "Calendars.Read"
+
+
+def test_it_asks_for_a_windows_zone_and_keeps_all_day_dates_across_dst_and_zones(tenant: Tenant) -> None:
+    (oslo_user,) = tenant.add_users(1)
+    (line_islands,) = tenant.add_users(1, prefix="kiribati", timezone="Pacific/Kiritimati")  # UTC+14
+    graph = tenant.sims.graph
+    easter = SimEvent("påske", "&-Ferie", dt.date(2026, 3, 28), dt.date(2026, 3, 30), all_day=True)  # over 29 March
+    graph.put_event(oslo_user, easter)
+    graph.put_event(oslo_user, meeting("søndag", 29, 9))  # the first morning of summer time
+    graph.put_event(line_islands, SimEvent("kurs", "Kurs", dt.date(2026, 3, 27), dt.date(2026, 3, 28), all_day=True))
+    window = (dt.datetime(2026, 3, 27, tzinfo=OSLO), dt.datetime(2026, 4, 1, tzinfo=OSLO))
+
+    in_oslo = tenant.provider().read_events([oslo_user, line_islands], *window)
+    in_new_york = tenant.provider(timezone="America/New_York").read_events([oslo_user], *window)[oslo_user]
+    delta = tenant.provider().changes(oslo_user, *window, cursor=None).events or ()
+
+    def by_id(events: Any) -> dict[str, tuple[Any, Any]]:
+        return {event.id: (event.start, event.end) for event in events}
+
+    oslo_view = by_id(in_oslo[oslo_user])
+    assert oslo_view["påske"] == (dt.date(2026, 3, 28), dt.date(2026, 3, 30))
+    assert oslo_view["søndag"][0] == dt.datetime(2026, 3, 29, 9, tzinfo=OSLO)
+    assert oslo_view["søndag"][0].utcoffset() == dt.timedelta(hours=2)
+    # 13 hours ahead of Oslo: its midnight is 11:00 here, so only the event's own zone tells the date
+    assert by_id(in_oslo[line_islands]) == {"kurs": (dt.date(2026, 3, 27), dt.date(2026, 3, 28))}
+    new_york = by_id(in_new_york)
+    assert new_york["påske"] == (dt.date(2026, 3, 28), dt.date(2026, 3, 30))
+    assert new_york["søndag"][0] == dt.datetime(2026, 3, 29, 3, tzinfo=ZoneInfo("America/New_York"))
+    assert by_id(delta) == oslo_view
+
+
+def test_throttled_items_with_a_long_retry_after_leave_the_rest_of_the_chunk_read(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    users = tenant.add_users(20)
+    for number, user in enumerate(users):
+        tenant.sims.graph.put_event(user, meeting(f"m{number}", 4, 10))
+    provider = tenant.provider()
+    provider.read_events(users[:1], *WEEK)  # logged in
+    tenant.sims.reset_counters("graph")
+    tenant.sims.graph.set_batch_item_faults(0.3, kinds=("429",), seed=14)
+    tenant.sims.graph.set_batch_item_retry_after(5)  # Outlook asks for more than a worker may sleep
+    tenant.sims.graph.set_batch_failed_dependency(True)  # and fails the batch as a whole with 424
+    monkeypatch.setattr(time, "sleep", lambda seconds: pytest.fail(f"slept {seconds} s in a worker"))
+
+    events = provider.read_events(users, *WEEK)
+
+    throttled = set(events.failures)
+    assert 0 < len(throttled) < 20
+    assert set(events) == set(users) - throttled
+    assert all(len(events[user]) == 1 for user in events)
+    assert {type(error) for error in events.failures.values()} == {Throttled}
+    assert {error.retry_after for error in events.failures.values() if isinstance(error, Throttled)} == {5.0}
+    assert tenant.sims.request_log("graph") == [("POST", "/v1.0/$batch", 424)]
+
+
+def test_a_batch_failed_with_424_is_read_item_by_item_and_the_throttled_ones_sent_again(tenant: Tenant) -> None:
+    users = tenant.add_users(3)
+    for user in users:
+        tenant.sims.graph.put_event(user, meeting("m", 2, 10))
+    provider = tenant.provider(session=_SwitchingSession(tenant.sims))
+    tenant.sims.graph.set_batch_failed_dependency(True)
+    tenant.sims.graph.set_batch_item_faults(1.0, kinds=("429",))  # the first batch: every item 429, Retry-After 1
+
+    events = provider.read_events(users, *WEEK)
+
+    assert {user: len(found) for user, found in events.items()} == dict.fromkeys(users, 1)
+    assert [status for _method, path, status in tenant.sims.request_log("graph") if "$batch" in path] == [424, 200]
+
+
+def test_it_keeps_to_four_concurrent_requests_per_mailbox(tenant: Tenant) -> None:
+    (user,) = tenant.add_users(1)
+    tenant.sims.graph.put_event(user, meeting("m", 2, 10))
+    provider = tenant.provider()
+    provider.read_events([user], *WEEK)  # logged in
+    tenant.sims.reset_counters("graph")
+    tenant.sims.graph.set_mailbox_seconds(0.3)  # each read holds one of the mailbox's 4 slots for 0.3 s
+    found: list[int] = []
+
+    def read() -> None:
+        found.append(len(provider.read_events([user], *WEEK)[user]))
+
+    threads = [threading.Thread(target=read) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert found == [1] * 8
+    assert requests_to(tenant.sims, "graph", "POST", "/$batch") == 8, "no read was refused and sent again"
 
 
 class _SwitchingSession(requests.Session):

@@ -33,6 +33,8 @@ MBN_CLIENT = ("kp-client", "kp-secret")
 MBN_USER = ("api@firma.no", "api-password")
 MSISDN = "+4791234567"
 MONDAY = dt.date(2026, 1, 5)
+ADVANCED = {"ConsistencyLevel": "eventual"}  # with $count=true: what an OData cast on transitiveMembers needs
+WEST_EUROPE = 'outlook.timezone="W. Europe Standard Time"'  # Oslo's Windows zone (Europe/Oslo is refused)
 
 
 def oslo(day: dt.date, hour: int, minute: int = 0) -> dt.datetime:
@@ -206,12 +208,14 @@ def test_transitive_members_resolve_nested_groups_once_each_and_page(sims: Simul
     sims.graph.add_group(TENANT, "oslo", "Salg Oslo", ["u4", "all", "u5"])  # a cycle back to "all"
 
     url = f"{sims.graph_url}/groups/all/transitiveMembers/microsoft.graph.user"
-    pages = [graph.get(url, params={"$select": "id,mail,displayName,userPrincipalName", "$top": "2"}, timeout=5)]
+    query = {"$select": "id,mail,displayName,userPrincipalName", "$top": "2", "$count": "true"}
+    pages = [graph.get(url, params=query, headers=ADVANCED, timeout=5)]
     while "@odata.nextLink" in pages[-1].json():
-        pages.append(graph.get(pages[-1].json()["@odata.nextLink"], timeout=5))
+        pages.append(graph.get(pages[-1].json()["@odata.nextLink"], headers=ADVANCED, timeout=5))
     users = [user for page in pages for user in page.json()["value"]]
 
     assert [len(page.json()["value"]) for page in pages] == [2, 2, 1]
+    assert {page.json()["@odata.count"] for page in pages} == {5}
     assert sorted(user["id"] for user in users) == ["u1", "u2", "u3", "u4", "u5"]
     assert users[0] == {
         "id": "u1",
@@ -227,8 +231,68 @@ def test_transitive_members_resolve_nested_groups_once_each_and_page(sims: Simul
     ]
 
 
+def test_the_user_cast_on_transitive_members_is_an_advanced_query(sims: Simulators, graph: requests.Session) -> None:
+    sims.graph.add_group(TENANT, "all", "Alle", ["u1", "u2"])
+    url = f"{sims.graph_url}/groups/all/transitiveMembers/microsoft.graph.user"
+
+    without_anything = graph.get(url, timeout=5)
+    without_count = graph.get(url, headers=ADVANCED, timeout=5)
+    without_header = graph.get(url, params={"$count": "true"}, timeout=5)
+    first = graph.get(url, params={"$count": "true", "$top": "1"}, headers=ADVANCED, timeout=5).json()
+    next_without_header = graph.get(first["@odata.nextLink"], timeout=5)
+    plain = graph.get(f"{sims.graph_url}/groups/all/transitiveMembers", timeout=5)
+
+    for refused in (without_anything, without_count, without_header, next_without_header):
+        assert refused.status_code == 400
+        error = refused.json()["error"]
+        assert error["code"] == "Request_UnsupportedQuery"
+        assert "ConsistencyLevel:eventual" in error["message"] and "$count=true" in error["message"]
+        assert set(error["innerError"]) == {"date", "request-id", "client-request-id"}
+    assert "%24count=true" in first["@odata.nextLink"] or "$count=true" in first["@odata.nextLink"]
+    assert (first["@odata.count"], [user["id"] for user in first["value"]]) == (2, ["u1"])
+    assert plain.status_code == 200  # no cast, no advanced query needed
+
+
+def test_group_members_can_be_devices_contacts_guests_and_nested_groups(
+    sims: Simulators, graph: requests.Session
+) -> None:
+    sims.graph.add_user(TENANT, "guest", "partner_ext@firma.no", "Partner (gjest)", user_type="Guest")
+    sims.graph.add_user(TENANT, "u3", "per@firma.no", "Per")
+    sims.graph.add_device(TENANT, "laptop", "OLA-LAPTOP")
+    sims.graph.add_org_contact(TENANT, "revisor", "Revisor", "revisor@revisjon.no")
+    sims.graph.add_group(TENANT, "inner", "Salg", ["u3", "laptop"])
+    sims.graph.add_group(TENANT, "all", "Alle", ["u1", "guest", "revisor", "inner"])
+
+    everything = graph.get(f"{sims.graph_url}/groups/all/transitiveMembers", timeout=5).json()["value"]
+    users = graph.get(
+        f"{sims.graph_url}/groups/all/transitiveMembers/microsoft.graph.user",
+        params={"$count": "true", "$select": "id,userType"},
+        headers=ADVANCED,
+        timeout=5,
+    ).json()["value"]
+
+    assert [(member["@odata.type"], member["id"]) for member in everything] == [
+        ("#microsoft.graph.user", "u1"),
+        ("#microsoft.graph.user", "guest"),
+        ("#microsoft.graph.orgContact", "revisor"),
+        ("#microsoft.graph.group", "inner"),
+        ("#microsoft.graph.user", "u3"),
+        ("#microsoft.graph.device", "laptop"),
+    ]
+    assert users == [
+        {"id": "u1", "userType": "Member"},
+        {"id": "guest", "userType": "Guest"},  # guests are users: the cast keeps them
+        {"id": "u3", "userType": "Member"},
+    ]
+
+
 def test_an_unknown_group_is_404_request_resource_not_found(sims: Simulators, graph: requests.Session) -> None:
-    response = graph.get(f"{sims.graph_url}/groups/nope/transitiveMembers/microsoft.graph.user", timeout=5)
+    response = graph.get(
+        f"{sims.graph_url}/groups/nope/transitiveMembers/microsoft.graph.user",
+        params={"$count": "true"},
+        headers=ADVANCED,
+        timeout=5,
+    )
 
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "Request_ResourceNotFound"
@@ -259,15 +323,16 @@ def test_calendar_view_gives_utc_without_prefer_and_local_time_with_it(
     sims.graph.put_event("u1", SimEvent("e1", "Kundebesøk &Eks", oslo(MONDAY, 10), oslo(MONDAY, 12)))
 
     plain = calendar_view(sims, graph, "u1", *week()).json()["value"][0]
-    local = calendar_view(sims, graph, "u1", *week(), prefer='outlook.timezone="Europe/Oslo"')
+    local = calendar_view(sims, graph, "u1", *week(), prefer=WEST_EUROPE)
 
     assert (plain["start"], plain["end"]) == (
         {"dateTime": "2026-01-05T09:00:00.0000000", "timeZone": "UTC"},
         {"dateTime": "2026-01-05T11:00:00.0000000", "timeZone": "UTC"},
     )
     event = local.json()["value"][0]
-    assert event["start"] == {"dateTime": "2026-01-05T10:00:00.0000000", "timeZone": "Europe/Oslo"}
-    assert local.headers["Preference-Applied"] == 'outlook.timezone="Europe/Oslo"'
+    assert event["start"] == {"dateTime": "2026-01-05T10:00:00.0000000", "timeZone": "W. Europe Standard Time"}
+    assert local.headers["Preference-Applied"] == WEST_EUROPE
+    assert event["originalStartTimeZone"] == "W. Europe Standard Time"  # Exchange keeps Windows names
     assert (event["id"], event["subject"], event["type"], event["seriesMasterId"]) == (
         "e1",
         "Kundebesøk &Eks",
@@ -314,7 +379,7 @@ def test_all_day_events_run_from_midnight_to_midnight_in_the_mailbox_zone(
     sims.graph.put_event("u1", holiday)
     sims.graph.put_event("u2", holiday)  # a New York mailbox
 
-    oslo_event = calendar_view(sims, graph, "u1", *week(), prefer='outlook.timezone="Europe/Oslo"').json()["value"][0]
+    oslo_event = calendar_view(sims, graph, "u1", *week(), prefer=WEST_EUROPE).json()["value"][0]
     utc_event = calendar_view(sims, graph, "u1", *week()).json()["value"][0]
     new_york = calendar_view(sims, graph, "u2", *week(ZoneInfo("America/New_York"))).json()["value"][0]
 
@@ -346,11 +411,82 @@ def test_a_daily_series_comes_back_as_occurrences_at_the_same_local_time_across_
     assert [event["start"]["dateTime"][11:16] for event in occurrences] == ["08:00", "08:00", "07:00", "07:00"]
 
 
+def test_prefer_takes_windows_names_and_the_documented_iana_names_only(
+    sims: Simulators, graph: requests.Session
+) -> None:
+    sims.graph.put_event("u1", SimEvent("e1", "Møte", oslo(MONDAY, 10), oslo(MONDAY, 11)))
+
+    oslo_iana = calendar_view(sims, graph, "u1", *week(), prefer='outlook.timezone="Europe/Oslo"')
+    berlin = calendar_view(sims, graph, "u1", *week(), prefer='outlook.timezone="Europe/Berlin"')
+    romance = calendar_view(sims, graph, "u1", *week(), prefer='outlook.timezone="Romance Standard Time"')
+    delta = graph.get(
+        f"{sims.graph_url}/users/u1/calendarView/delta",
+        params={"startDateTime": week()[0].isoformat(), "endDateTime": week()[1].isoformat()},
+        headers={"Prefer": 'outlook.timezone="Europe/Oslo"'},
+        timeout=5,
+    )
+
+    for refused in (oslo_iana, delta):
+        assert refused.status_code == 400
+        assert refused.json()["error"]["code"] == "TimeZoneNotSupportedException"
+        assert refused.json()["error"]["message"] == (
+            "A valid TimeZone value must be specified. The following TimeZone value is not supported: 'Europe/Oslo'."
+        )
+    assert berlin.json()["value"][0]["start"] == {
+        "dateTime": "2026-01-05T10:00:00.0000000",
+        "timeZone": "Europe/Berlin",
+    }
+    assert romance.json()["value"][0]["start"]["timeZone"] == "Romance Standard Time"
+
+
+def test_a_mailbox_can_be_switched_to_fail_as_graph_does(sims: Simulators, graph: requests.Session) -> None:
+    sims.graph.add_user(TENANT, "guest", "partner_ext@firma.no", "Partner", user_type="Guest")
+    sims.graph.add_user(TENANT, "u3", "per@firma.no", "Per")
+    sims.graph.set_mailbox_error("u1", "ErrorAccessDenied")
+    sims.graph.set_mailbox_error("u2", "MailboxNotEnabledForRESTAPI")
+    sims.graph.set_mailbox_error("u3", "ErrorInvalidUser")
+
+    answers = {user: calendar_view(sims, graph, user, *week()) for user in ("u1", "u2", "u3", "guest")}
+    sims.graph.set_mailbox_error("u1", None)
+
+    assert {user: (answer.status_code, answer.json()["error"]["code"]) for user, answer in answers.items()} == {
+        "u1": (403, "ErrorAccessDenied"),
+        "u2": (404, "MailboxNotEnabledForRESTAPI"),
+        "u3": (404, "ErrorInvalidUser"),
+        "guest": (404, "MailboxNotEnabledForRESTAPI"),  # a guest's mailbox is in its home tenant
+    }
+    assert answers["u1"].json()["error"]["message"] == "Access to OData is disabled."
+    assert calendar_view(sims, graph, "u1", *week()).status_code == 200
+
+
+def test_a_fifth_concurrent_read_of_one_mailbox_is_throttled(sims: Simulators, graph: requests.Session) -> None:
+    sims.graph.set_mailbox_seconds(0.5)
+    answers: list[requests.Response] = []
+
+    def read() -> None:
+        answers.append(calendar_view(sims, graph, "u1", *week()))
+
+    threads = [threading.Thread(target=read) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(answer.status_code for answer in answers) == [200, 200, 200, 200, 429, 429]
+    refused = next(answer for answer in answers if answer.status_code == 429)
+    assert refused.json()["error"] == refused.json()["error"] | {
+        "code": "ApplicationThrottled",
+        "message": "Application is over its MailboxConcurrency limit.",
+    }
+    assert refused.headers["Retry-After"] == "1"
+    assert calendar_view(sims, graph, "u2", *week()).status_code == 200  # another mailbox is not held up
+
+
 def test_calendar_view_pages_with_next_link(sims: Simulators, graph: requests.Session) -> None:
     for day in range(5):
         start = oslo(MONDAY + dt.timedelta(days=day), 9)
         sims.graph.put_event("u1", SimEvent(f"e{day}", f"Møte {day}", start, start + dt.timedelta(hours=1)))
-    prefer = 'outlook.timezone="Europe/Oslo"'
+    prefer = WEST_EUROPE
 
     pages = [calendar_view(sims, graph, "u1", *week(), prefer=prefer, params={"$top": "2"})]
     while "@odata.nextLink" in pages[-1].json():
@@ -428,7 +564,7 @@ def batch_requests(count: int) -> list[dict[str, Any]]:
             "id": str(n),
             "method": "GET",
             "url": f"/users/{'u1' if n % 2 else 'u2'}/calendarView?{window}",
-            "headers": {"Prefer": 'outlook.timezone="Europe/Oslo"'},
+            "headers": {"Prefer": WEST_EUROPE},
         }
         for n in range(count)
     ]
@@ -456,6 +592,33 @@ def test_batch_inner_responses_can_be_throttled_with_retry_after(sims: Simulator
     inner = response.json()["responses"]
     assert [(item["status"], item["headers"]["Retry-After"]) for item in inner] == [(429, "1")] * 3
     assert inner[0]["body"]["error"]["code"] == "TooManyRequests"
+
+
+def test_batch_answers_in_any_order_with_longer_retry_after_and_424_when_throttled(
+    sims: Simulators, graph: requests.Session
+) -> None:
+    orders = [
+        [
+            item["id"]
+            for item in graph.post(f"{sims.graph_url}/$batch", json={"requests": batch_requests(20)}).json()[
+                "responses"
+            ]
+        ]
+        for _ in range(3)
+    ]
+    sims.graph.set_batch_item_faults(1.0, kinds=("429",))
+    sims.graph.set_batch_item_retry_after(7)
+    sims.graph.set_batch_failed_dependency(True)
+
+    throttled = graph.post(f"{sims.graph_url}/$batch", json={"requests": batch_requests(3)}, timeout=5)
+
+    assert all(sorted(order, key=int) == [str(n) for n in range(20)] for order in orders)
+    assert any(order != [str(n) for n in range(20)] for order in orders), "answers are matched by id, not order"
+    assert throttled.status_code == 424
+    assert (
+        sorted((item["status"], item["headers"]["Retry-After"]) for item in throttled.json()["responses"])
+        == [(429, "7")] * 3
+    )
 
 
 # Graph: change notifications
