@@ -2,111 +2,239 @@
 
     python -m benchmarks.report var/bench
 
-One line per figure: the measured value, the goal, and whether it is met. Files that are missing (a
-benchmark not run) are skipped with a note.
+One line per figure. A goal line shows the measured value and its threshold, then "ok" or "MISSED"; an
+information line shows a figure that has no goal and is never marked. The billing goals compare the runs
+at 200 and 2 000 customers, so they need both files. Files that are missing (a benchmark not run) are
+skipped with a note. Exit status: 0 when every goal that could be checked is met, 1 when a goal is missed
+(or its figure is missing from a file that was written), 2 when the directory does not exist.
 """
 
 import json
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
-Check = tuple[str, Callable[[dict[str, Any]], Any], str, Callable[[Any], bool]]
-
-CHECKS: dict[str, list[Check]] = {
-    "rules.json": [
-        (
-            "rules engine, events per second (2 000 events)",
-            lambda d: d["large"]["events_per_second"],
-            "—",
-            lambda v: True,
-        ),
-        ("rules engine, cost for ×10 events", lambda d: d["cost_growth"], "≤ ×12", lambda v: v <= 12),
-    ],
-    "billing-200.json": [
-        ("billing, 200 customers: queries per invoice", lambda d: d["queries_per_invoice"], "constant", lambda v: True),
-        ("billing, 200 customers: wall s", lambda d: d["wall_s"], "—", lambda v: True),
-    ],
-    "billing-2000.json": [
-        (
-            "billing, 2 000 customers: queries per invoice",
-            lambda d: d["queries_per_invoice"],
-            "constant",
-            lambda v: True,
-        ),
-        ("billing, 2 000 customers: wall s", lambda d: d["wall_s"], "linear", lambda v: True),
-    ],
-}
+# Reads the figure from the parsed JSON files it names, one argument per file, in order.
+Reader = Callable[..., Any]
 
 
-def _sync_checks(label: str) -> list[Check]:
+class Comparison(Enum):
+    AT_MOST = "≤"
+    AT_LEAST = "≥"
+    EQUAL_TO = "="
+
+    def holds(self, value: float, threshold: float) -> bool:
+        if self is Comparison.AT_MOST:
+            return value <= threshold
+        if self is Comparison.AT_LEAST:
+            return value >= threshold
+        return value == threshold
+
+
+@dataclass(frozen=True)
+class Goal:
+    """A figure compared with a threshold; `unit` is "", "×" (a ratio) or "%"."""
+
+    label: str
+    files: tuple[str, ...]
+    read: Reader
+    comparison: Comparison
+    threshold: float
+    unit: str = ""
+
+    def met(self, value: float) -> bool:
+        return self.comparison.holds(value, self.threshold)
+
+
+@dataclass(frozen=True)
+class Info:
+    """A figure printed for information: it has no goal, so it is never marked ok or missed."""
+
+    label: str
+    files: tuple[str, ...]
+    read: Reader
+
+
+Figure = Goal | Info
+
+RULES = "rules.json"
+SMALL_CUSTOMERS, LARGE_CUSTOMERS = 200, 2000
+BILLING_SMALL, BILLING_LARGE = f"billing-{SMALL_CUSTOMERS}.json", f"billing-{LARGE_CUSTOMERS}.json"
+# "Constant queries per invoice": the 2 000-customer run may differ from the 200-customer run by at most this.
+QUERIES_PER_INVOICE_DRIFT_PERCENT = 10
+# "Linear time": the wall-time ratio may be at most this multiple of the customer ratio (×10 → ×15).
+LINEAR_TIME_SLACK = 1.5
+
+
+def _require_customer_counts(small: dict[str, Any], large: dict[str, Any]) -> None:
+    """The billing goals compare runs of 200 and 2 000 customers: refuse a file that holds another count."""
+    for name, run, expected in ((BILLING_SMALL, small, SMALL_CUSTOMERS), (BILLING_LARGE, large, LARGE_CUSTOMERS)):
+        if run["customers"] != expected:
+            raise ValueError(f"{name} is a run of {run['customers']} customers, not {expected}")
+
+
+def _queries_per_invoice_drift(small: dict[str, Any], large: dict[str, Any]) -> float:
+    _require_customer_counts(small, large)
+    before, after = small["queries_per_invoice"], large["queries_per_invoice"]
+    return round(abs(after - before) / before * 100, 1)
+
+
+def _wall_time_ratio(small: dict[str, Any], large: dict[str, Any]) -> float:
+    _require_customer_counts(small, large)
+    return round(large["wall_s"] / small["wall_s"], 2)
+
+
+def _sync_figures(name: str, label: str) -> list[Figure]:
+    files = (name,)
     return [
-        (f"{label}: initial sync wall s", lambda d: d["initial"]["wall_s"], "—", lambda v: True),
-        (f"{label}: efficiency of the initial sync", lambda d: d["initial"]["efficiency"], "≥ 0.6", lambda v: v >= 0.6),
-        (
+        Info(f"{label}: initial sync wall s", files, lambda d: d["initial"]["wall_s"]),
+        Goal(
+            f"{label}: efficiency of the initial sync",
+            files,
+            lambda d: d["initial"]["efficiency"],
+            Comparison.AT_LEAST,
+            0.6,
+        ),
+        Goal(
             f"{label}: calendar requests per user (initial)",
+            files,
             lambda d: d["initial"]["calendar_requests_per_user"],
-            "≤ 1.1",
-            lambda v: v <= 1.1,
+            Comparison.AT_MOST,
+            1.1,
         ),
-        (
+        Goal(
             f"{label}: Graph requests per Graph user (initial; $batch of 20)",
+            files,
             lambda d: round(d["initial"]["requests"]["graph"] / d["providers"]["graph"], 3),
-            "≤ 0.1",
-            lambda v: v <= 0.1,
+            Comparison.AT_MOST,
+            0.1,
         ),
-        (
+        Info(
             f"{label}: Microsoft login requests per Graph user (discovery and token, once per tenant)",
+            files,
             lambda d: round(d["initial"]["requests"]["login"] / d["providers"]["graph"], 3),
-            "—",
-            lambda v: True,
         ),
-        (
+        Goal(
             f"{label}: MBN requests per absence created (initial)",
+            files,
             lambda d: d["initial"]["mbn_requests_per_absence_created"],
-            "≤ 1.05",
-            lambda v: v <= 1.05,
+            Comparison.AT_MOST,
+            1.05,
         ),
-        (
+        Goal(
             f"{label}: MBN requests on a cycle with no change",
+            files,
             lambda d: d["noop"]["mbn_requests"],
-            "0",
-            lambda v: v == 0,
+            Comparison.EQUAL_TO,
+            0,
         ),
-        (f"{label}: mismatches with the engine", lambda d: d["mismatches"], "0", lambda v: v == 0),
+        Goal(f"{label}: mismatches with the engine", files, lambda d: d["mismatches"], Comparison.EQUAL_TO, 0),
     ]
 
 
-CHECKS["sync-embedded.json"] = _sync_checks("sync, embedded default")
-CHECKS["sync-celery.json"] = _sync_checks("sync, PostgreSQL + Redis + 2 Celery workers")
+def _raw(data: dict[str, Any]) -> str:
+    return json.dumps(data, ensure_ascii=False)
 
 
-def _lines(directory: Path) -> Iterator[str]:
-    for name, checks in CHECKS.items():
-        path = directory / name
-        if not path.is_file():
-            yield f"  (not run: {name})"
+FIGURES: list[Figure] = [
+    Info("rules engine, events per second (2 000 events)", (RULES,), lambda d: d["large"]["events_per_second"]),
+    Goal("rules engine, cost for ×10 events", (RULES,), lambda d: d["cost_growth"], Comparison.AT_MOST, 12, "×"),
+    Info("billing, 200 customers: queries per invoice", (BILLING_SMALL,), lambda d: d["queries_per_invoice"]),
+    Info("billing, 200 customers: wall s", (BILLING_SMALL,), lambda d: d["wall_s"]),
+    Info("billing, 2 000 customers: queries per invoice", (BILLING_LARGE,), lambda d: d["queries_per_invoice"]),
+    Info("billing, 2 000 customers: wall s", (BILLING_LARGE,), lambda d: d["wall_s"]),
+    Goal(
+        "billing: change in queries per invoice from 200 to 2 000 customers (constant)",
+        (BILLING_SMALL, BILLING_LARGE),
+        _queries_per_invoice_drift,
+        Comparison.AT_MOST,
+        QUERIES_PER_INVOICE_DRIFT_PERCENT,
+        "%",
+    ),
+    Goal(
+        "billing: wall time for ×10 customers, 200 to 2 000 (linear, within ×1.5 of the customer ratio)",
+        (BILLING_SMALL, BILLING_LARGE),
+        _wall_time_ratio,
+        Comparison.AT_MOST,
+        LINEAR_TIME_SLACK * LARGE_CUSTOMERS / SMALL_CUSTOMERS,
+        "×",
+    ),
+    *_sync_figures("sync-embedded.json", "sync, embedded default"),
+    *_sync_figures("sync-celery.json", "sync, PostgreSQL + Redis + 2 Celery workers"),
+    Info("change → MBN latency (latency.json)", ("latency.json",), _raw),
+    Info("soak with faults (soak.json)", ("soak.json",), _raw),
+]
+
+
+def _shown(value: Any, unit: str) -> str:
+    text = f"{value:g}" if isinstance(value, float) and value.is_integer() else str(value)
+    return {"×": f"×{text}", "%": f"{text} %"}.get(unit, text)
+
+
+@dataclass(frozen=True)
+class Line:
+    """One printed line; `missed` counts it against the exit status."""
+
+    text: str
+    missed: bool = False
+
+
+def _lines(directory: Path) -> Iterator[Line]:
+    loaded: dict[str, dict[str, Any] | None] = {}
+    for figure in FIGURES:
+        for name in figure.files:
+            if name not in loaded:
+                path = directory / name
+                loaded[name] = json.loads(path.read_text()) if path.is_file() else None
+                if loaded[name] is None:
+                    yield Line(f"  (not run: {name})")
+        not_run = [name for name in figure.files if loaded[name] is None]
+        if not_run:
+            if len(not_run) < len(figure.files):
+                yield Line(f"  {figure.label}: not compared, {', '.join(not_run)} not run")
             continue
-        data = json.loads(path.read_text())
-        for label, read, goal, met in checks:
-            try:
-                value = read(data)
-            except (KeyError, TypeError, ZeroDivisionError):
-                yield f"  {label}: missing in {name}"
-                continue
-            mark = "" if goal == "—" else ("  ok" if met(value) else "  MISSED")
-            yield f"  {label}: {value} (goal {goal}){mark}"
-    for name in ("latency.json", "soak.json"):
-        path = directory / name
-        yield f"  {name}: {path.read_text().strip()}" if path.is_file() else f"  (not run: {name})"
+        yield _line(figure, [loaded[name] for name in figure.files])
+
+
+def _line(figure: Figure, files: list[Any]) -> Line:
+    """The figure's line; a goal whose figure cannot be read from files that were written is missed."""
+    try:
+        value = figure.read(*files)
+        if isinstance(figure, Info):
+            return Line(f"  {figure.label}: {value} (information)")
+        met = figure.met(value)
+    except (KeyError, TypeError, ZeroDivisionError) as error:
+        problem = f"cannot be read from {' and '.join(figure.files)} ({type(error).__name__}: {error})"
+    except ValueError as error:
+        problem = str(error)
+    else:
+        mark = "ok" if met else "MISSED"
+        return Line(f"  {figure.label}: {_shown(value, figure.unit)} (goal {_goal(figure)})  {mark}", missed=not met)
+    if isinstance(figure, Info):
+        return Line(f"  {figure.label}: {problem} (information)")
+    return Line(f"  {figure.label}: {problem} (goal {_goal(figure)})  MISSED", missed=True)
+
+
+def _goal(goal: Goal) -> str:
+    return f"{goal.comparison.value} {_shown(goal.threshold, goal.unit)}"
 
 
 def main(argv: list[str]) -> int:
     directory = Path(argv[1] if len(argv) > 1 else "var/bench")
+    if not directory.is_dir():
+        print(f"No benchmark results in {directory}: the directory does not exist. Run `make bench` first.")
+        return 2
     print(f"Benchmarks in {directory}:")
+    missed = 0
     for line in _lines(directory):
-        print(line)
+        print(line.text)
+        missed += line.missed
+    if missed:
+        print(f"{missed} goal(s) missed.")
+        return 1
     return 0
 
 
