@@ -164,7 +164,31 @@ FIGURES: list[Figure] = [
     ),
     *_sync_figures("sync-embedded.json", "sync, embedded default"),
     *_sync_figures("sync-celery.json", "sync, PostgreSQL + Redis + 2 Celery workers"),
+    Goal("change → MBN latency: p95 s", ("latency.json",), lambda d: d["p95_s"], Comparison.AT_MOST, 5),
+    Goal(
+        "change → MBN latency: changes that never arrived",
+        ("latency.json",),
+        lambda d: d["never_arrived"],
+        Comparison.EQUAL_TO,
+        0,
+    ),
+    Goal(
+        "change → MBN latency: mismatches with the engine",
+        ("latency.json",),
+        lambda d: d["mismatches"],
+        Comparison.EQUAL_TO,
+        0,
+    ),
     Info("change → MBN latency (latency.json)", ("latency.json",), _raw),
+    Goal("soak with faults: mismatches afterwards", ("soak.json",), lambda d: d["mismatches"], Comparison.EQUAL_TO, 0),
+    Goal("soak with faults: duplicate absences", ("soak.json",), lambda d: d["duplicates"], Comparison.EQUAL_TO, 0),
+    Goal(
+        "soak with faults: backlog drained after MBN came back, s",
+        ("soak.json",),
+        lambda d: d["outage_backlog_drained_s"],
+        Comparison.AT_MOST,
+        120,
+    ),
     Info("soak with faults (soak.json)", ("soak.json",), _raw),
 ]
 
