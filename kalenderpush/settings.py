@@ -25,6 +25,7 @@ else:
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+CSRF_FAILURE_VIEW = "kalenderpush.error_pages.csrf_failure"  # Norwegian, in the portal's or admin's look
 
 INSTALLED_APPS = [
     "kalenderpush.apps.KalenderPushAdminConfig",  # django.contrib.admin with our site (2FA, dashboard)
