@@ -139,3 +139,20 @@ def test_it_explains_a_failed_csrf_check_in_norwegian_in_the_admin_look() -> Non
     assert response.status_code == 403
     assert "Skjemaet kunne ikke sendes" in text
     assert ADMIN_LOOK in text
+
+
+def test_the_500_page_falls_back_to_fixed_norwegian_html_when_its_template_cannot_render(monkeypatch: Any) -> None:
+    from django.template import TemplateDoesNotExist
+    from django.test import RequestFactory
+
+    from kalenderpush import error_pages
+
+    def broken(name: str) -> Any:
+        raise TemplateDoesNotExist(name)
+
+    monkeypatch.setattr(error_pages.loader, "get_template", broken)
+
+    response = error_pages.server_error(RequestFactory().get("/portal/"))
+
+    assert response.status_code == 500
+    assert "Noe gikk galt" in response.content.decode()
