@@ -30,7 +30,8 @@ class SignInSecurityConfig(AxesAppConfig):
 
 
 def translate_model_names(model: type[models.Model]) -> None:
-    """The model's names, field labels and help texts through our catalog (msgid: the English text as it is)."""
+    """The model's names, field labels and help texts through gettext (msgid: the English text as it is; the
+    Norwegian is in third_party_locale/, as makemessages cannot see these strings)."""
     options: Any = model._meta
     options.verbose_name = _(str(options.verbose_name))
     options.verbose_name_plural = _(str(options.verbose_name_plural))

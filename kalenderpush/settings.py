@@ -135,7 +135,9 @@ OTP_TOTP_ISSUER = "Kalender Push"
 # --- Language and time ----------------------------------------------------------------------------
 LANGUAGE_CODE = "nb"
 LANGUAGES = [("nb", "Norsk bokmål"), ("en", "English")]
-LOCALE_PATHS = [BASE_DIR / "locale"]
+# Ours first; then Norwegian for third-party apps' strings their catalogs lack (kept apart: makemessages
+# would mark them obsolete in ours).
+LOCALE_PATHS = [BASE_DIR / "locale", BASE_DIR / "third_party_locale"]
 TIME_ZONE = "Europe/Oslo"
 USE_I18N = True
 USE_TZ = True
