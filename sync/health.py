@@ -63,14 +63,15 @@ def _polyline(points: list[tuple[dt.date, float]], since: dt.date, top: float, c
     if not points:
         return mark_safe("")
     top = top or 1
-    coords = " ".join(
-        f"{PLOT_LEFT + (day - since).days / DAYS * (PLOT_RIGHT - PLOT_LEFT):.1f},"
-        f"{PLOT_BOTTOM - value / top * (PLOT_BOTTOM - PLOT_TOP):.1f}"
+    xy = [
+        (
+            f"{PLOT_LEFT + (day - since).days / DAYS * (PLOT_RIGHT - PLOT_LEFT):.1f}",
+            f"{PLOT_BOTTOM - value / top * (PLOT_BOTTOM - PLOT_TOP):.1f}",
+        )
         for day, value in points
-    )
-    dots = format_html_join(
-        "", '<circle cx="{}" cy="{}" r="2.5" fill="{}"/>', ((*xy.split(","), colour) for xy in coords.split())
-    )
+    ]
+    coords = " ".join(f"{x},{y}" for x, y in xy)
+    dots = format_html_join("", '<circle cx="{}" cy="{}" r="2.5" fill="{}"/>', ((x, y, colour) for x, y in xy))
     return format_html('<polyline fill="none" stroke="{}" stroke-width="2.5" points="{}"/>{}', colour, coords, dots)
 
 
