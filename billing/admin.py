@@ -178,7 +178,6 @@ class InvoiceAdmin(ReadOnlyMixin, AuditedAdmin):
     list_display = [
         "number_display",
         "customer",
-        "quarter",
         "period",
         "status",
         "total_display",
@@ -236,9 +235,13 @@ class InvoiceAdmin(ReadOnlyMixin, AuditedAdmin):
     def number_display(self, obj: Invoice) -> str:
         return str(obj.number) if obj.number else gettext("draft")
 
-    @admin.display(description=_("period"))
+    @admin.display(description=_("Quarter"), ordering="period_start")
     def period(self, obj: Invoice) -> str:
-        return f"{obj.period_start:%d.%m.%Y}–{obj.period_end:%d.%m.%Y}"
+        """The quarter, with the dates only when the invoice covers part of it (go-live, end): keeps the list narrow."""
+        quarter = Quarter.parse(obj.quarter)
+        if (obj.period_start, obj.period_end) == (quarter.start, quarter.end):
+            return obj.quarter
+        return f"{obj.quarter} ({obj.period_start:%d.%m.}–{obj.period_end:%d.%m.})"
 
     @admin.display(description=_("net"))
     def net_display(self, obj: Invoice) -> str:

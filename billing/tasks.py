@@ -1,4 +1,4 @@
-"""django-q2 jobs for billing (schedules in admin under Django Q → Scheduled tasks)."""
+"""django-q2 jobs for billing (schedules in admin under Bakgrunnsjobber → Planlagte jobber)."""
 
 import datetime as dt
 import logging

@@ -1,4 +1,4 @@
-"""django-q2 jobs for customers (scheduled in admin under Bakgrunnsjobber → Scheduled tasks)."""
+"""django-q2 jobs for customers (scheduled in admin under Bakgrunnsjobber → Planlagte jobber)."""
 
 from django.utils import timezone
 

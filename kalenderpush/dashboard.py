@@ -24,6 +24,7 @@ from kalenderpush.formatting import format_nok, format_number
 from sync.health import render as render_sync_health
 
 TOP_CUSTOMERS = 10
+RECENT_SYNC_RUNS = 6  # on a customer's overview, one line each; the rest is one link away
 
 
 def _changelist(model: str, **filters: object) -> str:
@@ -257,7 +258,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
 def customer_overview_view(request: HttpRequest, pk: int) -> HttpResponse:
     today = timezone.localdate()
     try:
-        overview = selectors.customer_overview(customer_id=pk, today=today)
+        overview = selectors.customer_overview(customer_id=pk, today=today, sync_runs=RECENT_SYNC_RUNS)
     except Customer.DoesNotExist:
         raise Http404(gettext("No customer with id %(pk)s.") % {"pk": pk}) from None
     customer = overview.customer

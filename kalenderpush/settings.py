@@ -25,6 +25,7 @@ else:
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+CSRF_FAILURE_VIEW = "kalenderpush.error_pages.csrf_failure"  # Norwegian, in the portal's or admin's look
 
 INSTALLED_APPS = [
     "kalenderpush.apps.KalenderPushAdminConfig",  # django.contrib.admin with our site (2FA, dashboard)
@@ -34,12 +35,12 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
-    "django_q",
+    "kalenderpush.apps.BackgroundJobsConfig",  # django_q (django-q2), named in Norwegian
     "simple_history",
-    "axes",
+    "kalenderpush.apps.SignInSecurityConfig",  # axes
     "django_otp",
-    "django_otp.plugins.otp_totp",
-    "django_otp.plugins.otp_static",
+    "kalenderpush.apps.TotpDevicesConfig",  # django_otp.plugins.otp_totp
+    "kalenderpush.apps.BackupCodesConfig",  # django_otp.plugins.otp_static
     "customers",
     "billing",
     "sync",
@@ -115,7 +116,8 @@ LOGOUT_REDIRECT_URL = "portal:login"
 PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT", default=3 * 24 * 3600)  # invitations too
 
 # Login throttling (django-axes): a username from one address is locked after AXES_FAILURE_LIMIT
-# failures in a row, for AXES_COOLOFF_HOURS; staff unlock early under Axes › Access attempts.
+# failures in a row, for AXES_COOLOFF_HOURS; staff unlock early in admin under
+# Innloggingssikkerhet › Innloggingsforsøk (axes' access attempts).
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=1.0)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
@@ -134,7 +136,9 @@ OTP_TOTP_ISSUER = "Kalender Push"
 # --- Language and time ----------------------------------------------------------------------------
 LANGUAGE_CODE = "nb"
 LANGUAGES = [("nb", "Norsk bokmål"), ("en", "English")]
-LOCALE_PATHS = [BASE_DIR / "locale"]
+# Ours first; then Norwegian for third-party apps' strings their catalogs lack (kept apart: makemessages
+# would mark them obsolete in ours).
+LOCALE_PATHS = [BASE_DIR / "locale", BASE_DIR / "third_party_locale"]
 TIME_ZONE = "Europe/Oslo"
 USE_I18N = True
 USE_TZ = True
@@ -210,7 +214,6 @@ Q_CLUSTER = {
     "max_attempts": 3,
     "catch_up": False,
     "poll": 1,
-    "label": "Bakgrunnsjobber",
 }
 
 # --- Secrets at rest ------------------------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""Top-level URL configuration: admin for Nettsoft staff, the customer portal, webhooks, language switching."""
+"""Top-level URL configuration: admin for Nettsoft staff, the customer portal, webhooks, language switching.
+
+Errors answer with Norwegian pages in the look of the site they happen in (kalenderpush.error_pages).
+"""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -11,3 +14,8 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("webhooks/", include("sync.urls")),
 ]
+
+handler400 = "kalenderpush.error_pages.bad_request"
+handler403 = "kalenderpush.error_pages.permission_denied"
+handler404 = "kalenderpush.error_pages.page_not_found"
+handler500 = "kalenderpush.error_pages.server_error"

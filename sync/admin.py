@@ -23,6 +23,11 @@ class AbsenceProfileAdmin(admin.ModelAdmin):
     ordering = ["position", "full_name"]
 
 
+def shortened(error: str, length: int = 80) -> str:
+    """An error as a list shows it: its first `length` characters (the whole text is on the object's page)."""
+    return (error[:length] + "…") if len(error) > length else error or "–"
+
+
 class CalendarSourceForm(forms.ModelForm):
     endpoint = forms.URLField(
         label=_("EWS endpoint"),
@@ -124,7 +129,7 @@ class CalendarSourceAdmin(AuditedAdmin):
 
     @admin.display(description=_("last error"))
     def short_error(self, obj: CalendarSource) -> str:
-        return (obj.last_error[:80] + "…") if len(obj.last_error) > 80 else obj.last_error or "–"
+        return shortened(obj.last_error)
 
     @admin.action(description=_("Test connection"))
     def test_connection(self, request: HttpRequest, queryset: QuerySet[CalendarSource]) -> None:
@@ -231,23 +236,32 @@ class CalendarUserAdmin(ReadOnly, admin.ModelAdmin):
 
 @admin.register(SyncRun)
 class SyncRunAdmin(ReadOnly, admin.ModelAdmin):
-    list_display = [
+    list_display = [  # the kind is a filter: a source cycle is the run without a user
         "started_at",
-        "kind",
-        "source",
+        "customer",
         "service_user",
         "events_read",
-        "created",
-        "updated",
-        "deleted",
+        "changes",
         "mbn_requests",
         "latency_ms",
-        "error",
+        "short_error",
     ]
     list_filter = ["kind", "source__customer"]
     list_select_related = ["source__customer", "service_user"]
     date_hierarchy = "started_at"
     show_full_result_count = False
+
+    @admin.display(description=_("customer"), ordering="source__customer__name")
+    def customer(self, obj: SyncRun) -> str:
+        return obj.source.customer.name
+
+    @admin.display(description=_("Created / updated / deleted"))
+    def changes(self, obj: SyncRun) -> str:
+        return f"{obj.created} / {obj.updated} / {obj.deleted}"
+
+    @admin.display(description=_("error"))
+    def short_error(self, obj: SyncRun) -> str:
+        return shortened(obj.error, 60)
 
 
 @admin.register(PushedAbsence)

@@ -108,6 +108,16 @@ class CalendarSource(models.Model):
     def __str__(self) -> str:
         return f"{self.customer.name}: {self.get_kind_display()}"
 
+    @property
+    def activation_group_kind(self) -> str:
+        """What `activation_group` names in this calendar system: an Entra ID group's id, or a group's address."""
+        kinds = {
+            self.Kind.GRAPH: _("Entra ID group"),
+            self.Kind.EWS: _("Exchange distribution group"),
+            self.Kind.GOOGLE: _("Google group"),
+        }
+        return str(kinds[self.Kind(self.kind)])
+
     def set_secret(self, secret: str) -> None:
         from sync.crypto import encrypt
 

@@ -1,8 +1,12 @@
-"""Template filters for numbers users read, the Norwegian way: {{ amount|nok }} → "kr 1 234,56"."""
+"""Template filters for numbers and times users read, the Norwegian way: {{ amount|nok }} → "kr 1 234,56"."""
 
+import datetime as dt
 from decimal import Decimal
 
 from django import template
+from django.utils import timezone
+from django.utils.timesince import timesince
+from django.utils.translation import gettext
 
 from kalenderpush.formatting import format_nok, format_number
 
@@ -17,3 +21,14 @@ def nok(value: Decimal | int | None) -> str:
 @register.filter
 def number(value: Decimal | int | None, decimals: int = 0) -> str:
     return "–" if value is None else format_number(value, decimals)
+
+
+@register.filter
+def ago(moment: dt.datetime | None) -> str:
+    """How long ago, in words: "akkurat nå" under a minute (never "0 minutter"), else "5 minutter siden"."""
+    if moment is None:
+        return "–"
+    now = timezone.now()
+    if now - moment < dt.timedelta(minutes=1):
+        return gettext("just now")
+    return gettext("%(time)s ago") % {"time": timesince(moment, now, depth=1)}

@@ -39,8 +39,6 @@ def test_staff_registers_a_notice_then_bills_and_issues_the_quarter(page: Page, 
         invoice_email="regnskap@trondelag-elektro.no",
     )
     make_staff("line.berg@nettsoft.no")
-    # Admin's side navigation closed, as staff can choose: the lists then fit the screenshots.
-    page.context.add_init_script("localStorage.setItem('django.admin.navSidebarIsOpen', 'false')")
     page.set_viewport_size({"width": 1280, "height": 800})
 
     admin_sign_in(page, "line.berg@nettsoft.no")

@@ -1,6 +1,7 @@
 """Staff see a customer's sync health on the customer page."""
 
 import datetime as dt
+import re
 
 import pytest
 from django.urls import reverse
@@ -8,6 +9,7 @@ from django.utils import timezone
 
 from billing.models import UsageSnapshot
 from customers.models import ServiceUser
+from sync.health import Health, chart
 from sync.models import CalendarSource, CalendarUser, SyncRun
 from tests.factories import make_customer
 
@@ -41,3 +43,22 @@ def test_the_customer_page_shows_last_success_failing_and_unmatched_users_and_a_
     assert "uten-nummer@helse.no" in page
     assert "<svg" in page and "<polyline" in page
     assert "maks 14" in page  # most active users in the period
+
+
+def test_the_health_chart_is_readable_with_whole_numbers_in_norwegian_format():
+    today = dt.date(2026, 12, 2)
+    health = Health(
+        last_success=None,
+        failing=[],
+        unmatched=[],
+        latency_by_day=[(today - dt.timedelta(days=2), 1234.4), (today - dt.timedelta(days=1), 800.0)],
+        users_by_day=[(today - dt.timedelta(days=2), 9), (today - dt.timedelta(days=1), 11)],
+    )
+
+    svg = chart(health, today=today)
+
+    assert "aktive brukere (maks 11)" in svg and "11.0" not in svg
+    assert "forsinkelse endring → MBN (maks 1\u00a0234 ms)" in svg
+    width = int(re.search(r'viewBox="0 0 (\d+) \d+"', svg).group(1))  # type: ignore[union-attr]
+    assert width >= 600 and 'width="100%"' not in svg and "width:100%" in svg  # scales to the column
+    assert "02.11.2026" in svg and "02.12.2026" in svg  # the period, written under the chart

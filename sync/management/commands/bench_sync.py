@@ -361,7 +361,7 @@ class Command(BaseCommand):
                     break
             failed = Task.objects.filter(group=group, success=False).count()
             if failed:
-                raise CommandError(f"{failed} q2 sync jobs failed: see admin → Django Q → Failed tasks")
+                raise CommandError(f"{failed} q2 sync jobs failed: see admin → Bakgrunnsjobber → Mislykkede jobber")
         elif self._celery:
             from sync.tasks import sync_users
 
