@@ -209,7 +209,9 @@ def _google(**headers: str) -> dict[str, str]:
         pytest.param(GOOGLE, "", _google(channel_id="chan-9", channel_token="g00gle-token"), 403, id="google-unknown"),
         pytest.param(GOOGLE, "", _google(channel_id="chan", channel_token="g00gle-token"), 403, id="google-id-prefix"),
         pytest.param(GOOGLE, GET, _google(channel_id="chan-1", channel_token="g00gle-token"), 405, id="google-get"),
-        pytest.param(GOOGLE, "", _google(channel_id="chan-1", channel_token="g00gle-tøken"), 403, id="google-non-ascii"),
+        pytest.param(
+            GOOGLE, "", _google(channel_id="chan-1", channel_token="g00gle-tøken"), 403, id="google-non-ascii"
+        ),
         pytest.param(GOOGLE, "", _google(channel_id="chan-1\x00", channel_token="g00gle-token"), 403, id="google-nul"),
         pytest.param(GOOGLE, DEEP, _google(channel_id="chan-1", channel_token="x"), 403, id="google-nested-body"),
     ],
