@@ -26,6 +26,8 @@ def parse_json(text: str | bytes) -> Any:
         raise JSONInputError("invalid JSON: the text is not UTF-8") from error
     except RecursionError as error:
         raise JSONInputError(f"invalid JSON: nested more than {MAX_DEPTH} levels deep") from error
+    except ValueError as error:  # e.g. a number with more digits than Python converts
+        raise JSONInputError(f"invalid JSON: {error}") from error
     if _depth(value) > MAX_DEPTH:
         raise JSONInputError(f"invalid JSON: nested more than {MAX_DEPTH} levels deep")
     return value
