@@ -1,6 +1,7 @@
 """Admin for Nettsoft staff: customers with their subscription, settings and users, price lists."""
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 from django import forms
@@ -59,7 +60,9 @@ class CachedProfileChoicesMixin:
 class DatesInRangeMixin:
     """Every date field staff type is bounded to the years people mean (kalenderpush.typed_dates)."""
 
-    formfield_overrides = {models.DateField: {"form_class": DateInRangeField}}
+    formfield_overrides: "Mapping[type[models.Field[Any, Any]], Mapping[str, Any]]" = {
+        models.DateField: {"form_class": DateInRangeField}
+    }
 
 
 # --- Audit history ---------------------------------------------------------------------------------
