@@ -1,6 +1,7 @@
 """Admin for Nettsoft staff: customers with their subscription, settings and users, price lists."""
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 from django import forms
@@ -37,6 +38,7 @@ from customers.models import (
     Term,
 )
 from kalenderpush.formatting import format_nok, format_number
+from kalenderpush.typed_dates import DateInRangeField
 
 
 class CachedProfileChoicesMixin:
@@ -61,6 +63,14 @@ class CachedProfileChoicesMixin:
             empty = [("", field.empty_label)] if field.empty_label is not None else []
             field.choices = empty + cache[key]
         return field
+
+
+class DatesInRangeMixin:
+    """Every date field staff type is bounded to the years people mean (kalenderpush.typed_dates)."""
+
+    formfield_overrides: "Mapping[type[models.Field[Any, Any]], Mapping[str, Any]]" = {
+        models.DateField: {"form_class": DateInRangeField}
+    }
 
 
 # --- Audit history ---------------------------------------------------------------------------------
@@ -89,7 +99,7 @@ class ReadableChanges(HistoricalRecordContextHelper):
         return _readable(field, value)
 
 
-class AuditedAdmin(SimpleHistoryAdmin):
+class AuditedAdmin(DatesInRangeMixin, SimpleHistoryAdmin):
     """The admin's "History" page: every change field by field, and who made it (django-simple-history).
 
     Whoever may view the record may view its history; only who may change it may revert to an old
@@ -160,7 +170,7 @@ class CustomerSettingsInline(CachedProfileChoicesMixin, admin.StackedInline):
         )
 
 
-class SubscriptionInline(admin.TabularInline):
+class SubscriptionInline(DatesInRangeMixin, admin.TabularInline):
     model = Subscription
     extra = 0
     show_change_link = True
@@ -339,7 +349,7 @@ class CustomerSettingsAdmin(AuditedAdmin):
 
 
 class NoticeForm(forms.Form):
-    notice_received = forms.DateField(
+    notice_received = DateInRangeField(
         label=_("Notice received"),
         widget=forms.DateInput(attrs={"type": "date"}),
         help_text=_("The date Nettsoft received the customer's written notice."),
@@ -347,7 +357,7 @@ class NoticeForm(forms.Form):
 
 
 class MarkLiveForm(forms.Form):
-    go_live = forms.DateField(
+    go_live = DateInRangeField(
         label=_("Go-live"),
         widget=forms.DateInput(attrs={"type": "date"}),
         help_text=_("The first day in production. Billing and the term start on this day."),
@@ -591,7 +601,7 @@ class PriceListRowInline(admin.TabularInline):
 
 
 @admin.register(PriceList)
-class PriceListAdmin(admin.ModelAdmin):
+class PriceListAdmin(DatesInRangeMixin, admin.ModelAdmin):
     list_display = ["name", "effective_from", "prices"]
     search_fields = ["name"]
     date_hierarchy = "effective_from"

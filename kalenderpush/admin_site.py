@@ -4,14 +4,21 @@ With OTP_REQUIRED_FOR_STAFF (on whenever DEBUG is off) the login form asks for a
 staff user whose session is not verified by a device is treated as having no admin access at all.
 """
 
-from typing import Any
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar, cast
 
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
-from django.http import HttpRequest, HttpResponse
+from django.contrib.admin.views.main import ERROR_FLAG
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.urls import path
 from django_otp.admin import OTPAdminAuthenticationForm, OTPAdminSite
+
+_View = TypeVar("_View", bound=Callable[..., HttpResponseBase])
+
+MAX_PARAMETER_LENGTH = 2000  # characters; the longest search or filter value staff send is far shorter
 
 
 class KalenderPushAdminSite(admin.AdminSite):
@@ -38,6 +45,30 @@ class KalenderPushAdminSite(admin.AdminSite):
             self.login_form = AdminAuthenticationForm
             self.login_template = None
         return super().login(request, extra_context)
+
+    def admin_view(self, view: _View, cacheable: bool = False) -> _View:
+        """Every admin page. Query parameters a database cannot take are invalid filters, answered as
+        Django answers other bad filters (back to the page with `?e=1`): a NUL character (PostgreSQL
+        refuses it), a value longer than any search or filter (SQLite refuses long LIKE patterns), or a
+        date too far out to convert to UTC (`?created_at__gte=0001-01-01`)."""
+        inner = super().admin_view(view, cacheable)
+
+        @wraps(inner)
+        def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            invalid_filter = HttpResponseRedirect(f"{request.path}?{ERROR_FLAG}=1")
+            if request.method == "GET" and any(
+                "\x00" in key or any("\x00" in value or len(value) > MAX_PARAMETER_LENGTH for value in values)
+                for key, values in request.GET.lists()
+            ):
+                return invalid_filter
+            try:
+                return inner(request, *args, **kwargs)
+            except OverflowError:
+                if request.method != "GET" or not request.GET or request.GET.get(ERROR_FLAG) == "1":
+                    raise
+                return invalid_filter
+
+        return cast(_View, guarded)
 
     def get_urls(self) -> list[Any]:
         from kalenderpush import dashboard

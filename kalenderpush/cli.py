@@ -1,11 +1,12 @@
 """Shared pieces of the fixed command-line interfaces (`preview_absences`, `billing_quote`)."""
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import CommandError
+
+from kalenderpush.json_input import JSONInputError, parse_json
 
 
 def read_json_argument(name: str) -> Any:
@@ -17,6 +18,6 @@ def read_json_argument(name: str) -> Any:
     except (OSError, UnicodeDecodeError) as error:
         raise CommandError(f"FILE: cannot read {name}: {error}") from error
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise CommandError(f"input: invalid JSON at line {error.lineno} column {error.colno}: {error.msg}") from error
+        return parse_json(text)
+    except JSONInputError as error:
+        raise CommandError(f"input: {error}") from error

@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 from customers.models import WEEKDAYS, CustomerSettings, ServiceUser
 from customers.validators import validate_msisdn
+from kalenderpush.typed_dates import DateInRangeField, DateTimeInRangeField
 from portal import selectors
 from sync.models import AbsenceProfile
 
@@ -134,8 +135,8 @@ class TrySubjectForm(forms.Form):
     subject = forms.CharField(
         label=_("Subject"), max_length=300, help_text=_("For example “Kundemøte &For” or “Sommerferie &+Ferie”.")
     )
-    start = forms.DateTimeField(label=_("Start"), widget=_DateTimeInput(), input_formats=["%Y-%m-%dT%H:%M"])
-    end = forms.DateTimeField(label=_("End"), widget=_DateTimeInput(), input_formats=["%Y-%m-%dT%H:%M"])
+    start = DateTimeInRangeField(label=_("Start"), widget=_DateTimeInput(), input_formats=["%Y-%m-%dT%H:%M"])
+    end = DateTimeInRangeField(label=_("End"), widget=_DateTimeInput(), input_formats=["%Y-%m-%dT%H:%M"])
     show_as = forms.ChoiceField(label=_("Show as"), choices=SHOW_AS_CHOICES, initial="busy")
     all_day = forms.BooleanField(label=_("All-day appointment"), required=False)
 
@@ -164,7 +165,7 @@ class TrySubjectForm(forms.Form):
 
 
 class NoticeDateForm(forms.Form):
-    notice = forms.DateField(
+    notice = DateInRangeField(
         label=_("Notice given on"), widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
     )
 

@@ -96,12 +96,16 @@ def overview(request: HttpRequest, customer: Customer) -> HttpResponse:
     return render(request, "portal/overview.html", {"customer": customer, "overview": data})
 
 
+SEARCH_MAX_LENGTH = 254
+
+
 @require_GET
 @portal_page()
 def users(request: HttpRequest, customer: Customer) -> HttpResponse:
     show = request.GET.get("vis", "alle")
     show = show if show in selectors.USER_FILTERS else "alle"
-    search = request.GET.get("q", "").strip()
+    # No name, e-mail or number has a NUL (PostgreSQL refuses it) or is longer than an e-mail address may be.
+    search = request.GET.get("q", "").replace("\x00", "").strip()[:SEARCH_MAX_LENGTH]
     page = Paginator(selectors.service_users(customer, show=show, search=search), USERS_PER_PAGE).get_page(
         request.GET.get("side")
     )

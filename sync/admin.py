@@ -1,6 +1,5 @@
 """Admin for the absence-profile catalogue, calendar sources, MBN connections and the sync records."""
 
-import json
 from typing import Any
 
 from django import forms
@@ -12,6 +11,7 @@ from django.utils.translation import gettext_lazy as _
 
 from customers.admin import AuditedAdmin
 from customers.models import ServiceUser
+from kalenderpush.json_input import JSONInputError, parse_json
 from sync.models import AbsenceProfile, CalendarSource, CalendarUser, MbnConnection, PushedAbsence, SyncRun
 
 
@@ -82,9 +82,9 @@ class CalendarSourceForm(forms.ModelForm):
         if kind == CalendarSource.Kind.GOOGLE:
             if key:
                 try:
-                    info = json.loads(key)
+                    info = parse_json(key)
                     assert isinstance(info, dict) and info.get("private_key") and info.get("client_email")
-                except (ValueError, AssertionError):
+                except (JSONInputError, AssertionError):
                     self.add_error(
                         "service_account_key",
                         gettext(

@@ -7,9 +7,9 @@ known subscription's clientState are logged and ignored, and the POST is answere
 was valid (4xx with no side effect when none was).
 """
 
-import json
 import logging
 import secrets
+from typing import Any
 
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from kalenderpush.json_input import JSONInputError, parse_json
 from sync.models import CalendarUser
 from sync.services import queue_syncs
 
@@ -30,18 +31,37 @@ def _validation_handshake(request: HttpRequest) -> HttpResponse | None:
     return HttpResponse(token, content_type="text/plain")
 
 
+def _plain_id(value: Any) -> str | None:
+    """A subscription or channel id as the services make them (short, printable), else None.
+
+    Anything else cannot match a user, and is not sent to the database (PostgreSQL refuses NUL).
+    """
+    if not isinstance(value, str) or not 0 < len(value) <= 200 or not value.isprintable():
+        return None
+    return value
+
+
+def _same_secret(given: Any, expected: str) -> bool:
+    """A constant-time comparison of a clientState or channel token with the one we stored."""
+    if not isinstance(given, str) or not expected:
+        return False
+    return secrets.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8"))
+
+
 def _notifications(request: HttpRequest) -> tuple[list[tuple[CalendarUser, dict]], HttpResponse | None]:  # type: ignore[type-arg]
     try:
-        items = json.loads(request.body)["value"]
-        assert isinstance(items, list)
-    except (ValueError, KeyError, TypeError, AssertionError):
+        payload = parse_json(request.body)
+    except JSONInputError:
+        payload = None
+    items = payload.get("value") if isinstance(payload, dict) else None
+    if not isinstance(items, list):
         return [], HttpResponseBadRequest('expected a Graph notification: {"value": [...]}')
-    ids = [item.get("subscriptionId") for item in items if isinstance(item, dict)]
-    users = {u.subscription_id: u for u in CalendarUser.objects.filter(subscription_id__in=[i for i in ids if i])}
+    ids = {_plain_id(item.get("subscriptionId")) if isinstance(item, dict) else None for item in items} - {None}
+    users = {u.subscription_id: u for u in CalendarUser.objects.filter(subscription_id__in=ids)}
     valid = []
     for item in items:
-        user = users.get(str(item.get("subscriptionId"))) if isinstance(item, dict) else None
-        if user is None or not secrets.compare_digest(str(item.get("clientState", "")), user.client_state or "\0"):
+        user = users.get(_plain_id(item.get("subscriptionId")) or "") if isinstance(item, dict) else None
+        if user is None or not _same_secret(item.get("clientState"), user.client_state):
             continue  # forged, or from a subscription we no longer hold (deleted, never stored): ignored
         valid.append((user, item))
     if len(valid) < len(items):
@@ -103,11 +123,13 @@ def _renew_now() -> None:
 def google_webhook(request: HttpRequest) -> HttpResponse:
     """Google Calendar watch channels: the channel id and its token must match a user's channel."""
     channel = request.headers.get("X-Goog-Channel-ID", "")
-    token = request.headers.get("X-Goog-Channel-Token", "")
     if not channel:
         return HttpResponseBadRequest("expected a Google Calendar push notification")
-    user = CalendarUser.objects.filter(subscription_id__startswith=f"{channel}|").first()
-    if user is None or not secrets.compare_digest(token, user.client_state or "\0"):
+    plain_channel = _plain_id(channel)
+    user = None
+    if plain_channel is not None:
+        user = CalendarUser.objects.filter(subscription_id__startswith=f"{plain_channel}|").first()
+    if user is None or not _same_secret(request.headers.get("X-Goog-Channel-Token"), user.client_state):
         logger.warning("refused a Google notification with an unknown channel or wrong token")
         return HttpResponseForbidden("unknown channel or wrong token")
     if request.headers.get("X-Goog-Resource-State") != "sync":  # "sync" only confirms the channel

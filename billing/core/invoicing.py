@@ -93,10 +93,8 @@ def quarter_bounds(day: dt.date) -> tuple[dt.date, dt.date]:
 
 
 def _days(first: dt.date, last: dt.date) -> Iterator[dt.date]:
-    day = first
-    while day <= last:
-        yield day
-        day += _DAY
+    for offset in range((last - first).days + 1):  # never steps past `last`, even on 9999-12-31
+        yield first + dt.timedelta(days=offset)
 
 
 def _months(first: dt.date, last: dt.date) -> Iterator[tuple[dt.date, dt.date]]:
@@ -105,6 +103,8 @@ def _months(first: dt.date, last: dt.date) -> Iterator[tuple[dt.date, dt.date]]:
     while start <= last:
         month_end = start.replace(day=days_in_month(start))
         yield start, min(month_end, last)
+        if month_end >= last:
+            return
         start = month_end + _DAY
 
 
@@ -198,12 +198,14 @@ def quote(*, contract: Contract, users_on: UsersOn, until: dt.date | None = None
     if last_day is None:
         raise ValueError("until is required without a notice")
     invoices = []
-    quarter_start = quarter_bounds(contract.go_live)[0]
+    quarter_start, quarter_end = quarter_bounds(contract.go_live)
     while quarter_start <= last_day:
         invoice = quarter_invoice(
             contract=contract, quarter_start=quarter_start, users_on=users_on, termination_result=result, until=until
         )
         if invoice is not None:
             invoices.append(invoice)
-        quarter_start = quarter_bounds(quarter_start)[1] + _DAY
+        if quarter_end >= last_day:
+            break
+        quarter_start, quarter_end = quarter_bounds(quarter_end + _DAY)
     return Quote(contract.binding_end, result, tuple(invoices))

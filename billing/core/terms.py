@@ -9,6 +9,10 @@ TERMS_MONTHS: tuple[int, ...] = (0, 12, 24, 36)
 NOTICE_MONTHS: dict[int, int] = {0: 4, 12: 3, 24: 1, 36: 0}
 
 
+class DateOutOfRange(ValueError):
+    """A date the terms lead to lies beyond the calendar (after 31 December 9999)."""
+
+
 def _check_term(term_months: int) -> None:
     if term_months not in NOTICE_MONTHS:
         raise ValueError(f"term_months must be one of 0, 12, 24, 36, not {term_months!r}")
@@ -16,7 +20,10 @@ def _check_term(term_months: int) -> None:
 
 def _shift_month(year: int, month: int, months: int) -> tuple[int, int]:
     index = year * 12 + (month - 1) + months
-    return index // 12, index % 12 + 1
+    shifted = index // 12, index % 12 + 1
+    if not dt.MINYEAR <= shifted[0] <= dt.MAXYEAR:
+        raise DateOutOfRange(f"{months} months after {year}-{month:02d} is beyond the calendar (year {dt.MAXYEAR})")
+    return shifted
 
 
 def last_day_of_month(year: int, month: int) -> dt.date:

@@ -1,5 +1,6 @@
 """The rules engine of calendar-rules.md: pure, one for the sync pipeline, the portal and the CLI."""
 
+import datetime as dt
 from typing import Any
 
 from sync.rules.catalogue import DEFAULT_CATALOGUE, DEFAULT_PROFILES, Catalogue, SubjectCode
@@ -25,9 +26,13 @@ __all__ = [
 ]
 
 
-def preview(payload: Any, *, catalogue: Catalogue = DEFAULT_CATALOGUE) -> dict[str, Any]:
-    """calendar-rules.md §5: the JSON input in, the JSON output out (raises InputError / RulesError)."""
-    settings, window_start, window_end, events = parse_request(payload, catalogue=catalogue)
+def preview(
+    payload: Any, *, catalogue: Catalogue = DEFAULT_CATALOGUE, dates: tuple[dt.date, dt.date] | None = None
+) -> dict[str, Any]:
+    """calendar-rules.md §5: the JSON input in, the JSON output out (raises InputError / RulesError).
+
+    `dates` (first, last), when given, bounds every date of the input."""
+    settings, window_start, window_end, events = parse_request(payload, catalogue=catalogue, dates=dates)
     absences = compute_absences(
         settings=settings, window_start=window_start, window_end=window_end, events=events, catalogue=catalogue
     )

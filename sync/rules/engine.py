@@ -102,7 +102,7 @@ def compute_absences(
     """The absences for one calendar in [window_start, window_end), sorted and non-overlapping."""
     try:
         zone = ZoneInfo(settings.timezone)
-    except (ValueError, KeyError) as error:  # ZoneInfoNotFoundError is a KeyError
+    except (ValueError, KeyError, OSError) as error:  # not found: KeyError; "Europe" (a directory): OSError
         raise RulesError(f"settings.timezone: unknown time zone {settings.timezone!r}") from error
     default_profile = _resolve(catalogue, settings.default_profile, "default_profile")
     out_of_office_profile = _resolve(catalogue, settings.out_of_office_profile, "out_of_office_profile")

@@ -1,12 +1,14 @@
 """The JSON shape of calendar-rules.md §5: parse a preview request, format the absences.
 
 Errors are `InputError`s whose message starts with the field at fault (`events[2].start: …`).
-Fields the spec does not name are ignored, so provider payloads with extra keys pass through.
+An event's fields the spec does not name are ignored, so provider payloads with extra keys pass through;
+in the settings, the window and at the top a field the spec does not name is an error: a misspelt
+setting would otherwise quietly take its default.
 """
 
 import datetime as dt
 import re
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from sync.rules.catalogue import Catalogue
@@ -22,24 +24,61 @@ _SHOW_AS = {value.casefold(): value for value in SHOW_AS}
 _RESPONSES = {value.casefold(): value for value in RESPONSES}
 _CLOCK = re.compile(r"^(\d{1,2}):(\d{2})(?::00)?$")
 
+DateRange = tuple[dt.date, dt.date]
+FIELDS = ("settings", "window", "events")
+WINDOW_FIELDS = ("start", "end")
+SETTINGS_FIELDS = (
+    "timezone",
+    "office_hours",
+    "office_hours_only",
+    "holidays",
+    "default_profile",
+    "out_of_office_profile",
+    "divert_by_default",
+    "include_tentative",
+)
+
 
 def parse_request(
-    payload: Any, *, catalogue: Catalogue
+    payload: Any, *, catalogue: Catalogue, dates: DateRange | None = None
 ) -> tuple[RuleSettings, dt.datetime, dt.datetime, tuple[Event, ...]]:
-    """(settings, window start, window end, events) from the §5 input."""
+    """(settings, window start, window end, events) from the §5 input; `dates` (first, last), when
+    given, bounds every date in it."""
     if not isinstance(payload, dict):
         raise InputError("input: expected a JSON object with settings, window and events")
+    _refuse_unknown(payload, FIELDS, where="")
     settings = parse_settings(payload.get("settings"), catalogue=catalogue)
     zone = ZoneInfo(settings.timezone)
     window = payload.get("window")
     if not isinstance(window, dict):
         raise InputError("window: missing or not an object with start and end")
-    window_start = _datetime(window, "start", "window", zone)
-    window_end = _datetime(window, "end", "window", zone)
+    _refuse_unknown(window, WINDOW_FIELDS, where="window.")
+    window_start = _in_range(_datetime(window, "start", "window", zone), "window.start", dates)
+    window_end = _in_range(_datetime(window, "end", "window", zone), "window.end", dates)
     if window_end <= window_start:
         raise InputError("window.end: must be after window.start")
-    events = parse_events(payload.get("events", _MISSING), zone=zone)
+    events = parse_events(payload.get("events", _MISSING), zone=zone, dates=dates)
     return settings, window_start, window_end, events
+
+
+def _field_name(key: str) -> str:
+    return key if key.isprintable() else repr(key)
+
+
+def _refuse_unknown(raw: dict[str, Any], known: tuple[str, ...], *, where: str) -> None:
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise InputError(f"{where}{_field_name(unknown[0])}: unknown field (known: {', '.join(known)})")
+
+
+_Moment = TypeVar("_Moment", dt.date, dt.datetime)
+
+
+def _in_range(value: _Moment, field: str, dates: DateRange | None) -> _Moment:
+    day = value.date() if isinstance(value, dt.datetime) else value
+    if dates is not None and not dates[0] <= day <= dates[1]:
+        raise InputError(f"{field}: {value.isoformat()} is outside the dates accepted, {dates[0]} to {dates[1]}")
+    return value
 
 
 _MISSING = object()
@@ -50,13 +89,14 @@ def parse_settings(raw: Any, *, catalogue: Catalogue) -> RuleSettings:
         return RuleSettings()
     if not isinstance(raw, dict):
         raise InputError("settings: expected an object")
+    _refuse_unknown(raw, SETTINGS_FIELDS, where="settings.")
     defaults = RuleSettings()
     timezone = raw.get("timezone", defaults.timezone)
     if not isinstance(timezone, str):
         raise InputError("settings.timezone: expected a time-zone name such as Europe/Oslo")
     try:
         ZoneInfo(timezone)
-    except (ValueError, KeyError) as error:
+    except (ValueError, KeyError, OSError) as error:  # OSError: a directory such as "Europe", a name too long
         raise InputError(f"settings.timezone: unknown time zone {timezone!r}") from error
     holidays = raw.get("holidays", defaults.holidays)
     if isinstance(holidays, bool):  # true: Norwegian holidays, false: none
@@ -147,7 +187,7 @@ def _datetime(raw: dict[str, Any], key: str, where: str, zone: ZoneInfo) -> dt.d
     return parsed
 
 
-def parse_events(raw: Any, *, zone: ZoneInfo) -> tuple[Event, ...]:
+def parse_events(raw: Any, *, zone: ZoneInfo, dates: DateRange | None = None) -> tuple[Event, ...]:
     if raw is _MISSING:
         raise InputError("events: missing (use [] for no events)")
     if not isinstance(raw, list):
@@ -173,6 +213,7 @@ def parse_events(raw: Any, *, zone: ZoneInfo) -> tuple[Event, ...]:
             start, end = _date(item, "start", where), _date(item, "end", where)
         else:
             start, end = _timed(item, "start", where, zone), _timed(item, "end", where, zone)
+        start, end = _in_range(start, f"{where}.start", dates), _in_range(end, f"{where}.end", dates)
         subject = item.get("subject") or ""
         if not isinstance(subject, str):
             raise InputError(f"{where}.subject: expected a string")

@@ -193,6 +193,15 @@ GOOD = {"term_months": 12, "go_live": "2026-01-01", "users": [["2026-01-01", 5]]
         ({"users": [["jan", 3]]}, "users[0][0]"),
         ({"notice_received": "snart"}, "notice_received"),
         ({"prices": {"monthly": "tolv"}}, "prices.monthly"),
+        ({"until": "9999-12-31"}, "until"),
+        ({"go_live": "0001-01-01"}, "go_live"),
+        ({"notice_received": "9999-12-31"}, "notice_received"),
+        ({"users": [["2026-01-01", 5], ["9999-01-01", 3]]}, "users[1][0]"),
+        ({"users": [["2026-01-01", 10**30]]}, "users[0][1]"),
+        ({"prices": {"hourly": "12.00"}}, "prices.hourly"),
+        ({"prices": {"monthly": "12.00", "setup": "0.00", "hourly": "1.00"}}, "prices.hourly"),
+        ({"prices": {"monthly": "1e30"}}, "prices.monthly"),
+        ({"notice": "2026-02-01"}, "notice"),
     ],
 )
 def test_bad_input_exits_non_zero_with_one_line_naming_the_field(change, field):
@@ -206,3 +215,9 @@ def test_bad_input_exits_non_zero_with_one_line_naming_the_field(change, field):
 def test_invalid_json_is_reported():
     result = run("{")
     assert result.returncode != 0 and "invalid JSON" in result.stderr
+
+
+def test_input_nested_too_deeply_is_reported_on_one_line():
+    result = run("[" * 5000 + "]" * 5000)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == ["CommandError: input: invalid JSON: nested more than 64 levels deep"]

@@ -71,3 +71,13 @@ def test_a_notice_on_an_ended_subscription_is_refused(subscription):
     services.register_notice(subscription_id=subscription.pk, notice_received=D(2026, 10, 12))
     with pytest.raises(Exception, match="cannot take a notice"):
         services.register_notice(subscription_id=subscription.pk, notice_received=D(2026, 10, 20))
+
+
+def test_the_admin_refuses_a_notice_date_after_2100_with_the_allowed_range(admin_client, subscription):
+    url = reverse("admin:customers_subscription_changelist")
+    payload = {"action": "register_notice", "_selected_action": [subscription.pk], "notice_received": "9999-12-31"}
+    page = admin_client.post(url, {**payload, "preview": "1"}).content.decode()
+    assert "Skriv inn en dato mellom 01.01.2000 og 31.12.2100." in page
+    admin_client.post(url, {**payload, "confirm": "1"})
+    subscription.refresh_from_db()
+    assert subscription.notice_received is None

@@ -1,12 +1,14 @@
 """Binding end and effective end exactly as billing.md defines them."""
 
 import datetime as dt
+from decimal import Decimal
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing.core.terms import binding_end, effective_end
+from billing.core.invoicing import Contract, quote
+from billing.core.terms import DateOutOfRange, binding_end, effective_end
 
 D = dt.date
 
@@ -84,3 +86,28 @@ def test_effective_end_is_a_month_end_on_or_after_the_notice(notice, term):
     assert (end + dt.timedelta(days=1)).day == 1
     assert end >= notice
     assert (end.year - notice.year) * 12 + end.month - notice.month == {0: 4, 12: 3, 24: 1, 36: 0}[term]
+
+
+@pytest.mark.parametrize(
+    ("notice", "term"), [(D(9999, 12, 31), 0), (D(9999, 10, 1), 12), (D(9999, 12, 1), 24), (D(9999, 12, 31), 36)]
+)
+def test_an_end_beyond_the_calendar_is_a_clear_domain_error(notice, term):
+    if term == 36:  # k = 0: the end is 9999-12-31 itself, which exists
+        assert effective_end(notice_received=notice, term_months=term) == D(9999, 12, 31)
+        with pytest.raises(DateOutOfRange, match="beyond the calendar"):
+            binding_end(go_live=notice, term_months=term)
+    else:
+        with pytest.raises(DateOutOfRange, match="beyond the calendar"):
+            effective_end(notice_received=notice, term_months=term)
+
+
+def test_a_quote_up_to_the_last_day_of_the_calendar_does_not_overflow():
+    contract = Contract(term_months=0, go_live=D(9999, 11, 15), monthly_price=Decimal("15.00"), setup_fee=Decimal(0))
+    result = quote(contract=contract, users_on=lambda day: 10, until=D(9999, 12, 31))
+    assert [(invoice.period_start, invoice.period_end) for invoice in result.invoices] == [
+        (D(9999, 11, 15), D(9999, 12, 31))
+    ]
+    assert [line.month for line in result.invoices[0].lines if line.kind == "subscription"] == [
+        D(9999, 11, 1),
+        D(9999, 12, 1),
+    ]

@@ -228,3 +228,58 @@ def test_saving_a_customer_unchanged_leaves_its_users_on_the_company_default(adm
     assert response.status_code == 302, response.context and response.context["errors"]
     overrides = dict(ServiceUser.objects.filter(customer=customer).values_list("email", "default_profile"))
     assert overrides == {users[0].email: chosen.pk, users[1].email: None, users[2].email: None}
+
+
+RANGE_MESSAGE = "Skriv inn en dato mellom 01.01.2000 og 31.12.2100."
+
+
+def test_mark_as_live_refuses_a_go_live_outside_2000_to_2100(admin_client):
+    subscription = make_subscription(make_customer(), signed_on=dt.date(2026, 1, 1))
+    url = reverse("admin:customers_subscription_changelist")
+    payload = {"action": "mark_live", "_selected_action": [subscription.pk], "apply": "1", "go_live": "9999-12-31"}
+    response = admin_client.post(url, payload)
+    assert response.status_code == 200
+    assert RANGE_MESSAGE in response.content.decode()
+    subscription.refresh_from_db()
+    assert (subscription.status, subscription.go_live) == (Subscription.Status.PENDING, None)
+
+
+@pytest.mark.parametrize("field", ["signed_on", "go_live", "notice_received"])
+def test_a_subscriptions_dates_in_admin_are_bounded_to_2000_to_2100(admin_client, field):
+    subscription = make_subscription(make_customer(), signed_on=dt.date(2026, 1, 1))
+    url = reverse("admin:customers_subscription_change", args=[subscription.pk])
+    data = {
+        "customer": subscription.customer_id,
+        "term_months": subscription.term_months,
+        "signed_on": "2026-01-01",
+        "status": subscription.status,
+        "monthly_price": subscription.monthly_price,
+        "setup_fee": subscription.setup_fee,
+        "go_live": "",
+        "notice_received": "",
+        field: "0001-01-01",
+    }
+    response = admin_client.post(url, data)
+    assert response.status_code == 200
+    assert RANGE_MESSAGE in response.content.decode()
+    subscription.refresh_from_db()
+    assert (subscription.signed_on, subscription.go_live, subscription.notice_received) == (
+        dt.date(2026, 1, 1),
+        None,
+        None,
+    )
+
+
+def test_a_price_list_from_year_9999_is_refused_with_the_allowed_range(admin_client):
+    data = {
+        "name": "Langt fram",
+        "effective_from": "9999-01-01",
+        "rows-TOTAL_FORMS": "0",
+        "rows-INITIAL_FORMS": "0",
+        "rows-MIN_NUM_FORMS": "4",
+        "rows-MAX_NUM_FORMS": "4",
+    }
+    response = admin_client.post(reverse("admin:customers_pricelist_add"), data)
+    assert response.status_code == 200
+    assert RANGE_MESSAGE in response.content.decode()
+    assert not PriceList.objects.filter(name="Langt fram").exists()

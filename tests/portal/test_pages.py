@@ -1,6 +1,7 @@
 """The portal pages an IT admin uses: what they show, what saving does, and what each role may open."""
 
 import datetime as dt
+import time
 from decimal import Decimal
 
 import pytest
@@ -245,3 +246,37 @@ def test_the_user_page_shows_the_users_own_divert_choice(ours, stored, shown):
     page = ours.admin.get(reverse("portal:user", args=[ours.user.pk]))
     (form,) = [form for form in post_forms(page) if form.xpath('.//select[@name="divert_by_default"]')]
     assert dict(submitted_pairs(form))["divert_by_default"] == shown, "the choice the browser shows and sends"
+
+
+RANGE_MESSAGE = "Skriv inn en dato mellom 01.01.2000 og 31.12.2100."
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        ("9999-12-31T10:00", "9999-12-31T11:00"),
+        ("0001-01-01T10:00", "0001-01-01T11:00"),
+        ("2026-12-02T10:00", "2101-01-01T11:00"),
+    ],
+)
+def test_try_a_subject_with_a_date_outside_2000_to_2100_says_which_dates_are_allowed(ours, start, end):
+    html = _page(ours.admin, "codes", subject="Møte &For", start=start, end=end, show_as="busy")
+    assert RANGE_MESSAGE in html
+    assert 'class="absence"' not in html
+
+
+@pytest.mark.parametrize("notice", ["9999-12-31", "9999-08-01", "2101-01-01"])
+def test_the_notice_calculator_refuses_a_date_after_2100_at_once(ours, notice):
+    _page(ours.admin, "subscription")  # templates and translations loaded: what is left is the input's work
+    started = time.perf_counter()
+    html = _page(ours.admin, "subscription", notice=notice)
+    assert time.perf_counter() - started < 1
+    assert RANGE_MESSAGE in html
+
+
+def test_the_notice_calculator_answers_the_last_allowed_date_in_well_under_a_second(ours):
+    _page(ours.admin, "subscription")
+    started = time.perf_counter()
+    html = _page(ours.admin, "subscription", notice="2100-12-31")
+    assert time.perf_counter() - started < 1
+    assert "31. mars 2101" in html

@@ -151,6 +151,8 @@ def test_unknown_profiles_and_time_zones_are_refused_naming_the_setting():
         absences([], rules=RuleSettings(default_profile="Kaffe"))
     with pytest.raises(RulesError, match=r"settings\.timezone: unknown time zone 'Mars/Olympus'"):
         absences([], rules=RuleSettings(timezone="Mars/Olympus"))
+    with pytest.raises(RulesError, match=r"settings\.timezone: unknown time zone 'Europe'"):  # a directory of zones
+        absences([], rules=RuleSettings(timezone="Europe"))
     with pytest.raises(RulesError, match="window: the end must be after the start"):
         absences([], start=at(6, 0), end=at(5, 0))
 

@@ -96,6 +96,20 @@ def with_(path: str, value):
         (with_("settings.office_hours", {"man": ["08:00", "16:00"]}), "settings.office_hours.man"),
         (with_("settings.holidays", "XX"), "settings.holidays"),
         (with_("settings.divert_by_default", "ja"), "settings.divert_by_default"),
+        (with_("settings.timezone", "Europe"), "settings.timezone"),
+        (with_("settings.timezone", "x" * 5000), "settings.timezone"),
+        (with_("settings.office_hours_onyl", True), "settings.office_hours_onyl"),
+        (with_("window.tz", "Europe/Oslo"), "window.tz"),
+        (with_("evnets", []), "evnets"),
+        (with_("window.end", "9999-12-31T00:00:00+01:00"), "window.end"),
+        (with_("window.start", "0001-01-01T00:00:00+00:00"), "window.start"),
+        (with_("events.0.end", "9999-12-31T23:59:59-12:00"), "events[0].end"),
+        (
+            json.dumps({**GOOD, "events": [{"id": "d", "all_day": True, "start": "0001-01-01", "end": "2026-01-06"}]}),
+            "events[0].start",
+        ),
+        ("[" * 5000 + "]" * 5000, "input"),
+        ("1" * 5000, "input"),
     ],
 )
 def test_bad_input_exits_non_zero_with_one_line_naming_the_field(stdin, field):
@@ -119,3 +133,11 @@ def test_a_missing_file_is_named():
     result = run("", "/nonexistent/input.json")
     assert result.returncode != 0
     assert "/nonexistent/input.json" in result.stderr
+
+
+def test_extra_fields_of_an_event_pass_through_as_before():
+    payload = json.loads(json.dumps(GOOD))
+    payload["events"][0]["organizer"] = {"emailAddress": {"address": "kari@firma.no"}}
+    result = run(json.dumps(payload))
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(result.stdout)["absences"]) == 1

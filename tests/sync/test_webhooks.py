@@ -201,6 +201,10 @@ def test_googles_sync_message_only_confirms_the_channel(client, google_user, eff
 GRAPH, LIFECYCLE, GOOGLE = "sync:graph_webhook", "sync:graph_lifecycle", "sync:google_webhook"
 GET = object()  # a GET instead of a POST
 VALID = {"subscriptionId": "sub-1", "clientState": "s3cret-state", "lifecycleEvent": "reauthorizationRequired"}
+DEEP = "[" * 1000 + "]" * 1000  # 2 KB that Python's JSON parser cannot nest
+NESTED_50: object = "sub-1"
+for _level in range(50):
+    NESTED_50 = [NESTED_50]
 
 
 def _google(**headers: str) -> dict[str, str]:
@@ -226,17 +230,34 @@ def _google(**headers: str) -> dict[str, str]:
         pytest.param(GRAPH, {"items": [VALID]}, {}, 400, id="graph-no-value"),
         pytest.param(GRAPH, {"value": VALID}, {}, 400, id="graph-value-not-a-list"),
         pytest.param(GRAPH, GET, {}, 405, id="graph-get"),
+        pytest.param(GRAPH, DEEP, {}, 400, id="graph-nested-1000-deep"),
+        pytest.param(GRAPH, '{"value": ' + DEEP + "}", {}, 400, id="graph-value-nested-1000-deep"),
+        pytest.param(GRAPH, {"value": [{**VALID, "subscriptionId": NESTED_50}]}, {}, 403, id="graph-nested-id"),
+        pytest.param(GRAPH, [VALID], {}, 400, id="graph-top-level-list"),
+        pytest.param(GRAPH, 42, {}, 400, id="graph-top-level-number"),
+        pytest.param(GRAPH, b'{"value": ["\xff\xfe"]}', {}, 400, id="graph-not-utf8"),
+        pytest.param(GRAPH, {"value": [{**VALID, "subscriptionId": "sub-1\x00"}]}, {}, 403, id="graph-nul-in-id"),
+        pytest.param(GRAPH, {"value": [{**VALID, "subscriptionId": "\ud800"}]}, {}, 403, id="graph-surrogate-id"),
+        pytest.param(GRAPH, {"value": [{**VALID, "clientState": "hemmelig-ø"}]}, {}, 403, id="graph-non-ascii-state"),
+        pytest.param(GRAPH, {"value": [{**VALID, "clientState": ["s3cret-state"]}]}, {}, 403, id="graph-state-list"),
         pytest.param(LIFECYCLE, {"value": [{**VALID, "clientState": "wrong"}]}, {}, 403, id="lifecycle-wrong-state"),
         pytest.param(LIFECYCLE, {"value": [{**VALID, "subscriptionId": "x"}]}, {}, 403, id="lifecycle-unknown-sub"),
         pytest.param(LIFECYCLE, "nonsense", {}, 400, id="lifecycle-bad-json"),
         pytest.param(LIFECYCLE, "", {}, 400, id="lifecycle-empty-body"),
         pytest.param(LIFECYCLE, GET, {}, 405, id="lifecycle-get"),
+        pytest.param(LIFECYCLE, DEEP, {}, 400, id="lifecycle-nested-1000-deep"),
+        pytest.param(LIFECYCLE, '{"value": [' + DEEP + "]}", {}, 400, id="lifecycle-item-nested-1000-deep"),
         pytest.param(GOOGLE, "", _google(channel_token="g00gle-token"), 400, id="google-no-channel-id"),
         pytest.param(GOOGLE, "", _google(channel_id="chan-1", channel_token="wrong"), 403, id="google-wrong-token"),
         pytest.param(GOOGLE, "", _google(channel_id="chan-1", resource_state="exists"), 403, id="google-no-token"),
         pytest.param(GOOGLE, "", _google(channel_id="chan-9", channel_token="g00gle-token"), 403, id="google-unknown"),
         pytest.param(GOOGLE, "", _google(channel_id="chan", channel_token="g00gle-token"), 403, id="google-id-prefix"),
         pytest.param(GOOGLE, GET, _google(channel_id="chan-1", channel_token="g00gle-token"), 405, id="google-get"),
+        pytest.param(
+            GOOGLE, "", _google(channel_id="chan-1", channel_token="g00gle-tøken"), 403, id="google-non-ascii"
+        ),
+        pytest.param(GOOGLE, "", _google(channel_id="chan-1\x00", channel_token="g00gle-token"), 403, id="google-nul"),
+        pytest.param(GOOGLE, DEEP, _google(channel_id="chan-1", channel_token="x"), 403, id="google-nested-body"),
     ],
 )
 def test_a_malformed_or_unauthenticated_request_is_refused_and_leaves_nothing_behind(
@@ -245,7 +266,7 @@ def test_a_malformed_or_unauthenticated_request_is_refused_and_leaves_nothing_be
     if body is GET:
         response, effects = effects_of(lambda: client.get(reverse(url), **headers))
     else:
-        content = body if isinstance(body, str) else json.dumps(body)
+        content = body if isinstance(body, str | bytes) else json.dumps(body)
         response, effects = effects_of(
             lambda: client.post(reverse(url), content, content_type="application/json", **headers)
         )

@@ -13,6 +13,7 @@ from billing.core.invoicing import PRICES_2019
 from billing.core.quote_json import QuoteInputError, run_quote
 from customers.models import price_for
 from kalenderpush.cli import read_json_argument
+from kalenderpush.typed_dates import TYPED_DATE_RANGE
 
 
 def prices_from_price_list(term_months: int, go_live: dt.date) -> tuple[Decimal, Decimal]:
@@ -35,7 +36,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         payload = read_json_argument(options["file"])
         try:
-            result = run_quote(payload, prices_for=prices_from_price_list)
+            result = run_quote(payload, prices_for=prices_from_price_list, dates=TYPED_DATE_RANGE)
         except QuoteInputError as error:
             raise CommandError(str(error)) from error
         self.stdout.write(json.dumps(result, ensure_ascii=False))

@@ -6,6 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from kalenderpush.cli import read_json_argument
+from kalenderpush.typed_dates import TYPED_DATE_RANGE
 from sync.rules import InputError, RulesError, preview
 from sync.services import catalogue_or_default
 
@@ -19,7 +20,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         payload = read_json_argument(options["file"])
         try:
-            result = preview(payload, catalogue=catalogue_or_default())
+            result = preview(payload, catalogue=catalogue_or_default(), dates=TYPED_DATE_RANGE)
         except (InputError, RulesError) as error:
             raise CommandError(str(error)) from error
         self.stdout.write(json.dumps(result, ensure_ascii=False))
