@@ -304,9 +304,18 @@ def sync_users(*, calendar_user_ids: Sequence[int], now: dt.datetime | None = No
     results = []
     unchanged: list[int] = []
     retry: list[RetryLater] = []
+    read_retry: list[RetryLater] = []
+    failures: dict[str, ProviderError] = getattr(events, "failures", {})  # why a user could not be read
     for user in users:
-        if user.provider_user_id not in events:  # no mailbox (any more): never treat as an empty calendar
-            missing = "the calendar could not be read (no mailbox for this user in the tenant)"
+        if user.provider_user_id not in events:  # never treat an unread calendar as an empty one
+            failure = failures.get(user.provider_user_id)
+            if isinstance(failure, Throttled | TemporaryError):  # only this user waits for the back-off
+                read_retry.append(RetryLater(str(failure), failure.retry_after, [user.pk]))
+                _record_retry([user], now, str(failure))
+                continue
+            missing = (
+                str(failure) if failure else "the calendar could not be read (no mailbox for this user in the tenant)"
+            )
             CalendarUser.objects.filter(pk=user.pk).update(last_error=missing, last_error_at=now)
             results.append(UserResult(user.pk, 0, error=missing))
             continue
@@ -326,10 +335,13 @@ def sync_users(*, calendar_user_ids: Sequence[int], now: dt.datetime | None = No
         CalendarUser.objects.filter(pk__in=unchanged).update(
             last_synced_at=timezone.now(), changed_at=None, last_error="", last_error_at=None
         )
-    if len(retry) < len(users):  # the source works: at least one calendar went all the way
+    if len(retry) + len(read_retry) < len(users):  # the source works: at least one calendar went all the way
         CalendarSource.objects.filter(pk=source.pk).update(last_success_at=timezone.now(), last_error="")
     else:
-        CalendarSource.objects.filter(pk=source.pk).update(last_error=f"MBN: {retry[0]}")
+        CalendarSource.objects.filter(pk=source.pk).update(
+            last_error=f"MBN: {retry[0]}" if retry else str(read_retry[0])
+        )
+    retry += read_retry
     if retry:
         wait = max((e.retry_after or 0 for e in retry), default=0) or None
         raise RetryLater(str(retry[0]), wait, [pk for e in retry for pk in e.user_ids])

@@ -48,6 +48,15 @@ class CalendarChanges:
         return self.full_resync or bool(self.changed_ids or self.removed_ids)
 
 
+class CalendarReads(dict[str, list[Event]]):
+    """What `read_events` may answer: each readable user's events, and in `failures` why the others could not be
+    read (one mailbox refused, missing or still throttled), so one user's problem does not fail the rest."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.failures: dict[str, ProviderError] = {}
+
+
 class ProviderError(Exception):
     """A calendar source failed; `str(error)` is a plain-words message for staff."""
 
@@ -96,7 +105,10 @@ class CalendarProvider(Protocol):
         ...
 
     def read_events(self, user_ids: Sequence[str], start: dt.datetime, end: dt.datetime) -> dict[str, list[Event]]:
-        """Every user's events overlapping [start, end), recurrences expanded; the implementation batches."""
+        """Every user's events overlapping [start, end), recurrences expanded; the implementation batches.
+
+        A user missing from the answer could not be read; a `CalendarReads` answer says why in `failures`.
+        """
         ...
 
     def changes(self, user_id: str, start: dt.datetime, end: dt.datetime, cursor: str | None) -> CalendarChanges:
