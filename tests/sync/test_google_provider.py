@@ -375,3 +375,37 @@ def test_throttling_outages_and_garbage_become_provider_errors(sim: GoogleSimula
     quick._credentials = provider._credentials  # already signed in
     with pytest.raises(TemporaryError, match="did not answer"):
         quick.read_events([ALICE], START, END)
+
+
+# --- one user's problem stays that user's ---
+
+
+def test_a_user_without_google_calendar_fails_alone_inside_the_batch_and_says_what_to_do(
+    sim: GoogleSimulator, provider: GoogleProvider
+) -> None:
+    sim.add_user("carl@firma.no", "Carl")
+    sim.put_event(ALICE, SimEvent("m1", "Kundemøte &Eks", at(20, 9), at(20, 10)))
+    sim.set_calendar_enabled(BOB, False)  # Calendar turned off for Bob's organisational unit
+
+    reads = provider.read_events([ALICE, BOB, "carl@firma.no", "ukjent@firma.no"], START, END)
+
+    assert [event.id for event in reads[ALICE]] == ["m1"] and reads["carl@firma.no"] == []
+    assert set(reads) == {ALICE, "carl@firma.no"}
+    off, unknown = str(reads.failures[BOB]), reads.failures["ukjent@firma.no"]
+    assert BOB in off and "turn Calendar on for the user's organisational unit" in off
+    assert "domain-wide delegation" not in off.casefold(), "not the service account's permission"
+    assert isinstance(unknown, NotFound) and "ukjent@firma.no" in str(unknown)
+    alone = provider.read_events([BOB], START, END)  # a single read (no batch) says the same
+    assert alone == {} and str(alone.failures[BOB]) == off
+
+
+def test_a_rate_limited_user_waits_alone_and_the_batch_is_read(sim: GoogleSimulator, provider: GoogleProvider) -> None:
+    sim.put_event(ALICE, SimEvent("m1", "Kundemøte &Eks", at(20, 9), at(20, 10)))
+    sim.set_user_rate_limited(BOB, True)  # 403 userRateLimitExceeded on Bob's part of the batch
+
+    reads = provider.read_events([ALICE, BOB], START, END)
+
+    assert [event.id for event in reads[ALICE]] == ["m1"] and BOB not in reads
+    assert isinstance(reads.failures[BOB], Throttled)
+    with pytest.raises(Throttled):  # nobody could be read: the whole call waits
+        provider.read_events([BOB], START, END)
