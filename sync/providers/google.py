@@ -562,11 +562,11 @@ class GoogleProvider:
     ) -> tuple[str, dt.datetime]:
         """An `events.watch` web_hook channel on the user's primary calendar; `lifecycle_url` is unused by Google.
 
-        The subscription id is `"{channel id}|{resourceId}"`, what `channels.stop` needs; the channel id carries the
-        user (base64url), because stopping runs with that user's credentials. Notifications carry
-        `X-Goog-Channel-Token: client_state`.
+        The subscription id is `"{channel id}|{resourceId}|{user}"`: what `channels.stop` needs, and the user whose
+        credentials stop it. The channel id is `kp_` and a UUID, within Google's 64 characters whatever the address.
+        Notifications carry `X-Goog-Channel-Token: client_state`.
         """
-        return self._watch(user_id, _channel_id(user_id), notification_url, client_state, expires)
+        return self._watch(user_id, _channel_id(), notification_url, client_state, expires)
 
     def _watch(
         self, user_id: str, channel_id: str, notification_url: str, client_state: str, expires: dt.datetime
@@ -587,7 +587,7 @@ class GoogleProvider:
         )
         if not isinstance(answer, dict) or not answer.get("resourceId"):
             raise TemporaryError("Google created a channel but sent no resource id.")
-        subscription_id = f"{answer.get('id') or channel_id}|{answer['resourceId']}"
+        subscription_id = f"{answer.get('id') or channel_id}|{answer['resourceId']}|{user_id}"
         with _WATCHED_LOCK:
             _WATCHED[subscription_id] = (notification_url, client_state)
         return subscription_id, _expiry(answer)
@@ -600,18 +600,21 @@ class GoogleProvider:
         process did not make the channel (e.g. after a restart) the channel is stopped and NotFound says to
         subscribe again.
         """
-        channel_id, _resource_id, user = _split_subscription(subscription_id)
+        channel_id, resource_id, user = _split_subscription(subscription_id)
         with _WATCHED_LOCK:
             remembered = _WATCHED.get(subscription_id)
         self.unsubscribe(subscription_id)
         if remembered is None:
             raise NotFound("This Google channel cannot be renewed from here: it was stopped; subscribe again.")
         new_id, expiry = self._watch(user, channel_id, remembered[0], remembered[1], expires)
-        if new_id != subscription_id:
+        if _split_subscription(new_id)[:2] != (channel_id, resource_id):
             with _WATCHED_LOCK:
                 _WATCHED.pop(new_id, None)
             self.unsubscribe(new_id)
             raise NotFound("Google gave the renewed channel another resource id: subscribe again.")
+        if new_id != subscription_id:  # an id in the older format: the caller keeps the id it has
+            with _WATCHED_LOCK:
+                _WATCHED[subscription_id] = _WATCHED.pop(new_id)
         return expiry
 
     def unsubscribe(self, subscription_id: str) -> None:
@@ -698,21 +701,26 @@ def _expiry(answer: Mapping[str, Any]) -> dt.datetime:
         raise TemporaryError("Google sent a channel without a readable expiration.") from error
 
 
-def _channel_id(user_id: str) -> str:
-    """A fresh channel id (Google allows [A-Za-z0-9-_+/=]) that carries the user for `channels.stop`."""
-    encoded = base64.urlsafe_b64encode(user_id.encode("utf-8")).decode("ascii").rstrip("=")
-    return f"kp_{uuid.uuid4().hex}_{encoded}"
+def _channel_id() -> str:
+    """A fresh channel id: Google allows [A-Za-z0-9-_+/=], at most 64 characters."""
+    return f"kp_{uuid.uuid4().hex}"
 
 
 def _split_subscription(subscription_id: str) -> tuple[str, str, str]:
-    """(channel id, resourceId, user) of a subscription id made by `subscribe`."""
-    channel_id, _, resource_id = subscription_id.partition("|")
-    prefix, _, rest = channel_id.partition("_")
-    _hex, _, encoded = rest.partition("_")
-    try:
-        user = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        user = ""
+    """(channel id, resourceId, user) of a subscription id made by `subscribe`.
+
+    Ids made before the user moved out of the channel id (`"kp_{hex}_{user in base64url}|{resourceId}"`) are read
+    too, so their channels can still be renewed and stopped.
+    """
+    channel_id, _, rest = subscription_id.partition("|")
+    resource_id, _, user = rest.partition("|")
+    prefix, _, tail = channel_id.partition("_")
+    _hex, _, encoded = tail.partition("_")
+    if not user and encoded:
+        try:
+            user = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            user = ""
     if prefix != "kp" or not resource_id or "@" not in user:
         raise NotFound(f"{subscription_id!r} is not a Google channel made by this provider: subscribe again.")
     return channel_id, resource_id, user

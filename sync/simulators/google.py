@@ -48,6 +48,7 @@ DIRECTORY_SCOPE_PREFIX = "https://www.googleapis.com/auth/admin.directory.group"
 USER_SCOPE_PREFIX = "https://www.googleapis.com/auth/admin.directory.user"
 DEFAULT_CHANNEL_SECONDS = 7 * 24 * 3600
 MAX_CHANNEL_SECONDS = 30 * 24 * 3600
+CHANNEL_ID = re.compile(r"[A-Za-z0-9\-_+/=]{1,64}")  # Push notifications: "Maximum length: 64 characters"
 MAX_BATCH_CALLS = 1000  # "You're limited to 1000 calls in a single batch request" (Calendar: Send batch requests)
 
 # SimEvent.response → the attendee's Google responseStatus.
@@ -437,6 +438,8 @@ class GoogleSimulator(SimServer):
             raise HttpError(400, "parseError", str(error)) from None
         if not isinstance(body, dict) or not body.get("id") or not body.get("address"):
             raise HttpError(400, "required", "A channel needs an id and an address.")
+        if not CHANNEL_ID.fullmatch(str(body["id"])):
+            raise HttpError(400, "invalid", "Invalid channel id: at most 64 of the characters [A-Za-z0-9-_+/=].")
         if body.get("type") not in ("web_hook", "webhook"):
             raise HttpError(400, "invalid", "Unsupported channel type; use web_hook.")
         now_ms = int(utc_now().timestamp() * 1000)

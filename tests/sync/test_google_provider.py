@@ -295,7 +295,8 @@ def test_watch_channels_notify_with_the_token_and_can_be_renewed_and_stopped(
     expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
     subscription_id, expiry = provider.subscribe(ALICE, url, "hemmelig-token", expires, None)
     assert abs((expiry - expires).total_seconds()) < 1
-    channel_id, resource_id = subscription_id.split("|")
+    channel_id, resource_id, user = subscription_id.split("|")
+    assert user == ALICE
     assert sim.channels()[0]["id"] == channel_id and sim.channels()[0]["resourceId"] == resource_id
 
     sim.put_event(ALICE, SimEvent("ny", "Ny", at(20, 10), at(20, 11)))
@@ -313,6 +314,48 @@ def test_watch_channels_notify_with_the_token_and_can_be_renewed_and_stopped(
     provider.unsubscribe(subscription_id)
     assert sim.channels() == []
     provider.unsubscribe(subscription_id)  # already gone counts as stopped
+
+
+def test_a_user_with_a_long_address_gets_a_channel_within_googles_64_characters(
+    sim: GoogleSimulator, provider: GoogleProvider, receiver: tuple[str, list[dict[str, str]]]
+) -> None:
+    url, received = receiver
+    long_address = "kari-margrethe.nordmann-hansen@regnskapskontoret-vest.no"
+    sim.add_user(long_address, "Kari Margrethe Nordmann-Hansen")
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
+
+    subscription_id, _expiry = provider.subscribe(long_address, url, "hemmelig-token", expires, None)
+
+    (channel,) = sim.channels()
+    assert len(channel["id"]) <= 64 and subscription_id.startswith(f"{channel['id']}|")
+    sim.put_event(long_address, SimEvent("ny", "Ny", at(20, 10), at(20, 11)))
+    assert sim.flush_notifications(5)
+    assert [h["x-goog-resource-state"] for h in received] == ["sync", "exists"]
+    provider.renew(subscription_id, expires + dt.timedelta(days=1))
+    provider.unsubscribe(subscription_id)
+    assert sim.channels() == []
+
+
+def test_a_channel_id_in_the_older_format_is_still_renewed_and_stopped(
+    sim: GoogleSimulator, provider: GoogleProvider, receiver: tuple[str, list[dict[str, str]]]
+) -> None:
+    """Channels made before the user moved out of the channel id ("kp_{hex}_{user in base64url}|{resourceId}")."""
+    import base64
+
+    from sync.providers import google
+
+    url, _received = receiver
+    encoded = base64.urlsafe_b64encode(ALICE.encode()).decode().rstrip("=")
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
+    new_format, _expiry = provider._watch(ALICE, f"kp_{'a' * 32}_{encoded}", url, "hemmelig-token", expires)
+    old_format = new_format.rsplit("|", 1)[0]
+    google._WATCHED[old_format] = google._WATCHED.pop(new_format)
+
+    later = expires + dt.timedelta(days=1)
+    assert abs((provider.renew(old_format, later) - later).total_seconds()) < 1
+    assert [c["id"] for c in sim.channels()] == [f"kp_{'a' * 32}_{encoded}"]
+    provider.unsubscribe(old_format)
+    assert sim.channels() == []
 
 
 # --- errors in words ---
