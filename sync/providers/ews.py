@@ -82,6 +82,9 @@ VIEW_FIELDS = (
     "id",
 )
 GROUP_TYPES = {"PublicDL", "PrivateDL"}
+# MailboxType values of members without a calendar of their own (contacts, public folders, Microsoft 365 group
+# mailboxes, one-off addresses): not users to activate. "Mailbox" (and an unknown or missing type) is a user.
+NOT_USER_TYPES = {"Contact", "PublicFolder", "GroupMailbox", "OneOff", "ImplicitContact"}
 NO_PUSH = "EWS uses the periodic sweep"
 
 SHOW_AS = {
@@ -354,9 +357,10 @@ class EwsProvider:
                 email = getattr(member, "email_address", None)
                 if not email:
                     continue
-                if getattr(member, "mailbox_type", None) in GROUP_TYPES:
+                kind = getattr(member, "mailbox_type", None)
+                if kind in GROUP_TYPES:
                     pending.append(email)
-                elif email.casefold() not in users:
+                elif kind not in NOT_USER_TYPES and email.casefold() not in users:
                     users[email.casefold()] = DirectoryUser(id=email, email=email, name=member.name or email)
         return list(users.values())
 

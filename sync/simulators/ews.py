@@ -35,6 +35,7 @@ NS = (
 )
 ERRORS_NS = "http://schemas.microsoft.com/exchange/services/2006/errors"
 DEFAULT_BACK_OFF_MS = 30_000
+RECIPIENT_KINDS = ("Contact", "PublicFolder", "GroupMailbox")  # MailboxType values other than Mailbox and DLs
 # The per-mailbox answers Exchange gives while a mailbox cannot be opened (set_mailbox_unavailable).
 MAILBOX_UNAVAILABLE_CODES = {
     "ErrorMailboxMoveInProgress": "The mailbox is being moved to another database. Try again later.",
@@ -146,6 +147,7 @@ class EwsSimulator(SimServer):
         self._busy_until = 0.0
         self._mailboxes: dict[str, Mailbox] = {}
         self._groups: dict[str, DistributionGroup] = {}
+        self._recipients: dict[str, tuple[str, str]] = {}  # address → (name, MailboxType) of other recipients
         self._events: dict[str, dict[str, EventRecord]] = {}
         self._version = 0
         self._operations: list[tuple[str, str | None]] = []
@@ -209,6 +211,14 @@ class EwsSimulator(SimServer):
         """A distribution group; members are mailboxes or other groups (nested groups come back as PublicDL)."""
         with self.lock:
             self._groups[email.casefold()] = DistributionGroup(email, name or email, tuple(member_emails))
+
+    def add_recipient(self, email: str, name: str, kind: str) -> None:
+        """A recipient without a calendar that a distribution group may hold: kind "Contact" (a mail contact),
+        "PublicFolder" or "GroupMailbox" (a Microsoft 365 group), returned by ExpandDL with that MailboxType."""
+        if kind not in RECIPIENT_KINDS:
+            raise ValueError(f"kind must be one of {RECIPIENT_KINDS}")
+        with self.lock:
+            self._recipients[email.casefold()] = (name, kind)
 
     def put_event(self, email: str, event: SimEvent) -> None:
         """Create or replace an event by id in the mailbox's calendar."""
@@ -396,6 +406,9 @@ class EwsSimulator(SimServer):
                     entries.append((self._groups[member.casefold()].name, member, "PublicDL"))
                 elif member.casefold() in self._mailboxes:
                     entries.append((self._mailboxes[member.casefold()].name, member, "Mailbox"))
+                elif member.casefold() in self._recipients:
+                    name, kind = self._recipients[member.casefold()]
+                    entries.append((name, member, kind))
         mailboxes = "".join(
             f"<t:Mailbox><t:Name>{escape(name)}</t:Name><t:EmailAddress>{escape(email)}</t:EmailAddress>"
             f"<t:RoutingType>SMTP</t:RoutingType><t:MailboxType>{kind}</t:MailboxType></t:Mailbox>"

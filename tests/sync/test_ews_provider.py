@@ -299,3 +299,17 @@ def test_a_busy_server_is_asked_nothing_more_and_only_the_unread_mailboxes_wait_
     assert sim.operation_count("FindItem", "per@firma.no") == 0, "nothing more was asked during the back-off"
     with pytest.raises(Throttled, match="wait 20 s"):  # nothing read at all: the whole call waits
         provider.read_events([KARI], *WINDOW)
+
+
+def test_contacts_public_folders_and_group_mailboxes_in_the_group_are_not_users(
+    sim: EwsSimulator, provider: EwsProvider
+) -> None:
+    sim.add_recipient("revisor@ekstern.no", "Revisor (kontakt)", "Contact")
+    sim.add_recipient("post@firma.no", "Felles postmappe", "PublicFolder")
+    sim.add_recipient("prosjekt@firma.no", "Prosjektgruppe", "GroupMailbox")
+    sim.add_group("alle@firma.no", [OLA, "revisor@ekstern.no", "post@firma.no", "prosjekt@firma.no", KARI])
+
+    assert provider.list_users("alle@firma.no") == [
+        DirectoryUser(OLA, OLA, "Ola Nordmann"),
+        DirectoryUser(KARI, KARI, "Kari Nordmann"),
+    ]
