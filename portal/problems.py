@@ -23,6 +23,14 @@ class Problem:
 
 _KINDS: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (
+        ("does not have google calendar",),
+        gettext_noop("A user does not have Google Calendar"),
+        gettext_noop(
+            "Google Calendar is turned off for the user in Google Admin. Turn Calendar on for the user's "
+            "organisational unit (Apps → Google Workspace → Calendar), or remove the user from the activation group."
+        ),
+    ),
+    (
         ("manual absence in mbn overlaps",),
         gettext_noop("An absence registered by hand in MBN overlaps an appointment"),
         gettext_noop(

@@ -6,8 +6,11 @@ mailbox (recurrences expanded by Exchange). EWS offers no push here, so change d
 `changes` re-reads the window, and `subscribe`/`renew`/`unsubscribe` are not supported.
 
 Throttling uses exchangelib's default `FailFast` policy: the worker never sleeps; an `ErrorServerBusy` becomes
-`Throttled(retry_after=back_off)` and the task is requeued with that delay. Subjects pass into `Event` because
-the engine reads & codes from them; they are never logged or stored here, and no error message quotes an event.
+`Throttled(retry_after=back_off)`, no further mailbox is asked, and the users not yet read are requeued with that
+delay. A mailbox that cannot be read (out of the impersonation scope, missing, being moved) fails alone.
+
+Subjects pass into `Event` because the engine reads & codes from them; they are never logged or stored here, and
+no error message quotes an event.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from exchangelib.errors import (
     ErrorImpersonationDenied,
     ErrorImpersonationFailed,
     ErrorInvalidExchangeImpersonationHeaderData,
+    ErrorMailboxMoveInProgress,
     ErrorMailboxStoreUnavailable,
     ErrorNameResolutionNoResults,
     ErrorNonExistentMailbox,
@@ -43,6 +47,7 @@ from exchangelib.errors import (
     ErrorTimeoutExpired,
     EWSError,
     RateLimitError,
+    TransportError,
     UnauthorizedError,
 )
 from exchangelib.folders import Calendar, Root
@@ -53,6 +58,7 @@ from exchangelib.transport import BASIC
 from sync.providers.base import (
     AuthError,
     CalendarChanges,
+    CalendarReads,
     DirectoryUser,
     NotFound,
     PermissionMissing,
@@ -76,6 +82,9 @@ VIEW_FIELDS = (
     "id",
 )
 GROUP_TYPES = {"PublicDL", "PrivateDL"}
+# MailboxType values of members without a calendar of their own (contacts, public folders, Microsoft 365 group
+# mailboxes, one-off addresses): not users to activate. "Mailbox" (and an unknown or missing type) is a user.
+NOT_USER_TYPES = {"Contact", "PublicFolder", "GroupMailbox", "OneOff", "ImplicitContact"}
 NO_PUSH = "EWS uses the periodic sweep"
 
 SHOW_AS = {
@@ -97,6 +106,10 @@ RESPONSES = {
 PRIVATE_SENSITIVITIES = {"Private", "Confidential"}
 
 _T = TypeVar("_T")
+# Errors about the server, not one mailbox: a busy server is asked nothing more until its back-off has passed;
+# a server that does not answer (or refuses the password) fails the whole read at once.
+_SERVER_BUSY = (ErrorServerBusy, RateLimitError)
+_SERVER_DOWN = (UnauthorizedError, ErrorTimeoutExpired)  # and a bare TransportError (TLS): see _server_down
 
 
 # --- conversion at the edge -------------------------------------------------------------------------------------
@@ -154,6 +167,11 @@ def _plain_datetime(value: dt.datetime, zone: ZoneInfo) -> dt.datetime:
         raise ValueError("a time without a time zone")
     naive = dt.datetime(value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond)
     return (naive - offset).replace(tzinfo=dt.UTC).astimezone(zone)
+
+
+def _server_down(cause: BaseException | None) -> bool:
+    """True for an error about reaching the server (or signing in to it), which no other mailbox would escape."""
+    return isinstance(cause, _SERVER_DOWN) or type(cause) is TransportError
 
 
 # --- the provider -------------------------------------------------------------------------------------------------
@@ -282,9 +300,10 @@ class EwsProvider:
             | ErrorInvalidExchangeImpersonationHeaderData,
         ):
             return PermissionMissing(
-                f"The service account {self.username!r} may not read other mailboxes ({subject}): an Exchange "
-                f"administrator must give it the {IMPERSONATION_ROLE} role "
-                f"(New-ManagementRoleAssignment -Role {IMPERSONATION_ROLE} -User {self.username}).",
+                f"Exchange does not let the service account {self.username!r} impersonate the owner of {subject} "
+                f"({type(error).__name__}): an Exchange administrator must give it the {IMPERSONATION_ROLE} role "
+                f"(New-ManagementRoleAssignment -Role {IMPERSONATION_ROLE} -User {self.username}) with a management "
+                "scope that includes this mailbox, or remove the user from the activation group.",
                 permission=IMPERSONATION_ROLE,
             )
         if isinstance(error, ErrorAccessDenied):
@@ -299,6 +318,11 @@ class EwsProvider:
             return TemporaryError(
                 f"{server} could not be reached or did not answer within {self.timeout:g} s: check the address "
                 "and the network; the sync tries again later."
+            )
+        if isinstance(error, ErrorMailboxMoveInProgress):
+            return TemporaryError(
+                f"Exchange is moving the mailbox to another database, so {subject} is unavailable until the move "
+                "ends; the sync tries again."
             )
         if isinstance(error, ErrorMailboxStoreUnavailable):
             return TemporaryError(f"Exchange's mailbox database for {subject} is unavailable; the sync tries again.")
@@ -333,9 +357,10 @@ class EwsProvider:
                 email = getattr(member, "email_address", None)
                 if not email:
                     continue
-                if getattr(member, "mailbox_type", None) in GROUP_TYPES:
+                kind = getattr(member, "mailbox_type", None)
+                if kind in GROUP_TYPES:
                     pending.append(email)
-                elif email.casefold() not in users:
+                elif kind not in NOT_USER_TYPES and email.casefold() not in users:
                     users[email.casefold()] = DirectoryUser(id=email, email=email, name=member.name or email)
         return list(users.values())
 
@@ -345,22 +370,41 @@ class EwsProvider:
 
     # --- calendars ---
 
-    def read_events(self, user_ids: Sequence[str], start: dt.datetime, end: dt.datetime) -> dict[str, list[Event]]:
+    def read_events(self, user_ids: Sequence[str], start: dt.datetime, end: dt.datetime) -> CalendarReads:
         """Every mailbox's events in [start, end), recurrences expanded: one FindItem per mailbox.
 
-        A mailbox Exchange does not know is left out of the answer; the caller compares the keys with what it
-        asked for and shows those users.
+        A mailbox that cannot be read (missing, outside the impersonation role's scope, being moved, its database
+        down) is left out of the answer with the reason in `failures`; the other mailboxes are read normally. When
+        Exchange answers ErrorServerBusy, nothing more is asked: the mailboxes not yet read wait for its back-off
+        (in `failures`, as Throttled). A wrong password or an unreachable server fails the whole call at once.
+        When no mailbox could be read, the failure is raised instead if every one was passing (busy, an outage)
+        or every one was an impersonation refusal (then the role is missing, not just out of scope for one).
         """
         if start.tzinfo is None or end.tzinfo is None:
             raise ValueError("read_events needs timezone-aware start and end")
         view_start, view_end = self._ews_time(start), self._ews_time(end)
-        events: dict[str, list[Event]] = {}
-        for smtp in dict.fromkeys(user_ids):
+        wanted = list(dict.fromkeys(user_ids))
+        reads = CalendarReads()
+        for index, smtp in enumerate(wanted):
             try:
-                events[smtp] = self._read_mailbox(smtp, view_start, view_end)
-            except NotFound:
-                continue
-        return events
+                reads[smtp] = self._read_mailbox(smtp, view_start, view_end)
+            except ProviderError as error:
+                cause = error.__cause__
+                if isinstance(error, AuthError) or _server_down(cause):
+                    raise
+                if isinstance(cause, _SERVER_BUSY):  # ask no more until the back-off has passed
+                    for waiting in wanted[index:]:
+                        reads.failures[waiting] = error
+                    break
+                reads.failures[smtp] = error
+        failures = list(reads.failures.values())
+        if wanted and not reads and failures:
+            if all(isinstance(error, Throttled | TemporaryError) for error in failures):
+                throttled = [error for error in failures if isinstance(error, Throttled)]
+                raise max(throttled, key=lambda error: error.retry_after) if throttled else failures[0]
+            if all(isinstance(error, PermissionMissing) for error in failures):
+                raise failures[0]
+        return reads
 
     def _ews_time(self, moment: dt.datetime) -> EWSDateTime:
         """An aware datetime as an EWSDateTime in the customer's zone (the CalendarView carries its offset)."""
@@ -377,7 +421,7 @@ class EwsProvider:
         converted = []
         for item in items:
             if isinstance(item, Exception):  # exchangelib yields per-item errors instead of raising
-                raise self._translate(item, subject)
+                raise self._translate(item, subject) from item
             try:
                 converted.append(event_from_ews(item, self._zone))
             except ValueError as error:
@@ -386,9 +430,10 @@ class EwsProvider:
 
     def changes(self, user_id: str, start: dt.datetime, end: dt.datetime, cursor: str | None) -> CalendarChanges:
         """A full re-read of the window every time: the periodic sweep is EWS's change detection."""
-        events = self.read_events([user_id], start, end).get(user_id)
+        reads = self.read_events([user_id], start, end)
+        events = reads.get(user_id)
         if events is None:
-            raise NotFound(f"Exchange has no mailbox {user_id}: check the address.")
+            raise reads.failures.get(user_id) or NotFound(f"Exchange has no mailbox {user_id}: check the address.")
         return CalendarChanges(
             events=tuple(events),
             changed_ids=frozenset(event.id for event in events),

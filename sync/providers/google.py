@@ -32,6 +32,7 @@ from googleapiclient.http import BatchHttpRequest
 from sync.providers.base import (
     AuthError,
     CalendarChanges,
+    CalendarReads,
     DirectoryUser,
     NotFound,
     PermissionMissing,
@@ -391,20 +392,23 @@ class GoogleProvider:
 
     # --- calendars ---
 
-    def read_events(self, user_ids: Sequence[str], start: dt.datetime, end: dt.datetime) -> dict[str, list[Event]]:
+    def read_events(self, user_ids: Sequence[str], start: dt.datetime, end: dt.datetime) -> CalendarReads:
         """Every user's events in [start, end), occurrences expanded (`singleEvents`).
 
         Each user signs in first (tokens are cached per user); then the users' pages go out in batches of up to 50
         (`POST batch/calendar/v3`, each part with its own user's token), round after round until no user has a
-        next page. A user Google does not know is left out of the answer, like Graph's 404 mailboxes.
+        next page. A user whose calendar cannot be read (unknown to Google, Calendar turned off, rate-limited or
+        an outage on that part of the batch) is left out of the answer with the reason in `failures`; the others
+        are read normally. Only when no user could be read and every failure is a passing one is it raised.
         """
         wanted = list(dict.fromkeys(user_ids))
-        events: dict[str, list[Event]] = {}
+        reads = CalendarReads()
         pending: list[tuple[str, Any, Any]] = []  # (user, events resource, request)
         for user in wanted:
             try:
                 self._refresh(user)
-            except NotFound:
+            except NotFound as error:
+                reads.failures[user] = error
                 continue
             resource = self._calendar(user).events()
             request = resource.list(
@@ -415,28 +419,42 @@ class GoogleProvider:
                 timeZone=self.timezone,
                 maxResults=PAGE_SIZE,
             )
-            events[user] = []
+            reads[user] = []
             pending.append((user, resource, request))
         while pending:
             chunk, pending = pending[:BATCH_LIMIT], pending[BATCH_LIMIT:]
             for (user, resource, request), page in zip(chunk, self._batch(chunk), strict=True):
-                if page is None:
-                    events.pop(user, None)
+                if isinstance(page, ProviderError):
+                    reads.pop(user, None)  # a later page failing drops the pages read before it
+                    reads.failures[user] = page
                     continue
-                events[user].extend(self._convert(item) for item in _items(page))
+                reads[user].extend(self._convert(item) for item in _items(page))
                 next_request = resource.list_next(request, page)
                 if next_request is not None:
                     pending.append((user, resource, next_request))
-        return events
+        failures = list(reads.failures.values())
+        if wanted and not reads and failures and all(isinstance(e, Throttled | TemporaryError) for e in failures):
+            throttled = [error for error in failures if isinstance(error, Throttled)]
+            raise max(throttled, key=lambda error: error.retry_after) if throttled else failures[0]
+        return reads
 
-    def _batch(self, chunk: Sequence[tuple[str, Any, Any]]) -> list[dict[str, Any] | None]:
-        """One batch of list requests: each page, or None for a calendar that is not found."""
+    def _batch(self, chunk: Sequence[tuple[str, Any, Any]]) -> list[dict[str, Any] | ProviderError]:
+        """One batch of list requests: each page, or the error of that one user's calendar.
+
+        Google answers each part of a batch on its own (and counts each against the per-user limits), so a part's
+        404, `notACalendarUser`, rate limit or 5xx fails only that user. A 401, a 400 or a 403 that is not one
+        user's is the request's or the service account's, and fails the whole call.
+        """
         if len(chunk) == 1:  # no batch for a single request
             user, _resource, request = chunk[0]
-            try:
-                return [self._call(request.execute, subject=user, what="calendar read")]
-            except NotFound:
-                return [None]
+
+            def execute() -> dict[str, Any] | ProviderError:
+                try:
+                    return request.execute()  # type: ignore[no-any-return]
+                except HttpError as error:
+                    return self._user_error(user, error)
+
+            return [self._call(execute, subject=user, what="calendar read")]
         answers: dict[str, tuple[Any, HttpError | None]] = {}
 
         def collect(request_id: str, response: Any, exception: HttpError | None) -> None:
@@ -447,19 +465,35 @@ class GoogleProvider:
             batch.add(request, request_id=str(index))
         first_user = chunk[0][0]
         self._call(lambda: batch.execute(http=self._http(first_user)), subject=first_user, what="calendar batch")
-        pages: list[dict[str, Any] | None] = []
+        pages: list[dict[str, Any] | ProviderError] = []
         for index, (user, _resource, _request) in enumerate(chunk):
             response, exception = answers.get(str(index), (None, None))
             if exception is not None:
-                error = self._api_error(exception, not_found="")
-                if isinstance(error, NotFound):
-                    pages.append(None)
-                    continue
-                raise error
-            if not isinstance(response, dict):
-                raise TemporaryError(f"Google's batch answer left out or garbled the calendar of {user}.")
-            pages.append(response)
+                pages.append(self._user_error(user, exception))
+            elif not isinstance(response, dict):
+                pages.append(TemporaryError(f"Google's batch answer left out or garbled the calendar of {user}."))
+            else:
+                pages.append(response)
         return pages
+
+    def _user_error(self, user: str, exception: HttpError) -> ProviderError:
+        """The error of one user's calendar read, in words that say what to do; raised when it is not the user's."""
+        reasons = _reasons(exception)
+        status = int(exception.resp.status)
+        if status == 403 and "notacalendaruser" in reasons:
+            return ProviderError(
+                f"User {user} does not have Google Calendar (Google answers notACalendarUser): in the Google Admin "
+                "console → Apps → Google Workspace → Calendar, turn Calendar on for the user's organisational unit, "
+                "or remove the user from the activation group."
+            )
+        error = self._api_error(
+            exception,
+            not_found=f"Google has no calendar for user {user}: check the address in Google Admin → Users, or remove "
+            "the user from the activation group.",
+        )
+        if isinstance(error, NotFound | Throttled | TemporaryError):
+            return error
+        raise error
 
     def _convert(self, item: Mapping[str, Any]) -> Event:
         try:
@@ -528,11 +562,11 @@ class GoogleProvider:
     ) -> tuple[str, dt.datetime]:
         """An `events.watch` web_hook channel on the user's primary calendar; `lifecycle_url` is unused by Google.
 
-        The subscription id is `"{channel id}|{resourceId}"`, what `channels.stop` needs; the channel id carries the
-        user (base64url), because stopping runs with that user's credentials. Notifications carry
-        `X-Goog-Channel-Token: client_state`.
+        The subscription id is `"{channel id}|{resourceId}|{user}"`: what `channels.stop` needs, and the user whose
+        credentials stop it. The channel id is `kp_` and a UUID, within Google's 64 characters whatever the address.
+        Notifications carry `X-Goog-Channel-Token: client_state`.
         """
-        return self._watch(user_id, _channel_id(user_id), notification_url, client_state, expires)
+        return self._watch(user_id, _channel_id(), notification_url, client_state, expires)
 
     def _watch(
         self, user_id: str, channel_id: str, notification_url: str, client_state: str, expires: dt.datetime
@@ -553,7 +587,7 @@ class GoogleProvider:
         )
         if not isinstance(answer, dict) or not answer.get("resourceId"):
             raise TemporaryError("Google created a channel but sent no resource id.")
-        subscription_id = f"{answer.get('id') or channel_id}|{answer['resourceId']}"
+        subscription_id = f"{answer.get('id') or channel_id}|{answer['resourceId']}|{user_id}"
         with _WATCHED_LOCK:
             _WATCHED[subscription_id] = (notification_url, client_state)
         return subscription_id, _expiry(answer)
@@ -566,18 +600,21 @@ class GoogleProvider:
         process did not make the channel (e.g. after a restart) the channel is stopped and NotFound says to
         subscribe again.
         """
-        channel_id, _resource_id, user = _split_subscription(subscription_id)
+        channel_id, resource_id, user = _split_subscription(subscription_id)
         with _WATCHED_LOCK:
             remembered = _WATCHED.get(subscription_id)
         self.unsubscribe(subscription_id)
         if remembered is None:
             raise NotFound("This Google channel cannot be renewed from here: it was stopped; subscribe again.")
         new_id, expiry = self._watch(user, channel_id, remembered[0], remembered[1], expires)
-        if new_id != subscription_id:
+        if _split_subscription(new_id)[:2] != (channel_id, resource_id):
             with _WATCHED_LOCK:
                 _WATCHED.pop(new_id, None)
             self.unsubscribe(new_id)
             raise NotFound("Google gave the renewed channel another resource id: subscribe again.")
+        if new_id != subscription_id:  # an id in the older format: the caller keeps the id it has
+            with _WATCHED_LOCK:
+                _WATCHED[subscription_id] = _WATCHED.pop(new_id)
         return expiry
 
     def unsubscribe(self, subscription_id: str) -> None:
@@ -614,8 +651,10 @@ class GoogleProvider:
                     )
                 else:
                     now = dt.datetime.now(dt.UTC)
-                    if users[0].id not in self.read_events([users[0].id], now, now + dt.timedelta(hours=1)):
-                        problems.append(f"Google does not know the user {users[0].id}.")
+                    reads = self.read_events([users[0].id], now, now + dt.timedelta(hours=1))
+                    if users[0].id not in reads:
+                        failure = reads.failures.get(users[0].id)
+                        problems.append(str(failure) if failure else f"Google does not know the user {users[0].id}.")
                     self.user_names()
         except ProviderError as error:
             problems.append(str(error))
@@ -662,21 +701,26 @@ def _expiry(answer: Mapping[str, Any]) -> dt.datetime:
         raise TemporaryError("Google sent a channel without a readable expiration.") from error
 
 
-def _channel_id(user_id: str) -> str:
-    """A fresh channel id (Google allows [A-Za-z0-9-_+/=]) that carries the user for `channels.stop`."""
-    encoded = base64.urlsafe_b64encode(user_id.encode("utf-8")).decode("ascii").rstrip("=")
-    return f"kp_{uuid.uuid4().hex}_{encoded}"
+def _channel_id() -> str:
+    """A fresh channel id: Google allows [A-Za-z0-9-_+/=], at most 64 characters."""
+    return f"kp_{uuid.uuid4().hex}"
 
 
 def _split_subscription(subscription_id: str) -> tuple[str, str, str]:
-    """(channel id, resourceId, user) of a subscription id made by `subscribe`."""
-    channel_id, _, resource_id = subscription_id.partition("|")
-    prefix, _, rest = channel_id.partition("_")
-    _hex, _, encoded = rest.partition("_")
-    try:
-        user = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        user = ""
+    """(channel id, resourceId, user) of a subscription id made by `subscribe`.
+
+    Ids made before the user moved out of the channel id (`"kp_{hex}_{user in base64url}|{resourceId}"`) are read
+    too, so their channels can still be renewed and stopped.
+    """
+    channel_id, _, rest = subscription_id.partition("|")
+    resource_id, _, user = rest.partition("|")
+    prefix, _, tail = channel_id.partition("_")
+    _hex, _, encoded = tail.partition("_")
+    if not user and encoded:
+        try:
+            user = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            user = ""
     if prefix != "kp" or not resource_id or "@" not in user:
         raise NotFound(f"{subscription_id!r} is not a Google channel made by this provider: subscribe again.")
     return channel_id, resource_id, user

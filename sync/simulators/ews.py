@@ -4,12 +4,17 @@ Speaks exactly the minimal shapes verified in shared/spec/simulators/ews/: Basic
 (one calendar per mailbox), `GetFolder` (root, calendar), `FindItem` with `CalendarView` (series expanded into
 occurrences; all-day items midnight-to-midnight in the mailbox zone with `StartTimeZone`/`EndTimeZone`, timed
 items in UTC) and `ExpandDL`. Faults come from the base's switches: "503" is an HTTP 503, "429" is EWS's own
-throttling answer, an `ErrorServerBusy` SOAP fault with `BackOffMilliseconds`. Standard library only.
+throttling answer, an `ErrorServerBusy` SOAP fault with `BackOffMilliseconds`; `set_busy_after` is a throttling
+budget that stays spent until the back-off has passed. Per mailbox: `set_impersonation_scope` (a management scope
+leaving mailboxes out: ErrorImpersonateUserDenied) and `set_mailbox_unavailable` (ErrorMailboxMoveInProgress,
+ErrorMailboxStoreUnavailable); an unknown address is ErrorNonExistentMailbox. Each behaviour and the Microsoft page
+it follows is listed in README.md. Standard library only.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -30,6 +35,12 @@ NS = (
 )
 ERRORS_NS = "http://schemas.microsoft.com/exchange/services/2006/errors"
 DEFAULT_BACK_OFF_MS = 30_000
+RECIPIENT_KINDS = ("Contact", "PublicFolder", "GroupMailbox")  # MailboxType values other than Mailbox and DLs
+# The per-mailbox answers Exchange gives while a mailbox cannot be opened (set_mailbox_unavailable).
+MAILBOX_UNAVAILABLE_CODES = {
+    "ErrorMailboxMoveInProgress": "The mailbox is being moved to another database. Try again later.",
+    "ErrorMailboxStoreUnavailable": "The mailbox database is temporarily unavailable.",
+}
 
 # The IANA zones a mailbox may have → the Windows id EWS writes in StartTimeZone/EndTimeZone.
 WINDOWS_ZONE_IDS = {
@@ -128,9 +139,15 @@ class EwsSimulator(SimServer):
         self._username = username
         self._password = password
         self._impersonation_allowed = True
+        self._impersonation_scope: frozenset[str] | None = None
+        self._unavailable: dict[str, str] = {}
         self._back_off_ms = DEFAULT_BACK_OFF_MS
+        self._busy_after: int | None = None
+        self._budget: int | None = None
+        self._busy_until = 0.0
         self._mailboxes: dict[str, Mailbox] = {}
         self._groups: dict[str, DistributionGroup] = {}
+        self._recipients: dict[str, tuple[str, str]] = {}  # address → (name, MailboxType) of other recipients
         self._events: dict[str, dict[str, EventRecord]] = {}
         self._version = 0
         self._operations: list[tuple[str, str | None]] = []
@@ -152,6 +169,32 @@ class EwsSimulator(SimServer):
         with self.lock:
             self._impersonation_allowed = allowed
 
+    def set_impersonation_scope(self, emails: Iterable[str] | None) -> None:
+        """The mailboxes the ApplicationImpersonation role's management scope covers (None: all of them). Any other
+        mailbox is refused with ErrorImpersonateUserDenied, the same answer as a missing role."""
+        with self.lock:
+            self._impersonation_scope = None if emails is None else frozenset(e.casefold() for e in emails)
+
+    def set_mailbox_unavailable(self, email: str, code: str | None) -> None:
+        """A mailbox that cannot be opened for now: FindItem on it answers with `code` (one of
+        MAILBOX_UNAVAILABLE_CODES) in its response message; None makes it available again."""
+        if code is not None and code not in MAILBOX_UNAVAILABLE_CODES:
+            raise ValueError(f"code must be one of {tuple(MAILBOX_UNAVAILABLE_CODES)}")
+        with self.lock:
+            if code is None:
+                self._unavailable.pop(email.casefold(), None)
+            else:
+                self._unavailable[email.casefold()] = code
+
+    def set_busy_after(self, requests: int | None) -> None:
+        """The service account's throttling budget: after `requests` more FindItem calls every request is answered
+        ErrorServerBusy (with BackOffMilliseconds) until the back-off has passed; then the budget starts again.
+        None: no budget."""
+        with self.lock:
+            self._busy_after = None if requests is None else max(0, int(requests))
+            self._budget = self._busy_after
+            self._busy_until = 0.0
+
     def set_back_off_ms(self, ms: int) -> None:
         """The BackOffMilliseconds of the ErrorServerBusy fault (fault kind "429")."""
         with self.lock:
@@ -168,6 +211,14 @@ class EwsSimulator(SimServer):
         """A distribution group; members are mailboxes or other groups (nested groups come back as PublicDL)."""
         with self.lock:
             self._groups[email.casefold()] = DistributionGroup(email, name or email, tuple(member_emails))
+
+    def add_recipient(self, email: str, name: str, kind: str) -> None:
+        """A recipient without a calendar that a distribution group may hold: kind "Contact" (a mail contact),
+        "PublicFolder" or "GroupMailbox" (a Microsoft 365 group), returned by ExpandDL with that MailboxType."""
+        if kind not in RECIPIENT_KINDS:
+            raise ValueError(f"kind must be one of {RECIPIENT_KINDS}")
+        with self.lock:
+            self._recipients[email.casefold()] = (name, kind)
 
     def put_event(self, email: str, event: SimEvent) -> None:
         """Create or replace an event by id in the mailbox's calendar."""
@@ -222,6 +273,24 @@ class EwsSimulator(SimServer):
             self._operations.append((operation, mailbox))
         return super().serve(request)
 
+    def _spend_budget(self, operation: str) -> bool:
+        """True when the throttling budget is spent: the request is answered ErrorServerBusy (lock held)."""
+        if self._busy_after is None:
+            return False
+        now = time.monotonic()
+        if now < self._busy_until:
+            return True
+        if self._busy_until:  # the back-off has passed: a fresh budget
+            self._busy_until = 0.0
+            self._budget = self._busy_after
+        if operation != "FindItem":
+            return False
+        if not self._budget:
+            self._busy_until = now + self._back_off_ms / 1000
+            return True
+        self._budget -= 1
+        return False
+
     def fault_reply(self, kind: str) -> Reply:
         if kind == "429":
             with self.lock:
@@ -244,6 +313,7 @@ class EwsSimulator(SimServer):
         with self.lock:
             credentials = (self._username, self._password)
             impersonation_allowed = self._impersonation_allowed
+            scope = self._impersonation_scope
         if request.basic_credentials() != credentials:
             raise HttpError(401, "ErrorUnauthorized", "Unauthorized")
         try:
@@ -255,20 +325,30 @@ class EwsSimulator(SimServer):
             raise HttpError(500, "ErrorInvalidRequest", "The request has no SOAP body.")
         operation = body[0]
         name = _local(operation.tag)
+        with self.lock:
+            busy = self._spend_budget(name)
+        if busy:
+            return self.fault_reply("429")
         if name == "ExpandDL":
             return self._ok(self._expand_dl(operation))
         impersonated = root.findtext(f"{SOAP}Header/{T}ExchangeImpersonation/{T}ConnectingSID/{T}PrimarySmtpAddress")
-        if impersonated is not None and not impersonation_allowed:
+        target = operation.findtext(f".//{T}Mailbox/{T}EmailAddress") or impersonated
+        mailbox = self._mailboxes.get((target or "").casefold())
+        if mailbox is None or (impersonated is not None and impersonated.casefold() not in self._mailboxes):
+            raise HttpError(500, "ErrorNonExistentMailbox", f"No mailbox with address {impersonated or target}.")
+        if impersonated is not None and (
+            not impersonation_allowed or (scope is not None and impersonated.casefold() not in scope)
+        ):
             raise HttpError(
                 500, "ErrorImpersonateUserDenied", "The account does not have permission to impersonate the user."
             )
-        target = operation.findtext(f".//{T}Mailbox/{T}EmailAddress") or impersonated
-        mailbox = self._mailboxes.get((target or "").casefold())
-        if mailbox is None:
-            raise HttpError(500, "ErrorNonExistentMailbox", f"No mailbox with address {target}.")
         if name == "GetFolder":
             return self._ok(self._get_folder(operation))
         if name == "FindItem":
+            with self.lock:
+                unavailable = self._unavailable.get(mailbox.email.casefold())
+            if unavailable:
+                return self._ok(_error_message("FindItem", unavailable, MAILBOX_UNAVAILABLE_CODES[unavailable]))
             return self._ok(self._find_item(operation, mailbox))
         raise HttpError(500, "ErrorInvalidRequest", f"The simulator does not implement {name}.")
 
@@ -326,6 +406,9 @@ class EwsSimulator(SimServer):
                     entries.append((self._groups[member.casefold()].name, member, "PublicDL"))
                 elif member.casefold() in self._mailboxes:
                     entries.append((self._mailboxes[member.casefold()].name, member, "Mailbox"))
+                elif member.casefold() in self._recipients:
+                    name, kind = self._recipients[member.casefold()]
+                    entries.append((name, member, kind))
         mailboxes = "".join(
             f"<t:Mailbox><t:Name>{escape(name)}</t:Name><t:EmailAddress>{escape(email)}</t:EmailAddress>"
             f"<t:RoutingType>SMTP</t:RoutingType><t:MailboxType>{kind}</t:MailboxType></t:Mailbox>"

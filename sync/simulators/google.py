@@ -4,7 +4,10 @@ Shaped after what google-auth 2.63 and google-api-python-client 2.202 send (../s
 The token endpoint reads `sub` and `scope` from the JWT's middle segment without checking the signature; the
 access token names the delegated user, and every API call acts as that user. Scripted events are `SimEvent`s,
 expanded like the Graph simulator's (occurrences get `"{id}_{yyyymmdd}"` ids) and rendered as Google event JSON.
-Watch channels get Google's header-only notifications from a background thread.
+Watch channels get Google's header-only notifications from a background thread. A batch holds at most 1000
+calls, answers them in any order, and each call counts as a request of its own (faults, per-user switches:
+`set_calendar_enabled` → 403 notACalendarUser, `set_user_rate_limited` → 403 userRateLimitExceeded). Each
+behaviour and the Google page it follows is listed in README.md.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import datetime as dt
 import email.parser
 import json
 import queue
+import random
 import re
 import threading
 import urllib.error
@@ -44,6 +48,8 @@ DIRECTORY_SCOPE_PREFIX = "https://www.googleapis.com/auth/admin.directory.group"
 USER_SCOPE_PREFIX = "https://www.googleapis.com/auth/admin.directory.user"
 DEFAULT_CHANNEL_SECONDS = 7 * 24 * 3600
 MAX_CHANNEL_SECONDS = 30 * 24 * 3600
+CHANNEL_ID = re.compile(r"[A-Za-z0-9\-_+/=]{1,64}")  # Push notifications: "Maximum length: 64 characters"
+MAX_BATCH_CALLS = 1000  # "You're limited to 1000 calls in a single batch request" (Calendar: Send batch requests)
 
 # SimEvent.response → the attendee's Google responseStatus.
 RESPONSE_TO_GOOGLE = {
@@ -65,6 +71,8 @@ class GoogleUser:
     name: str
     timezone: str = "Europe/Oslo"
     admin: bool = False
+    calendar_enabled: bool = True  # False: Calendar is turned off for the user's organisational unit
+    rate_limited: bool = False  # True: the user's per-user quota is spent (403 userRateLimitExceeded)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -140,6 +148,7 @@ class GoogleSimulator(SimServer):
         self._pages: dict[str, _Page] = {}
         self._channels: dict[str, Channel] = {}
         self._granted_scopes: frozenset[str] | None = None
+        self._batch_rng = random.Random(0)
         self._revoked_keys: set[str] = set()
         self._outbox: queue.Queue[Notification | None] = queue.Queue()
         self._deliveries: list[Notification] = []
@@ -192,6 +201,18 @@ class GoogleSimulator(SimServer):
         with self.lock:
             self._groups[email.lower()] = [member.lower() for member in members]
 
+    def set_calendar_enabled(self, email: str, enabled: bool) -> None:
+        """False: Google Calendar is turned off for the user (Admin console → Apps → Calendar): every Calendar call
+        as the user is answered 403 `notACalendarUser`, also inside a batch."""
+        with self.lock:
+            self._user(email).calendar_enabled = enabled
+
+    def set_user_rate_limited(self, email: str, limited: bool) -> None:
+        """True: the user's per-user quota is spent: Calendar calls as the user get 403 `userRateLimitExceeded`
+        (each part of a batch counts against its own user's quota)."""
+        with self.lock:
+            self._user(email).rate_limited = limited
+
     def grant_scopes(self, scopes: Iterable[str] | None) -> None:
         """The scopes domain-wide delegation allows (None: any). Asking for others gets `unauthorized_client`."""
         with self.lock:
@@ -243,6 +264,12 @@ class GoogleSimulator(SimServer):
     def notification_log(self) -> list[Notification]:
         with self._pending_cond:
             return list(self._deliveries)
+
+    def _user(self, email: str) -> GoogleUser:
+        user = self._users.get(email.lower())
+        if user is None:
+            raise LookupError(f"unknown user {email!r}: call add_user first")
+        return user
 
     def _calendar(self, email: str) -> dict[str, EventRecord]:
         if email.lower() not in self._users:
@@ -336,6 +363,10 @@ class GoogleSimulator(SimServer):
 
     def _own_calendar(self, request: Request, calendar_id: str) -> GoogleUser:
         user = self._caller(request, CALENDAR_SCOPE_PREFIX)
+        if not user.calendar_enabled:
+            raise HttpError(403, "notACalendarUser", "The user must be signed up for Google Calendar.")
+        if user.rate_limited:
+            raise HttpError(403, "userRateLimitExceeded", "User Rate Limit Exceeded")
         if calendar_id.lower() not in ("primary", user.email):
             raise HttpError(404, "notFound", "Not Found")
         return user
@@ -407,6 +438,8 @@ class GoogleSimulator(SimServer):
             raise HttpError(400, "parseError", str(error)) from None
         if not isinstance(body, dict) or not body.get("id") or not body.get("address"):
             raise HttpError(400, "required", "A channel needs an id and an address.")
+        if not CHANNEL_ID.fullmatch(str(body["id"])):
+            raise HttpError(400, "invalid", "Invalid channel id: at most 64 of the characters [A-Za-z0-9-_+/=].")
         if body.get("type") not in ("web_hook", "webhook"):
             raise HttpError(400, "invalid", "Unsupported channel type; use web_hook.")
         now_ms = int(utc_now().timestamp() * 1000)
@@ -515,16 +548,23 @@ class GoogleSimulator(SimServer):
         boundary = f"batch_{uuid.uuid4().hex}"
         out: list[str] = []
         parts: list[Any] = message.get_payload() if message.is_multipart() else []  # type: ignore[assignment]
+        if len(parts) > MAX_BATCH_CALLS:
+            raise HttpError(400, "badRequest", f"A batch request may hold at most {MAX_BATCH_CALLS} calls.")
+        parts = list(parts)
+        with self.lock:
+            self._batch_rng.shuffle(parts)  # "The server might perform your calls in any order"
         for part in parts:
             content_id = str(part["Content-ID"] or "<+ 0>")
             inner = part.get_payload()
             if isinstance(inner, bytes):
                 inner = inner.decode("utf-8", "replace")
-            reply = self.dispatch(_inner_request(str(inner), request))
+            fault = self.draw_fault(("429", "503"))  # each call of a batch counts as a request of its own
+            reply = self.fault_reply(fault) if fault else self.dispatch(_inner_request(str(inner), request))
             reason = _REASONS.get(reply.status, "Unknown")
             lines = f"HTTP/1.1 {reply.status} {reason}\r\n"
             if reply.content_type:
                 lines += f"Content-Type: {reply.content_type}\r\n"
+            lines += "".join(f"{name}: {value}\r\n" for name, value in reply.headers.items())
             out.append(
                 f"--{boundary}\r\nContent-Type: application/http\r\nContent-ID: <response-{content_id[1:]}\r\n\r\n"
                 f"{lines}\r\n{reply.body.decode('utf-8')}\r\n"

@@ -256,6 +256,42 @@ def test_exchange_on_premises_calendars_reach_mbn_exactly_as_the_engine_says(sim
         close_connections()
 
 
+def test_an_exchange_mailbox_outside_the_impersonation_scope_fails_alone_and_says_what_to_do(sims):
+    from exchangelib.protocol import close_connections
+
+    customer = make_customer(name="Lokal Exchange AS")
+    users = [
+        ServiceUser.objects.create(
+            customer=customer, email=f"ansatt{i}@lokal.no", name=f"Ansatt {i}", msisdn=f"+4793{i:06d}"
+        )
+        for i in range(3)
+    ]
+    source = demo.wire_ews_customer(
+        sims=sims, customer=customer, users=users, enterprise_id="lokal", mbn_rate_per_second=1000
+    )
+    now = local(7, 6)
+    for user in users:
+        for event in demo.to_sim_events([Event("kunde", local(7, 10), local(7, 12), subject="Kundebesøk &Eks")]):
+            sims.ews.put_event(user.email, event)
+    sims.ews.set_impersonation_scope([users[0].email, users[2].email])
+    try:
+        jobs.refresh_group(source=source)
+        ids = list(CalendarUser.objects.filter(source=source).order_by("service_user").values_list("pk", flat=True))
+        results = pipeline.sync_users(calendar_user_ids=ids, now=now)
+    finally:
+        close_connections()
+    errors = {r.calendar_user_id: r.error for r in results}
+    assert errors[ids[0]] == errors[ids[2]] == ""
+    assert "management scope that includes this mailbox" in errors[ids[1]]
+    for user in (users[0], users[2]):
+        assert [a["reason"] for a in sims.mbn.absences("lokal", user.msisdn)] == ["Eksternt Møte"]
+    assert sims.mbn.absences("lokal", users[1].msisdn) == []
+    denied = CalendarUser.objects.get(pk=ids[1])
+    assert users[1].email in denied.last_error and "ApplicationImpersonation" in denied.last_error
+    source.refresh_from_db()
+    assert source.last_error == "", "the source works: one user's mailbox is out of scope"
+
+
 def test_google_workspace_calendars_reach_mbn_exactly_as_the_engine_says(sims):
     customer = make_customer(name="Sky Regnskap AS")
     users = [
@@ -291,6 +327,46 @@ def test_google_workspace_calendars_reach_mbn_exactly_as_the_engine_says(sims):
         == expected
     )
     assert_not_stored("Ørnulf")
+
+
+def test_a_google_user_without_calendar_fails_alone_and_the_portal_says_what_to_do(sims):
+    from django.utils import translation
+
+    from portal.problems import explain
+
+    customer = make_customer(name="Sky Regnskap AS")
+    users = [
+        ServiceUser.objects.create(
+            customer=customer, email=f"ansatt{i}@sky.no", name=f"Ansatt {i}", msisdn=f"+4794{i:06d}"
+        )
+        for i in range(3)
+    ]
+    source = demo.wire_google_customer(
+        sims=sims, customer=customer, users=users, enterprise_id="sky", mbn_rate_per_second=1000
+    )
+    now = local(7, 6)
+    for user in users:
+        for event in demo.to_sim_events([Event("kunde", local(7, 10), local(7, 12), subject="Kundebesøk &Eks")]):
+            sims.google.put_event(user.email, event)
+    sims.google.set_calendar_enabled(users[1].email, False)
+    jobs.refresh_group(source=source)
+    ids = list(CalendarUser.objects.filter(source=source).order_by("service_user").values_list("pk", flat=True))
+
+    results = pipeline.sync_users(calendar_user_ids=ids, now=now)
+
+    errors = {r.calendar_user_id: r.error for r in results}
+    assert errors[ids[0]] == errors[ids[2]] == ""
+    for user in (users[0], users[2]):
+        assert [a["reason"] for a in sims.mbn.absences("sky", user.msisdn)] == ["Eksternt Møte"]
+    assert sims.mbn.absences("sky", users[1].msisdn) == []
+    off = CalendarUser.objects.get(pk=ids[1]).last_error
+    assert users[1].email in off and "turn Calendar on" in off
+    source.refresh_from_db()
+    assert source.last_error == ""
+    with translation.override("nb"):
+        problem = explain(off)
+    assert problem.title == "En bruker har ikke Google Kalender"
+    assert "Slå på Kalender for brukerens organisasjonsenhet" in problem.advice
 
 
 def test_a_first_push_costs_one_mbn_request_per_absence(sims, world):

@@ -14,6 +14,7 @@ from sync.providers.base import (
     AuthError,
     CalendarProvider,
     DirectoryUser,
+    NotFound,
     PermissionMissing,
     TemporaryError,
     Throttled,
@@ -251,3 +252,64 @@ def test_reading_a_new_mailbox_costs_one_finditem_and_no_folder_discovery(sim: E
     assert [e.id for e in events[OLA]] == ["m"] and events[KARI] == []
     assert sim.operation_count("FindItem") == 2
     assert sim.operation_count("GetFolder") == 0
+
+
+def test_a_mailbox_outside_the_impersonation_scope_or_missing_fails_alone_with_what_to_do(
+    sim: EwsSimulator, provider: EwsProvider
+) -> None:
+    sim.put_event(OLA, SimEvent("m1", "Kundemøte &Eks", at(20, 9), at(20, 10)))
+    sim.set_impersonation_scope([OLA, USER])  # a management scope that leaves Kari's mailbox out
+    reads = provider.read_events([OLA, KARI, "borte@firma.no"], *WINDOW)
+    assert [event.id for event in reads[OLA]] == ["m1"]
+    assert set(reads) == {OLA}
+    denied, missing = reads.failures[KARI], reads.failures["borte@firma.no"]
+    assert isinstance(denied, PermissionMissing) and denied.permission == "ApplicationImpersonation"
+    assert KARI in str(denied) and "management scope that includes this mailbox" in str(denied)
+    assert "remove the user from the activation group" in str(denied)
+    assert isinstance(missing, NotFound) and "borte@firma.no" in str(missing) and "check the address" in str(missing)
+
+
+def test_a_mailbox_being_moved_or_on_a_database_that_is_down_waits_alone(sim: EwsSimulator, provider: EwsProvider):
+    sim.add_mailbox("per@firma.no", "Per")
+    sim.set_mailbox_unavailable(KARI, "ErrorMailboxMoveInProgress")
+    sim.set_mailbox_unavailable("per@firma.no", "ErrorMailboxStoreUnavailable")
+    reads = provider.read_events([OLA, KARI, "per@firma.no"], *WINDOW)
+    assert set(reads) == {OLA}
+    assert isinstance(reads.failures[KARI], TemporaryError) and "moving the mailbox" in str(reads.failures[KARI])
+    assert isinstance(reads.failures["per@firma.no"], TemporaryError)
+    assert "unavailable" in str(reads.failures["per@firma.no"])
+    sim.set_mailbox_unavailable(KARI, None)
+    assert KARI in provider.read_events([KARI], *WINDOW)
+
+
+def test_a_busy_server_is_asked_nothing_more_and_only_the_unread_mailboxes_wait_for_its_back_off(
+    sim: EwsSimulator, provider: EwsProvider
+) -> None:
+    sim.add_mailbox("per@firma.no", "Per")
+    sim.put_event(OLA, SimEvent("m1", "Kundemøte &Eks", at(20, 9), at(20, 10)))
+    sim.set_back_off_ms(20_000)
+    sim.set_busy_after(1)  # the service account's budget ends after one FindItem
+    began = time.monotonic()
+    reads = provider.read_events([OLA, KARI, "per@firma.no"], *WINDOW)
+    assert time.monotonic() - began < 1.0, "no sleeping in the worker"
+    assert [event.id for event in reads[OLA]] == ["m1"], "what was read before the server got busy is kept"
+    for waiting in (KARI, "per@firma.no"):
+        failure = reads.failures[waiting]
+        assert isinstance(failure, Throttled) and failure.retry_after == 20.0
+    assert sim.operation_count("FindItem", "per@firma.no") == 0, "nothing more was asked during the back-off"
+    with pytest.raises(Throttled, match="wait 20 s"):  # nothing read at all: the whole call waits
+        provider.read_events([KARI], *WINDOW)
+
+
+def test_contacts_public_folders_and_group_mailboxes_in_the_group_are_not_users(
+    sim: EwsSimulator, provider: EwsProvider
+) -> None:
+    sim.add_recipient("revisor@ekstern.no", "Revisor (kontakt)", "Contact")
+    sim.add_recipient("post@firma.no", "Felles postmappe", "PublicFolder")
+    sim.add_recipient("prosjekt@firma.no", "Prosjektgruppe", "GroupMailbox")
+    sim.add_group("alle@firma.no", [OLA, "revisor@ekstern.no", "post@firma.no", "prosjekt@firma.no", KARI])
+
+    assert provider.list_users("alle@firma.no") == [
+        DirectoryUser(OLA, OLA, "Ola Nordmann"),
+        DirectoryUser(KARI, KARI, "Kari Nordmann"),
+    ]

@@ -295,7 +295,8 @@ def test_watch_channels_notify_with_the_token_and_can_be_renewed_and_stopped(
     expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
     subscription_id, expiry = provider.subscribe(ALICE, url, "hemmelig-token", expires, None)
     assert abs((expiry - expires).total_seconds()) < 1
-    channel_id, resource_id = subscription_id.split("|")
+    channel_id, resource_id, user = subscription_id.split("|")
+    assert user == ALICE
     assert sim.channels()[0]["id"] == channel_id and sim.channels()[0]["resourceId"] == resource_id
 
     sim.put_event(ALICE, SimEvent("ny", "Ny", at(20, 10), at(20, 11)))
@@ -313,6 +314,48 @@ def test_watch_channels_notify_with_the_token_and_can_be_renewed_and_stopped(
     provider.unsubscribe(subscription_id)
     assert sim.channels() == []
     provider.unsubscribe(subscription_id)  # already gone counts as stopped
+
+
+def test_a_user_with_a_long_address_gets_a_channel_within_googles_64_characters(
+    sim: GoogleSimulator, provider: GoogleProvider, receiver: tuple[str, list[dict[str, str]]]
+) -> None:
+    url, received = receiver
+    long_address = "kari-margrethe.nordmann-hansen@regnskapskontoret-vest.no"
+    sim.add_user(long_address, "Kari Margrethe Nordmann-Hansen")
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
+
+    subscription_id, _expiry = provider.subscribe(long_address, url, "hemmelig-token", expires, None)
+
+    (channel,) = sim.channels()
+    assert len(channel["id"]) <= 64 and subscription_id.startswith(f"{channel['id']}|")
+    sim.put_event(long_address, SimEvent("ny", "Ny", at(20, 10), at(20, 11)))
+    assert sim.flush_notifications(5)
+    assert [h["x-goog-resource-state"] for h in received] == ["sync", "exists"]
+    provider.renew(subscription_id, expires + dt.timedelta(days=1))
+    provider.unsubscribe(subscription_id)
+    assert sim.channels() == []
+
+
+def test_a_channel_id_in_the_older_format_is_still_renewed_and_stopped(
+    sim: GoogleSimulator, provider: GoogleProvider, receiver: tuple[str, list[dict[str, str]]]
+) -> None:
+    """Channels made before the user moved out of the channel id ("kp_{hex}_{user in base64url}|{resourceId}")."""
+    import base64
+
+    from sync.providers import google
+
+    url, _received = receiver
+    encoded = base64.urlsafe_b64encode(ALICE.encode()).decode().rstrip("=")
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
+    new_format, _expiry = provider._watch(ALICE, f"kp_{'a' * 32}_{encoded}", url, "hemmelig-token", expires)
+    old_format = new_format.rsplit("|", 1)[0]
+    google._WATCHED[old_format] = google._WATCHED.pop(new_format)
+
+    later = expires + dt.timedelta(days=1)
+    assert abs((provider.renew(old_format, later) - later).total_seconds()) < 1
+    assert [c["id"] for c in sim.channels()] == [f"kp_{'a' * 32}_{encoded}"]
+    provider.unsubscribe(old_format)
+    assert sim.channels() == []
 
 
 # --- errors in words ---
@@ -375,3 +418,37 @@ def test_throttling_outages_and_garbage_become_provider_errors(sim: GoogleSimula
     quick._credentials = provider._credentials  # already signed in
     with pytest.raises(TemporaryError, match="did not answer"):
         quick.read_events([ALICE], START, END)
+
+
+# --- one user's problem stays that user's ---
+
+
+def test_a_user_without_google_calendar_fails_alone_inside_the_batch_and_says_what_to_do(
+    sim: GoogleSimulator, provider: GoogleProvider
+) -> None:
+    sim.add_user("carl@firma.no", "Carl")
+    sim.put_event(ALICE, SimEvent("m1", "Kundemøte &Eks", at(20, 9), at(20, 10)))
+    sim.set_calendar_enabled(BOB, False)  # Calendar turned off for Bob's organisational unit
+
+    reads = provider.read_events([ALICE, BOB, "carl@firma.no", "ukjent@firma.no"], START, END)
+
+    assert [event.id for event in reads[ALICE]] == ["m1"] and reads["carl@firma.no"] == []
+    assert set(reads) == {ALICE, "carl@firma.no"}
+    off, unknown = str(reads.failures[BOB]), reads.failures["ukjent@firma.no"]
+    assert BOB in off and "turn Calendar on for the user's organisational unit" in off
+    assert "domain-wide delegation" not in off.casefold(), "not the service account's permission"
+    assert isinstance(unknown, NotFound) and "ukjent@firma.no" in str(unknown)
+    alone = provider.read_events([BOB], START, END)  # a single read (no batch) says the same
+    assert alone == {} and str(alone.failures[BOB]) == off
+
+
+def test_a_rate_limited_user_waits_alone_and_the_batch_is_read(sim: GoogleSimulator, provider: GoogleProvider) -> None:
+    sim.put_event(ALICE, SimEvent("m1", "Kundemøte &Eks", at(20, 9), at(20, 10)))
+    sim.set_user_rate_limited(BOB, True)  # 403 userRateLimitExceeded on Bob's part of the batch
+
+    reads = provider.read_events([ALICE, BOB], START, END)
+
+    assert [event.id for event in reads[ALICE]] == ["m1"] and BOB not in reads
+    assert isinstance(reads.failures[BOB], Throttled)
+    with pytest.raises(Throttled):  # nobody could be read: the whole call waits
+        provider.read_events([BOB], START, END)
