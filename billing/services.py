@@ -32,6 +32,7 @@ from billing.models import (
 )
 from billing.quarters import Quarter
 from customers.models import Customer, Subscription, Term
+from customers.numbering import take_next_number
 from customers.services import User, act_as, record_history
 
 logger = logging.getLogger(__name__)
@@ -293,10 +294,7 @@ def kid_for(*, customer_number: int, invoice_number: int) -> str:
 
 
 def _next_number(series: str) -> int:
-    counter = DocumentCounter.objects.select_for_update().get(series=series)
-    counter.last_number += 1
-    counter.save(update_fields=["last_number"])
-    return counter.last_number
+    return take_next_number(DocumentCounter.objects.all(), series=series)
 
 
 def _validate_ehf(document: BillingDocument) -> None:

@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
 from billing.core import terms
+from customers.numbering import take_next_number
 from customers.validators import (
     compact_org_number,
     normalize_msisdn,
@@ -92,9 +93,30 @@ class Customer(models.Model):
             super().save(*args, **kwargs)
             return
         with transaction.atomic():
-            highest = Customer.objects.select_for_update().aggregate(n=Max("customer_number"))["n"]
-            self.customer_number = (highest or FIRST_CUSTOMER_NUMBER - 1) + 1
+            self.customer_number = take_next_number(
+                CustomerNumberCounter.objects.all(), not_below=_highest_customer_number
+            )
             super().save(*args, **kwargs)
+
+
+def _highest_customer_number() -> int:
+    """The highest customer number in use (the one before the first when there is none)."""
+    highest = Customer.objects.aggregate(n=Max("customer_number"))["n"]
+    return int(highest or FIRST_CUSTOMER_NUMBER - 1)
+
+
+class CustomerNumberCounter(models.Model):
+    """The last customer number given; its one row is locked while a new customer takes the next number,
+    so customers created at the same time get consecutive numbers instead of the same one."""
+
+    last_number = models.PositiveIntegerField(_("last customer number"))
+
+    class Meta:
+        verbose_name = _("customer number counter")
+        verbose_name_plural = _("customer number counters")
+
+    def __str__(self) -> str:
+        return str(self.last_number)
 
 
 class Contact(models.Model):
