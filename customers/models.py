@@ -323,16 +323,20 @@ def price_for(*, term_months: int, on: dt.date) -> PriceListRow:
     return row
 
 
+# New customers' default profiles are found by their fixed key (AbsenceProfile.key), whatever staff
+# rename them to in admin.
+
+
 def _default_profile_id() -> int | None:
     from sync.models import AbsenceProfile
 
-    return AbsenceProfile.objects.filter(full_name__iexact="Møte").values_list("pk", flat=True).first()
+    return AbsenceProfile.objects.filter(key=AbsenceProfile.MEETING).values_list("pk", flat=True).first()
 
 
 def _default_out_of_office_profile_id() -> int | None:
     from sync.models import AbsenceProfile
 
-    return AbsenceProfile.objects.filter(full_name__iexact="Ikke tilgjengelig").values_list("pk", flat=True).first()
+    return AbsenceProfile.objects.filter(key=AbsenceProfile.UNAVAILABLE).values_list("pk", flat=True).first()
 
 
 WEEKDAYS: tuple[tuple[str, "StrOrPromise"], ...] = (
