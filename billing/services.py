@@ -28,9 +28,11 @@ from billing.models import (
     Invoice,
     InvoiceEvent,
     InvoiceLine,
+    UsageSnapshot,
 )
 from billing.quarters import Quarter
 from customers.models import Customer, Subscription, Term
+from customers.numbering import take_next_number
 from customers.services import User, act_as, record_history
 
 logger = logging.getLogger(__name__)
@@ -80,7 +82,10 @@ def users_on_from(by_day: dict[dt.date, int]) -> Callable[[dt.date], int]:
 
 
 def termination_for(subscription: Subscription, *, notice_received: dt.date | None = None) -> Termination | None:
-    """The termination result of a (possible) notice, from the daily snapshots (today's count for later days)."""
+    """The termination result of a (possible) notice, from the daily snapshots (today's count for later days).
+
+    A read: days without a stored snapshot are counted from the users' history and not stored.
+    """
     contract = contract_for(subscription)
     if notice_received is not None:
         contract = Contract(
@@ -88,13 +93,22 @@ def termination_for(subscription: Subscription, *, notice_received: dt.date | No
         )
     if contract.notice_received is None:
         return None
-    from billing.estimates import users_by_day_with_forecast
-
     last = max(contract.go_live, contract.notice_received - _DAY)
-    by_day = users_by_day_with_forecast(
+    by_day = usage.users_by_day_as_of(
         customer_id=subscription.customer_id, first=contract.go_live, last=last, today=timezone.localdate()
     )
     return termination(contract=contract, users_on=users_on_from(by_day))
+
+
+def _store_days_before_notice(*, subscription: Subscription, notice_received: dt.date, today: dt.date) -> None:
+    """Store the snapshots a termination fee is averaged over, as far as they are lived (up to yesterday)."""
+    assert subscription.go_live is not None
+    usage.ensure_snapshots(
+        first=subscription.go_live,
+        last=min(notice_received - _DAY, today - _DAY),
+        customer_ids=[subscription.customer_id],
+        source=UsageSnapshot.Source.BACKFILL,
+    )
 
 
 # --- the quarterly run ----------------------------------------------------------------------------
@@ -230,6 +244,12 @@ def run_billing(
     usage.ensure_snapshots(
         first=quarter.start, last=quarter.end, customer_ids={s.customer_id for s in to_bill}, source="backfill"
     )
+    for subscription in to_bill:  # a termination fee in the quarter averages the users since go-live
+        effective_end = subscription.effective_end
+        if subscription.notice_received and effective_end and quarter.start <= effective_end <= quarter.end:
+            _store_days_before_notice(
+                subscription=subscription, notice_received=subscription.notice_received, today=today
+            )
     errors: list[dict[str, object]] = []
     created = Invoice.objects.filter(billing_run=run).count()  # more than 0 when taken over
     _beat(run, done=0, created=created)
@@ -274,10 +294,7 @@ def kid_for(*, customer_number: int, invoice_number: int) -> str:
 
 
 def _next_number(series: str) -> int:
-    counter = DocumentCounter.objects.select_for_update().get(series=series)
-    counter.last_number += 1
-    counter.save(update_fields=["last_number"])
-    return counter.last_number
+    return take_next_number(DocumentCounter.objects.all(), series=series)
 
 
 def _validate_ehf(document: BillingDocument) -> None:
@@ -518,7 +535,12 @@ def register_notice(*, subscription_id: int, notice_received: dt.date, by: User 
             raise ValidationError(f"{subscription} cannot take a notice (status: {subscription.get_status_display()})")
         if notice_received < subscription.signed_on:
             raise ValidationError(f"The notice {notice_received:%d.%m.%Y} is before the signing date.")
-        result = termination_for(subscription, notice_received=notice_received) if subscription.go_live else None
+        result = None
+        if subscription.go_live:
+            _store_days_before_notice(
+                subscription=subscription, notice_received=notice_received, today=timezone.localdate()
+            )
+            result = termination_for(subscription, notice_received=notice_received)
         subscription.notice_received = notice_received
         subscription.status = Subscription.Status.NOTICE_GIVEN
         act_as(subscription, by=by)

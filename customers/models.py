@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
 from billing.core import terms
+from customers.numbering import take_next_number
 from customers.validators import (
     compact_org_number,
     normalize_msisdn,
@@ -92,9 +93,30 @@ class Customer(models.Model):
             super().save(*args, **kwargs)
             return
         with transaction.atomic():
-            highest = Customer.objects.select_for_update().aggregate(n=Max("customer_number"))["n"]
-            self.customer_number = (highest or FIRST_CUSTOMER_NUMBER - 1) + 1
+            self.customer_number = take_next_number(
+                CustomerNumberCounter.objects.all(), not_below=_highest_customer_number
+            )
             super().save(*args, **kwargs)
+
+
+def _highest_customer_number() -> int:
+    """The highest customer number in use (the one before the first when there is none)."""
+    highest = Customer.objects.aggregate(n=Max("customer_number"))["n"]
+    return int(highest or FIRST_CUSTOMER_NUMBER - 1)
+
+
+class CustomerNumberCounter(models.Model):
+    """The last customer number given; its one row is locked while a new customer takes the next number,
+    so customers created at the same time get consecutive numbers instead of the same one."""
+
+    last_number = models.PositiveIntegerField(_("last customer number"))
+
+    class Meta:
+        verbose_name = _("customer number counter")
+        verbose_name_plural = _("customer number counters")
+
+    def __str__(self) -> str:
+        return str(self.last_number)
 
 
 class Contact(models.Model):
@@ -301,16 +323,20 @@ def price_for(*, term_months: int, on: dt.date) -> PriceListRow:
     return row
 
 
+# New customers' default profiles are found by their fixed key (AbsenceProfile.key), whatever staff
+# rename them to in admin.
+
+
 def _default_profile_id() -> int | None:
     from sync.models import AbsenceProfile
 
-    return AbsenceProfile.objects.filter(full_name__iexact="Møte").values_list("pk", flat=True).first()
+    return AbsenceProfile.objects.filter(key=AbsenceProfile.MEETING).values_list("pk", flat=True).first()
 
 
 def _default_out_of_office_profile_id() -> int | None:
     from sync.models import AbsenceProfile
 
-    return AbsenceProfile.objects.filter(full_name__iexact="Ikke tilgjengelig").values_list("pk", flat=True).first()
+    return AbsenceProfile.objects.filter(key=AbsenceProfile.UNAVAILABLE).values_list("pk", flat=True).first()
 
 
 WEEKDAYS: tuple[tuple[str, "StrOrPromise"], ...] = (

@@ -21,6 +21,13 @@ class AbsenceProfileAdmin(admin.ModelAdmin):
     list_editable = ["position"]
     search_fields = ["short_code", "full_name", "profile", "mbn_reason"]
     ordering = ["position", "full_name"]
+    readonly_fields = ["key"]
+
+    def has_delete_permission(self, request: HttpRequest, obj: AbsenceProfile | None = None) -> bool:
+        """A profile the application needs (it has a key: new customers' defaults) cannot be deleted."""
+        if obj is not None and obj.key:
+            return False
+        return super().has_delete_permission(request, obj)
 
 
 def shortened(error: str, length: int = 80) -> str:

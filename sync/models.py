@@ -22,6 +22,20 @@ def validate_profile_token(value: str) -> None:
 
 
 class AbsenceProfile(models.Model):
+    # Keys of the profiles the application itself needs (new customers' defaults), set by migration
+    # sync.0009 on the seeded rows; names and codes stay editable in admin.
+    MEETING = "meeting"
+    UNAVAILABLE = "unavailable"
+
+    key = models.SlugField(
+        _("key"),
+        max_length=30,
+        unique=True,
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_("How the application finds a profile it needs; renaming the profile does not change it."),
+    )
     short_code = models.CharField(
         _("short code"),
         max_length=20,

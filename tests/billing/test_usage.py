@@ -65,3 +65,31 @@ def test_the_daily_job_is_a_schedule_staff_can_see(customer):
     assert "snapshot(s) stored" in message
     yesterday = timezone.localdate() - dt.timedelta(days=1)
     assert UsageSnapshot.objects.filter(customer=customer, day=yesterday, active_users=12).exists()
+
+
+def test_counting_days_in_memory_gives_what_the_daily_job_stores(customer):
+    other = make_customer(name="Annen AS")
+    user = ServiceUser.objects.get(email="u0@firma.no")
+    changes = [
+        (dt.datetime(2026, 3, 3, 12, tzinfo=OSLO), {"active": False}),
+        (dt.datetime(2026, 3, 5, 9, tzinfo=OSLO), {"active": True, "msisdn": ""}),
+        (dt.datetime(2026, 3, 5, 10, tzinfo=OSLO), {"msisdn": "+4791000000"}),
+        (dt.datetime(2026, 3, 7, 23, 59, tzinfo=OSLO), {"customer": other}),
+        (dt.datetime(2026, 3, 8, 8, tzinfo=OSLO), {"customer": customer}),
+    ]
+    for when, fields in changes:
+        for name, value in fields.items():
+            setattr(user, name, value)
+        user._history_date = when  # type: ignore[attr-defined]
+        user.save()
+    gone = ServiceUser.objects.get(email="u1@firma.no")
+    gone._history_date = dt.datetime(2026, 3, 6, 15, tzinfo=OSLO)  # type: ignore[attr-defined]
+    gone.delete()
+    days = [D(2026, 2, 28) + dt.timedelta(days=n) for n in range(14)]
+
+    in_memory = usage.active_users_on_days(customer_id=customer.pk, days=days)
+    usage.ensure_snapshots(first=days[0], last=days[-1])
+    stored = dict(UsageSnapshot.objects.filter(customer=customer).values_list("day", "active_users"))
+
+    assert in_memory == {day: stored.get(day, in_memory[day]) for day in days}
+    assert [in_memory[day] for day in days] == [0, 10, 10, 9, 9, 10, 9, 8, 9, 9, 11, 11, 11, 11]

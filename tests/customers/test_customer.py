@@ -3,6 +3,7 @@
 import pytest
 from django.core.exceptions import ValidationError
 
+from customers.models import Customer, CustomerNumberCounter
 from customers.validators import validate_org_number
 from tests.factories import make_customer
 
@@ -62,6 +63,20 @@ def test_two_customers_cannot_share_an_org_number():
 def test_customer_numbers_are_sequential_from_10001():
     numbers = [make_customer().customer_number for _ in range(3)]
     assert numbers == [10001, 10002, 10003]
+
+
+def test_a_deleted_customers_number_is_not_given_again():
+    make_customer()
+    last = make_customer()
+    last.delete()
+    assert make_customer().customer_number == 10003
+    assert CustomerNumberCounter.objects.get().last_number == 10003
+
+
+def test_a_number_given_outside_the_counter_is_not_given_again():
+    make_customer()
+    Customer.objects.bulk_create([Customer(customer_number=10050, name="Importert AS", org_number="923609016")])
+    assert make_customer().customer_number == 10051
 
 
 def test_customer_number_does_not_change_on_save():
