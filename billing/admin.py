@@ -34,6 +34,7 @@ from billing.models import (
     UsageSnapshot,
 )
 from billing.quarters import Quarter
+from common.queue import enqueue
 from customers.admin import AuditedAdmin
 from kalenderpush.formatting import format_nok
 
@@ -128,10 +129,8 @@ class BillingRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
             raise PermissionDenied
         form = RunBillingForm(request.POST or None, today=timezone.localdate())
         if request.method == "POST" and form.is_valid():
-            from django_q.tasks import async_task
-
             quarter = form.cleaned_data["quarter"]
-            async_task("billing.tasks.run_quarterly_billing", quarter, task_name=f"billing-run-{quarter}")
+            enqueue("billing.tasks.run_quarterly_billing", quarter, name=f"billing-run-{quarter}")
             self.message_user(
                 request,
                 gettext("Billing run for %(quarter)s started; it shows here when it runs.") % {"quarter": quarter},

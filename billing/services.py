@@ -31,6 +31,7 @@ from billing.models import (
     UsageSnapshot,
 )
 from billing.quarters import Quarter
+from common.queue import enqueue
 from customers.models import Customer, Subscription, Term
 from customers.numbering import take_next_number
 from customers.services import User, act_as, record_history
@@ -343,14 +344,8 @@ def issue_invoice(*, invoice_id: int, issued_by: User = None, today: dt.date | N
             user=issued_by,  # type: ignore[misc]
             message=f"Faktura {invoice.number}, KID {invoice.kid}",
         )
-        transaction.on_commit(lambda: _queue_email(invoice.pk))
+        enqueue("billing.tasks.email_invoice", invoice.pk, name=f"email-invoice-{invoice.pk}")
     return invoice
-
-
-def _queue_email(invoice_id: int) -> None:
-    from django_q.tasks import async_task
-
-    async_task("billing.tasks.email_invoice", invoice_id, task_name=f"email-invoice-{invoice_id}")
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,10 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from common.queue import enqueue
 from customers.models import ServiceUser
 from sync import pipeline
+from sync.attempt import BUSY_RETRY_SECONDS, run_sync_attempt
 from sync.models import CalendarSource, CalendarUser, SyncRun
 from sync.providers.base import (
     AuthError,
@@ -25,6 +27,7 @@ from sync.providers.base import (
     ProviderError,
     Throttled,
 )
+from sync.work import SYNC_USERS
 
 logger = logging.getLogger(__name__)
 BATCH = 20  # Graph $batch holds 20 requests
@@ -188,18 +191,11 @@ def unsubscribe(*, source: CalendarSource, subscription_id: str) -> None:
 
 def sweep(*, source: CalendarSource, now: dt.datetime | None = None) -> int:
     """Queue a sync of every active user of the source (catches anything a webhook missed)."""
-    from sync.tasks import sync_users
-
     now = now or timezone.now()
     ids = list(CalendarUser.objects.filter(source=source, service_user__active=True).values_list("pk", flat=True))
     run = SyncRun.objects.create(kind=SyncRun.Kind.CYCLE, source=source, started_at=now)
     for chunk in _chunks(ids):
-        if sync_users.app.conf.task_always_eager:  # embedded default: each batch a q2 job of its own
-            from django_q.tasks import async_task
-
-            async_task("sync.jobs.sync_users_job", chunk, task_name=f"sync-{source.pk}-{chunk[0]}")
-        else:
-            sync_users.delay(chunk)
+        enqueue(SYNC_USERS, chunk, name=f"sync-{source.pk}-{chunk[0]}")
     run.finished_at = timezone.now()
     run.save(update_fields=["finished_at"])
     return len(ids)
@@ -265,37 +261,19 @@ def delete_old_runs_job() -> str:
     return f"{delete_old_runs()} sync record(s) older than {RETENTION_DAYS} days deleted"
 
 
-MAX_Q2_ATTEMPTS = 10
-
-
 def sync_users_job(calendar_user_ids: list[int], attempt: int = 0, at: str | None = None) -> str:
-    """The q2 side of `sync.tasks.sync_users` (the embedded default has no Celery worker): the same sync,
-    and a throttled or unavailable service re-queues the held-up users after the back-off as a one-off
-    q2 schedule, since q2 has no delayed retry of its own. Users another sync holds are looked at again.
-    `at` (an ISO instant) fixes the sync window's start, for benchmarks that compare with the engine."""
-    from django_q.models import Schedule
-
-    from sync.pipeline import RetryLater, sync_claimed
-    from sync.tasks import backoff_seconds
-
-    def again(ids: list[int], after: float, attempts: int) -> None:
-        Schedule.objects.create(
-            name=f"sync-retry-{ids[0]}-{timezone.now().timestamp():.0f}",
-            func="sync.jobs.sync_users_job",
-            args=repr((list(ids), attempts, at)),
-            schedule_type=Schedule.ONCE,
-            repeats=-1,
-            next_run=timezone.now() + dt.timedelta(seconds=after),
-        )
-
-    try:
-        now = dt.datetime.fromisoformat(at) if at else None
-        results, busy = sync_claimed(calendar_user_ids=calendar_user_ids, now=now)
-    except RetryLater as error:
-        if attempt + 1 >= MAX_Q2_ATTEMPTS:
-            return f"gave up after {MAX_Q2_ATTEMPTS} attempts: {error} (the next sweep tries again)"
-        again(error.user_ids or calendar_user_ids, backoff_seconds(error, attempt), attempt + 1)
-        return f"{len(error.user_ids or calendar_user_ids)} users held up ({error}); retrying"
-    if busy:
-        again(busy, 2, attempt)
-    return f"{len(results)} users synced"
+    """The q2 side of `sync.tasks.sync_users` (the embedded default has no Celery worker): the same attempt,
+    and the users a throttled or unavailable service held up queued again after the back-off (q2 has no
+    delayed retry of its own: `enqueue` makes it a one-off schedule). Users another sync holds are looked at
+    again. `at` (an ISO instant) fixes the sync window's start, for benchmarks that compare with the engine."""
+    now = dt.datetime.fromisoformat(at) if at else None
+    outcome = run_sync_attempt(calendar_user_ids=calendar_user_ids, attempt=attempt, now=now)
+    if outcome.busy:
+        enqueue(SYNC_USERS, outcome.busy, attempt, at, name=f"sync-busy-{outcome.busy[0]}", delay=BUSY_RETRY_SECONDS)
+    if outcome.gave_up:
+        return f"gave up after {attempt + 1} attempts: {outcome.error} (the next sweep tries again)"
+    if outcome.retry_in is not None:
+        held_up = outcome.held_up
+        enqueue(SYNC_USERS, held_up, attempt + 1, at, name=f"sync-retry-{held_up[0]}", delay=outcome.retry_in)
+        return f"{len(held_up)} users held up ({outcome.error}); retrying"
+    return f"{len(outcome.results)} users synced"

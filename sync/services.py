@@ -1,15 +1,16 @@
 """Glue between the database and the rules engine (the catalogue, a calendar's settings), and queueing syncs."""
 
 import datetime as dt
-import functools
 from collections.abc import Iterable
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError
 from django.utils import timezone
 
+from common.queue import enqueue
 from customers.models import WEEKDAYS, CustomerSettings, ServiceUser
 from sync.models import AbsenceProfile, CalendarUser
 from sync.rules import DEFAULT_CATALOGUE, Catalogue, Profile, RuleSettings
+from sync.work import SYNC_USERS
 
 
 def catalogue_from_database() -> Catalogue:
@@ -62,22 +63,11 @@ def queue_syncs(*, calendar_user_ids: Iterable[int]) -> None:
     """Mark calendars as changed and queue their syncs after commit.
 
     On Celery when a broker is configured; with the embedded default (eager Celery) on the q2 cluster,
-    so the caller (a webhook, a portal page) answers at once.
+    so the caller (a webhook, a portal page) answers at once (`common.queue` decides).
     """
-    from sync.tasks import sync_users
-
     user_ids = set(calendar_user_ids)
     if not user_ids:
         return
     CalendarUser.objects.filter(pk__in=user_ids, changed_at__isnull=True).update(changed_at=timezone.now())
     for user_id in sorted(user_ids):
-        if sync_users.app.conf.task_always_eager:
-            transaction.on_commit(functools.partial(_queue_on_q2, user_id))
-        else:
-            sync_users.delay_on_commit([user_id])
-
-
-def _queue_on_q2(calendar_user_id: int) -> None:
-    from django_q.tasks import async_task
-
-    async_task("sync.jobs.sync_users_job", [calendar_user_id], task_name=f"sync-user-{calendar_user_id}")
+        enqueue(SYNC_USERS, [user_id], name=f"sync-user-{user_id}")

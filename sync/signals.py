@@ -7,13 +7,14 @@ credentials go too and the subscription is left to expire (its notifications are
 
 from typing import Any
 
-from django.db import transaction
 from django.db.models import Model, QuerySet
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
+from common.queue import enqueue
 from customers.models import ServiceUser
 from sync.models import CalendarUser
+from sync.work import UNSUBSCRIBE
 
 
 @receiver(post_delete, sender=CalendarUser)
@@ -27,9 +28,4 @@ def end_subscription_of_deleted_user(
         return  # the source (and its credentials) is deleted too
     source_id, subscription_id = instance.source_id, instance.subscription_id
 
-    def queue() -> None:
-        from django_q.tasks import async_task
-
-        async_task("sync.jobs.unsubscribe_job", source_id, subscription_id, task_name=f"unsubscribe-{source_id}")
-
-    transaction.on_commit(queue)
+    enqueue(UNSUBSCRIBE, source_id, subscription_id, name=f"unsubscribe-{source_id}")

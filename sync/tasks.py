@@ -1,27 +1,21 @@
-"""Celery tasks of the calendar-sync fleet (queue `sync`): thin wrappers around `sync.pipeline`."""
+"""Celery tasks of the calendar-sync fleet (queue `sync`): thin wrappers around `sync.attempt` and `sync.pipeline`."""
 
 import datetime as dt
-import random
 import socket
 
 from celery import shared_task
 from django.db import connection
 
+from common.queue import enqueue
 from customers.models import ServiceUser
-from sync import mbn, pipeline
+from sync import mbn
+from sync.attempt import BUSY_RETRY_SECONDS, run_sync_attempt
 from sync.providers import ews, google, graph
+from sync.work import SYNC_USERS
 
 # Imported here, once, before a thread-pool worker runs tasks side by side: a first import racing in
 # several threads can see a half-initialised module (requests, exchangelib, googleapiclient).
 PRELOADED = (mbn, ews, google, graph)
-
-MAX_BACKOFF_SECONDS = 30
-
-
-def backoff_seconds(error: pipeline.RetryLater, retries: int) -> float:
-    """The service's Retry-After, else 1, 2, 4 … s, at most 30 s, with ±20 % jitter so a backlog spreads out."""
-    wait = error.retry_after or min(2**retries, MAX_BACKOFF_SECONDS)
-    return min(max(wait, 1), MAX_BACKOFF_SECONDS) * random.uniform(0.8, 1.2)
 
 
 @shared_task(name="sync.tasks.worker_health")
@@ -34,29 +28,26 @@ def worker_health() -> dict[str, object]:
     }
 
 
-@shared_task(bind=True, name="sync.tasks.sync_users", acks_late=True, max_retries=10)
-def sync_users(self, calendar_user_ids: list[int], at: str | None = None) -> dict[str, int]:  # type: ignore[no-untyped-def]
+# max_retries=None: `run_sync_attempt` decides when to give up, for the q2 job and the benchmarks alike
+@shared_task(bind=True, name="sync.tasks.sync_users", acks_late=True, max_retries=None)
+def sync_users(self, calendar_user_ids: list[int], attempt: int = 0, at: str | None = None) -> dict[str, int]:  # type: ignore[no-untyped-def]
     """Sync a batch of one source's users (≤ 20: one Graph $batch). Idempotent; safe to run twice.
 
-    `at` (an ISO instant) fixes the sync window's start, for benchmarks that compare with the engine.
-    A throttled or unavailable service retries only the users it held up, after the back-off.
+    `attempt` counts the attempts made before this task (a batch handed over from a q2 job); `at` (an ISO
+    instant) fixes the sync window's start, for benchmarks that compare with the engine. A throttled or
+    unavailable service retries only the users it held up, after the back-off of `common.backoff`.
     """
     now = dt.datetime.fromisoformat(at) if at else None
-    try:
-        results, busy = pipeline.sync_claimed(calendar_user_ids=calendar_user_ids, now=now)
-    except pipeline.RetryLater as error:
-        raise self.retry(
-            args=[error.user_ids or calendar_user_ids, at],
-            countdown=backoff_seconds(error, self.request.retries),
-            exc=error,
-        ) from error
-    if busy and not sync_users.app.conf.task_always_eager:
-        # another worker is syncing them right now: look again once it is done (eager mode has no
-        # delay to wait with; there the next sweep catches up)
-        sync_users.apply_async(args=[busy, at], countdown=2)
+    outcome = run_sync_attempt(calendar_user_ids=calendar_user_ids, attempt=attempt + self.request.retries, now=now)
+    if outcome.busy:  # another worker is syncing them right now: look again once it is done
+        enqueue(SYNC_USERS, outcome.busy, attempt, at, delay=BUSY_RETRY_SECONDS)
+    if outcome.error is not None:
+        if outcome.gave_up:
+            raise outcome.error  # the task fails, visibly; the next sweep tries again
+        raise self.retry(args=[outcome.held_up, attempt, at], countdown=outcome.retry_in, exc=outcome.error)
     return {
-        "users": len(results),
-        "mbn_requests": sum(r.mbn_requests for r in results),
-        "errors": sum(1 for r in results if r.error),
-        "not_pushed": sum(1 for r in results if r.not_pushed),
+        "users": len(outcome.results),
+        "mbn_requests": sum(r.mbn_requests for r in outcome.results),
+        "errors": sum(1 for r in outcome.results if r.error),
+        "not_pushed": sum(1 for r in outcome.results if r.not_pushed),
     }

@@ -11,15 +11,16 @@ import logging
 import secrets
 from typing import Any
 
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from common.queue import enqueue
 from kalenderpush.json_input import JSONInputError, parse_json
 from sync.models import CalendarUser
 from sync.services import queue_syncs
+from sync.work import RENEW_SUBSCRIPTIONS
 
 logger = logging.getLogger(__name__)
 
@@ -107,15 +108,9 @@ def graph_lifecycle(request: HttpRequest) -> HttpResponse:
     if reauthorize:  # renewing reauthorizes too
         CalendarUser.objects.filter(pk__in=reauthorize).update(subscription_expires=timezone.now())
     if removed or reauthorize:  # the renewal job subscribes again / renews at once
-        transaction.on_commit(_renew_now)
+        enqueue(RENEW_SUBSCRIPTIONS, name="renew-graph-subscriptions")
     queue_syncs(calendar_user_ids={user.pk for user, _item in valid})  # "missed" and the others: sync in full now
     return HttpResponse(status=202)
-
-
-def _renew_now() -> None:
-    from django_q.tasks import async_task
-
-    async_task("sync.jobs.renew_subscriptions_job", task_name="renew-graph-subscriptions")
 
 
 @csrf_exempt

@@ -188,8 +188,8 @@ def duplicates(sims, member: Member) -> int:  # type: ignore[no-untyped-def]
 def sync_all(
     sims, fleet: Fleet, concurrency: int, progress: Callable[[int, int], None] | None = None
 ) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    """Every user synced once, in batches of one source, by `concurrency` threads with the Celery task's
-    back-off on RetryLater; the wall time and the requests each simulator served."""
+    """Every user synced once, in batches of one source, by `concurrency` threads running the Celery task's own
+    attempt and back-off (`sync.benchmarking.runner`); the wall time and the requests each simulator served."""
     from sync.benchmarking.runner import ThreadedFleet
 
     sims.reset_counters()

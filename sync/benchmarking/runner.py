@@ -1,6 +1,7 @@
-"""A sync fleet in threads, with the Celery task's rules: claim, sync, release; RetryLater → retry after its
-back-off (`retry_after`, else 2^retries s, at most `sync.tasks.MAX_BACKOFF_SECONDS`, at most `max_retries`);
-a user another sync holds → look again in 2 s. For benchmarks on the embedded default (no broker).
+"""A sync fleet in threads that runs what the Celery task and the q2 job run: `sync.attempt.run_sync_attempt`
+for each batch, then its decision: users held up come back after the back-off it chose (`common.backoff`) until
+it gives up, users another sync holds come back after `BUSY_RETRY_SECONDS`. For benchmarks on the embedded
+default (no broker).
 """
 
 import heapq
@@ -12,12 +13,9 @@ from collections.abc import Iterable
 
 from django.db import close_old_connections, connections
 
-from sync import pipeline
-from sync.tasks import MAX_BACKOFF_SECONDS
-from sync.tasks import sync_users as sync_users_task
+from sync.attempt import BUSY_RETRY_SECONDS, run_sync_attempt
 
 logger = logging.getLogger(__name__)
-BUSY_RETRY_SECONDS = 2
 
 
 class ThreadedFleet:
@@ -93,23 +91,18 @@ class ThreadedFleet:
             return {"syncs": self.syncs, "retries": self.retries, "gave_up": self.gave_up, "crashed": self.crashed}
 
     def _sync(self, ids: list[int], retries: int) -> None:
-        claimed = [pk for pk in ids if pipeline.claim(calendar_user_id=pk)]
-        self.queue([pk for pk in ids if pk not in claimed], delay=BUSY_RETRY_SECONDS)
         try:
-            if claimed:
-                pipeline.sync_users(calendar_user_ids=claimed)
-                self._count("syncs")
-        except pipeline.RetryLater as error:
-            if retries >= sync_users_task.max_retries:
-                self._count("gave_up")
-                logger.warning("users %s: gave up after %d retries: %s", claimed, retries, error)
-                return
-            backoff = error.retry_after or min(2**retries, MAX_BACKOFF_SECONDS)
-            self._count("retries")
-            self.queue(error.user_ids or claimed, delay=min(max(backoff, 1), MAX_BACKOFF_SECONDS), retries=retries + 1)
+            outcome = run_sync_attempt(calendar_user_ids=ids, attempt=retries)
         except Exception:  # as a Celery task would fail: logged, not retried (the next sweep catches up)
             self._count("crashed")
-            logger.exception("sync of users %s failed", claimed)
-        finally:
-            for pk in claimed:
-                pipeline.release(calendar_user_id=pk)
+            logger.exception("sync of users %s failed", ids)
+            return
+        self.queue(outcome.busy, delay=BUSY_RETRY_SECONDS)
+        if outcome.results:
+            self._count("syncs")
+        if outcome.gave_up:
+            self._count("gave_up")
+            logger.warning("users %s: gave up after %d retries: %s", outcome.held_up, retries, outcome.error)
+        elif outcome.retry_in is not None:
+            self._count("retries")
+            self.queue(outcome.held_up, delay=outcome.retry_in, retries=retries + 1)

@@ -27,6 +27,8 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django_q.conf import Conf
 
+from common.queue import enqueue_now
+
 logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -195,10 +197,10 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
 
 def wait_for_q2(timeout: float = 120) -> float:
     """Queue a no-op task on q2 and wait until a cluster has run it; the seconds that took."""
-    from django_q.tasks import async_task, fetch
+    from django_q.tasks import fetch
 
     started = time.monotonic()
-    task_id = async_task("time.time", task_name="benchmark-cluster-ready")
+    task_id = enqueue_now("time.time", name="benchmark-cluster-ready")
     while fetch(task_id) is None:
         if time.monotonic() - started > timeout:
             raise RuntimeError(f"the q2 cluster ran nothing within {timeout:g} s")

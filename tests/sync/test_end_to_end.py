@@ -414,7 +414,9 @@ def test_a_push_cut_short_reads_mbn_once_and_adopts_what_it_created(sims, world)
     assert PushedAbsence.objects.filter(service_user=users[0]).count() == len(held)
 
 
-def test_on_q2_an_mbn_outage_is_shown_and_the_sync_retried_after_the_back_off(sims, world):
+def test_on_q2_an_mbn_outage_is_shown_and_the_sync_retried_after_the_back_off(
+    sims, world, django_capture_on_commit_callbacks
+):
     import ast
 
     from django_q.models import Schedule
@@ -427,7 +429,8 @@ def test_on_q2_an_mbn_outage_is_shown_and_the_sync_retried_after_the_back_off(si
     )
     user = CalendarUser.objects.get(service_user=users[0])
     sims.set_faults("mbn", rate=1.0, kinds=["503"])
-    assert "retrying" in jobs.sync_users_job([user.pk])
+    with django_capture_on_commit_callbacks(execute=True):  # queued after commit, as every job is
+        assert "retrying" in jobs.sync_users_job([user.pk])
     user.refresh_from_db()
     assert user.last_error.startswith("will retry") and user.last_error_at is not None
     assert SyncRun.objects.filter(service_user=users[0]).exclude(error="").exists(), "the failure is in admin"
@@ -441,6 +444,86 @@ def test_on_q2_an_mbn_outage_is_shown_and_the_sync_retried_after_the_back_off(si
     user.refresh_from_db()
     assert user.last_error == ""
     assert [a["reason"] for a in sims.mbn.absences("fjord", users[0].msisdn)] == ["Møte"]
+
+
+def _mbn_down_for(sims, users):
+    """One appointment for the first user, MBN answering 503 (no Retry-After) to everything."""
+    start = (timezone.now() + dt.timedelta(days=1)).astimezone(OSLO).replace(hour=10, minute=0, second=0, microsecond=0)
+    sims.graph.put_event(
+        demo.graph_user_id(users[0]),
+        simulators.SimEvent(id="m", subject="Møte", start=start, end=start + dt.timedelta(hours=1)),
+    )
+    sims.set_faults("mbn", rate=1.0, kinds=["503"])
+    return CalendarUser.objects.get(service_user=users[0])
+
+
+@pytest.fixture(params=["low", "high"])
+def jitter(request, monkeypatch):
+    """The back-off's jitter pinned at either end of its ± 20 %; the expected wait for a retry count."""
+    import random
+
+    factor = 0.8 if request.param == "low" else 1.2
+    monkeypatch.setattr(random, "uniform", lambda low, high: low if request.param == "low" else high)
+    return lambda retry: min(min(2**retry, 30) * factor, 30)
+
+
+@pytest.mark.parametrize("attempt", [0, 3, 5])
+def test_the_q2_job_retries_after_the_one_back_off_policy(
+    sims, world, jitter, attempt, django_capture_on_commit_callbacks
+):
+    import ast
+
+    from django_q.models import Schedule
+
+    user = _mbn_down_for(sims, world[1])
+    before = timezone.now()
+    with django_capture_on_commit_callbacks(execute=True):
+        jobs.sync_users_job([user.pk], attempt)
+    retry = Schedule.objects.get(func="sync.jobs.sync_users_job")
+    assert ast.literal_eval(retry.args) == ([user.pk], attempt + 1, None)
+    waited = (retry.next_run - before).total_seconds()
+    # 1, 8 and 30 s (32 s capped) ± 20 %, never over 30 s; plus however long the sync took
+    assert jitter(attempt) <= waited <= jitter(attempt) + (timezone.now() - before).total_seconds()
+
+
+@pytest.mark.parametrize("retries", [0, 3, 5])
+def test_the_celery_task_retries_after_the_one_back_off_policy(sims, world, jitter, retries):
+    from celery.exceptions import Retry
+
+    from sync.tasks import sync_users
+
+    user = _mbn_down_for(sims, world[1])
+    sync_users.push_request(id="a-sync", retries=retries, is_eager=True, called_directly=False, args=[[user.pk]])
+    try:
+        with pytest.raises(Retry) as retried:
+            sync_users.run([user.pk])
+    finally:
+        sync_users.pop_request()
+    assert retried.value.when == pytest.approx(jitter(retries))
+    assert retried.value.sig.args == ([user.pk], 0, None)
+    user.refresh_from_db()
+    assert user.last_error.startswith("will retry")
+
+
+def test_after_ten_retries_the_q2_job_and_the_celery_task_give_up_until_the_next_sweep(
+    sims, world, django_capture_on_commit_callbacks
+):
+    from django_q.models import Schedule
+
+    from sync.pipeline import RetryLater
+    from sync.tasks import sync_users
+
+    user = _mbn_down_for(sims, world[1])
+    with django_capture_on_commit_callbacks(execute=True):
+        assert jobs.sync_users_job([user.pk], 9).endswith("retrying")  # the tenth retry is still made
+        assert jobs.sync_users_job([user.pk], 10).startswith("gave up after 11 attempts")
+    assert Schedule.objects.filter(func="sync.jobs.sync_users_job").count() == 1
+    sync_users.push_request(id="a-sync", retries=10, is_eager=True, called_directly=False, args=[[user.pk]])
+    try:
+        with pytest.raises(RetryLater):  # the task fails, visibly
+            sync_users.run([user.pk])
+    finally:
+        sync_users.pop_request()
 
 
 def test_google_users_keep_their_names_and_new_members_get_theirs_at_the_directory_sync(sims):

@@ -18,11 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections
 from django.utils import timezone
 
+from common.queue import celery_takes_sync_work
 from kalenderpush.progress import ProgressBar
 from sync import jobs
 from sync.benchmarking import workers
@@ -88,7 +88,7 @@ class Command(BaseCommand):
     def _worker(self, choice: str) -> str:
         if choice != "auto":
             return choice
-        if not settings.CELERY_TASK_ALWAYS_EAGER:
+        if celery_takes_sync_work():
             return "celery"
         try:
             database_url()

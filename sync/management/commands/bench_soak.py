@@ -4,10 +4,11 @@ Builds N users as bench_sync does (over Graph, Exchange and Google, `--users-per
 syncs them once without faults, then for `--minutes` changes `--change-share` of the calendars every
 `--change-every` seconds and queues their syncs (as the webhooks and the sweep would), while every
 simulator answers `--fault-rate` of requests with 429, 503, a timeout or a malformed body, and MBN answers
-503 to everything for `--outage-seconds` in the middle. Syncs run in threads with the Celery task's rules
-(claim, back-off on RetryLater, at most max_retries), or on Celery workers when a broker is set (then a
-worker must be running with the same simulator settings; see `--worker`). Then the faults stop and the
-drain is timed. Prints one JSON object on stdout (progress on stderr); the rows are deleted afterwards.
+503 to everything for `--outage-seconds` in the middle. Syncs run in threads that run the Celery task's own
+attempt (`sync.attempt.run_sync_attempt`: claim, back-off on RetryLater, give up after its retries), or on
+Celery workers when a broker is set (then a worker must be running with the same simulator settings; see
+`--worker`). Then the faults stop and the drain is timed. Prints one JSON object on stdout (progress on
+stderr); the rows are deleted afterwards.
 """
 
 import datetime as dt
@@ -19,10 +20,10 @@ from collections.abc import Iterable
 from contextlib import ExitStack
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
+from common.queue import celery_takes_sync_work
 from kalenderpush.progress import ProgressBar
 from sync.benchmarking import workers
 from sync.benchmarking.fleet import build_fleet, database_url, simulator_environment, simulator_settings, sync_all
@@ -63,8 +64,8 @@ class Command(BaseCommand):
             raise CommandError("--outage-seconds must fit inside the soak")
         worker = options["worker"]
         if worker == "auto":
-            worker = "threads" if settings.CELERY_TASK_ALWAYS_EAGER else "celery"
-        if worker == "celery" and settings.CELERY_TASK_ALWAYS_EAGER:
+            worker = "threads" if not celery_takes_sync_work() else "celery"
+        if worker == "celery" and not celery_takes_sync_work():
             raise CommandError("--worker celery needs CELERY_BROKER_URL (a broker and non-eager Celery)")
         with Simulators.start() as sims, simulator_settings(sims, MBN_REQUESTS_PER_SECOND=options["mbn_rate"] * 0.9):
             sims.set_fault_timeout_seconds(options["fault_timeout_seconds"])

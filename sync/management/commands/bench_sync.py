@@ -29,14 +29,17 @@ from django.db import close_old_connections, connection
 from django.test.utils import override_settings
 from django.utils import timezone
 
+from common.queue import celery_takes_sync_work, enqueue_now
 from customers.models import Customer, ServiceUser
 from customers.services import ensure_customer_settings
 from customers.validators import org_numbers_from
 from kalenderpush.progress import ProgressBar
 from sync import demo, pipeline
+from sync.attempt import BUSY_RETRY_SECONDS, run_sync_attempt
 from sync.models import CalendarUser, PushedAbsence
 from sync.rules import compute_absences
 from sync.services import catalogue_from_database, rule_settings_for
+from sync.work import SYNC_USERS
 
 BATCH = 20
 PROVIDERS = ("graph", "ews", "google")
@@ -89,7 +92,7 @@ class Command(BaseCommand):
         if options["users_per_customer"] < 1:
             raise CommandError("--users-per-customer must be at least 1")
         if options["celery_workers"]:
-            if django_settings.CELERY_TASK_ALWAYS_EAGER or not django_settings.CELERY_RESULT_BACKEND:
+            if not celery_takes_sync_work() or not django_settings.CELERY_RESULT_BACKEND:
                 raise CommandError("--celery-workers needs CELERY_BROKER_URL and CELERY_RESULT_BACKEND set")
             if connection.vendor == "sqlite":
                 raise CommandError("--celery-workers needs a database the workers share: set DATABASE_URL (PostgreSQL)")
@@ -246,9 +249,9 @@ class Command(BaseCommand):
         cluster = subprocess.Popen(
             [sys.executable, "manage.py", "qcluster"], env=env, start_new_session=True, stdout=subprocess.DEVNULL
         )
-        from django_q.tasks import async_task, result
+        from django_q.tasks import result
 
-        probe = async_task("sync.tasks.worker_health")
+        probe = enqueue_now("sync.tasks.worker_health")
         if result(probe, wait=120_000) is None:  # the clock starts once the cluster takes jobs
             self._stop_workers([cluster])
             raise CommandError("the q2 cluster did not run a job within 120 s")
@@ -330,43 +333,46 @@ class Command(BaseCommand):
         done = 0
 
         def run(batch: list[int]) -> None:
-            """One batch as a worker runs it: a throttled or failing service means retry after its back-off."""
+            """One batch as the Celery task and the q2 job run it (`run_sync_attempt`): users held up by a
+            throttled or failing service come back after its back-off, users another sync holds after a pause."""
             try:
-                pending = batch
-                for attempt in range(30):
-                    try:
-                        pipeline.sync_users(calendar_user_ids=pending, now=now)
-                        return
-                    except pipeline.RetryLater as error:
-                        pending = error.user_ids or pending
-                        time.sleep(min(error.retry_after or 2**attempt * 0.1, 5))
-                raise CommandError(f"users {pending[:3]}… still failing after 30 attempts")
+                queued = [(batch, 0)]
+                while queued:
+                    pending, attempt = queued.pop(0)
+                    outcome = run_sync_attempt(calendar_user_ids=pending, attempt=attempt, now=now)
+                    if outcome.gave_up:
+                        raise CommandError(f"users {outcome.held_up[:3]}… still failing: {outcome.error}")
+                    if outcome.busy:
+                        queued.append((outcome.busy, attempt))
+                    if outcome.retry_in is not None:
+                        queued.append((outcome.held_up, attempt + 1))
+                    if queued:
+                        time.sleep(BUSY_RETRY_SECONDS if outcome.retry_in is None else outcome.retry_in)
             finally:
                 close_old_connections()
 
         started = time.perf_counter()
         if self._q2:
             from django_q.models import Schedule, Task
-            from django_q.tasks import async_task
 
             group = f"bench-{time.time_ns()}"
-            for batch in batches:
-                async_task("sync.jobs.sync_users_job", batch, 0, now.isoformat(), group=group)
+            for batch in batches:  # on the q2 cluster whatever Celery's configuration: what this run measures
+                enqueue_now(SYNC_USERS.function, batch, 0, now.isoformat(), group=group)
             while True:
                 time.sleep(0.5)
                 done = Task.objects.filter(group=group).count()
                 progress(min(done, len(batches)), len(batches))
-                retrying = Schedule.objects.filter(func="sync.jobs.sync_users_job").exists()
+                retrying = Schedule.objects.filter(func=SYNC_USERS.function).exists()
                 if done >= len(batches) and not retrying:
                     break
             failed = Task.objects.filter(group=group, success=False).count()
             if failed:
                 raise CommandError(f"{failed} q2 sync jobs failed: see admin → Bakgrunnsjobber → Mislykkede jobber")
         elif self._celery:
-            from sync.tasks import sync_users
+            from celery.result import AsyncResult
 
-            cycle_start = timezone.now()
-            pending = [sync_users.apply_async(args=[batch, now.isoformat()], queue="sync") for batch in batches]
+            cycle_start = timezone.now()  # the broker is configured (checked above): `enqueue_now` sends to Celery
+            pending = [AsyncResult(enqueue_now(SYNC_USERS, batch, 0, now.isoformat())) for batch in batches]
             every = [pk for batch in batches for pk in batch]
             checks = 0
             while pending:
