@@ -46,11 +46,8 @@ class Overview:
 
 
 def current_subscription(customer: Customer) -> Subscription | None:
-    """The subscription that has not ended, else the latest one."""
-    subscriptions = list(customer.subscriptions.select_related("price_list").order_by("-signed_on", "-id"))
-    open_ones = [s for s in subscriptions if s.status != Subscription.Status.ENDED]
-    candidates = open_ones or subscriptions
-    return candidates[0] if candidates else None
+    """The subscription that has not ended, else the latest one (`Customer.current_subscription`)."""
+    return customer.current_subscription()
 
 
 def user_counts(customer: Customer) -> UserCounts:
