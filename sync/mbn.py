@@ -21,10 +21,10 @@ import requests
 
 from customers.validators import parse_msisdn
 from sync.providers.base import parse_retry_after
+from sync.reconcile import EXTERNAL_REF_PREFIX  # absences we pushed; anything else was set by hand, never touched
 
 Diversion = Literal["voicemail", "none"]
 DIVERSIONS: tuple[Diversion, ...] = ("voicemail", "none")
-EXTERNAL_REF_PREFIX = "kp:"  # absences we pushed; anything else was set by hand and is never touched
 TOKEN_MARGIN_SECONDS = 60.0  # a cached token is replaced this long before it expires
 DEFAULT_THROTTLE_SECONDS = 1.0  # when MBN answers 429 without Retry-After
 MAX_PAGES = 10_000
