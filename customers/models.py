@@ -43,30 +43,37 @@ class CustomerQuerySet(models.QuerySet["Customer"]):
     its figures link to: the status of the open subscription, else "ended" when the customer has only
     ended ones, else NO_SUBSCRIPTION."""
 
+    @staticmethod
+    def _subscription_status() -> Coalesce:
+        open_status = Subscription.objects.filter(customer=OuterRef("pk")).exclude(status=Subscription.Status.ENDED)
+        return Coalesce(
+            Subquery(open_status.values("status")[:1]),
+            Case(
+                When(
+                    Exists(Subscription.objects.filter(customer=OuterRef("pk"))),
+                    then=Value(Subscription.Status.ENDED.value),
+                ),
+                default=Value(NO_SUBSCRIPTION),
+                output_field=CharField(),
+            ),
+        )
+
     def with_subscription_status(self) -> "CustomerQuerySet":
         """Annotated with `subscription_status`."""
-        open_status = Subscription.objects.filter(customer=OuterRef("pk")).exclude(status=Subscription.Status.ENDED)
-        return self.annotate(
-            subscription_status=Coalesce(
-                Subquery(open_status.values("status")[:1]),
-                Case(
-                    When(
-                        Exists(Subscription.objects.filter(customer=OuterRef("pk"))),
-                        then=Value(Subscription.Status.ENDED.value),
-                    ),
-                    default=Value(NO_SUBSCRIPTION),
-                    output_field=CharField(),
-                ),
-            )
-        )
+        return self.annotate(subscription_status=self._subscription_status())
 
     def in_subscription_status(self, status: str) -> "CustomerQuerySet":
         """The customers whose subscription status is `status` (a Subscription.Status or NO_SUBSCRIPTION)."""
-        return self.with_subscription_status().filter(subscription_status=status)
+        return self.annotate(subscription_status=self._subscription_status()).filter(subscription_status=status)
 
     def counts_by_subscription_status(self) -> dict[str, int]:
         """{status: customers}, every Subscription.Status and NO_SUBSCRIPTION present: one query."""
-        rows = self.with_subscription_status().order_by().values("subscription_status").annotate(n=Count("pk"))
+        rows = (
+            self.annotate(subscription_status=self._subscription_status())
+            .order_by()
+            .values("subscription_status")
+            .annotate(n=Count("pk"))
+        )
         counts = dict.fromkeys([*Subscription.Status.values, NO_SUBSCRIPTION], 0)
         counts.update({row["subscription_status"]: row["n"] for row in rows})
         return counts
