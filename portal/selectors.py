@@ -58,16 +58,19 @@ def problems_of(customer: Customer, counts: UserCounts, sources: list[CalendarSo
     from django.utils.translation import gettext as _
 
     users_url = reverse("portal:users")
-    problems = [explain(source.last_error) for source in sources if source.active and source.last_error]
+    problems = [
+        explain(source.last_error_code, detail=source.last_error)
+        for source in sources
+        if source.active and source.last_error
+    ]
     if counts.failing:
-        sample = (
+        code, text = (
             ServiceUser.objects.filter(customer=customer)
             .failing()
-            .values_list("calendar__last_error", flat=True)
+            .values_list("calendar__last_error_code", "calendar__last_error")
             .first()
-        )
-        problem = explain(sample or "", count=counts.failing, link=f"{users_url}?vis=feil")
-        problems.append(problem)
+        ) or ("", "")
+        problems.append(explain(code, detail=text, count=counts.failing, link=f"{users_url}?vis=feil"))
     if counts.unmatched and has_mbn:  # without MBN access nobody can be matched: the problem below says so
         problems.append(not_connected(count=counts.unmatched, link=f"{users_url}?vis=umatchet"))
     if not sources:
@@ -98,7 +101,7 @@ def user_problem(service_user: ServiceUser, *, has_mbn: bool) -> Problem | None:
         return not_connected()
     calendar = getattr(service_user, "calendar", None)
     if calendar is not None and calendar.last_error:
-        return explain(calendar.last_error)
+        return explain(calendar.last_error_code, detail=calendar.last_error)
     return None
 
 
