@@ -135,3 +135,33 @@ def test_the_migration_gives_recorded_errors_a_code_and_keeps_their_text():
     assert source.last_error_code == "throttled"
     assert SyncRun.objects.get(pk=run.pk).error_code == "unknown"
     assert SyncRun.objects.get(pk=coded.pk).error_code == "mbn_unavailable", "a code already stored stays"
+
+
+@pytest.mark.django_db
+def test_staff_admin_shows_the_worded_error_with_the_text_and_the_advice(admin_client, settings):
+    from django.urls import reverse
+
+    from customers.models import ServiceUser
+    from sync.models import CalendarSource, CalendarUser
+    from tests.factories import make_customer
+
+    settings.OTP_REQUIRED_FOR_STAFF = False
+    customer = make_customer()
+    text = "Microsoft Graph denied the app access to the mailbox of user u1: outside the app's access scope."
+    source = CalendarSource.objects.create(
+        customer=customer, activation_group="g", last_error=text, last_error_code="mailbox_out_of_scope"
+    )
+    user = ServiceUser.objects.create(customer=customer, email="a@b.no", msisdn="+4791234567")
+    calendar = CalendarUser.objects.create(
+        service_user=user, source=source, provider_user_id="u1", last_error=text, last_error_code="mailbox_out_of_scope"
+    )
+    title = "En postboks er utenfor Kalender Push sin tilgang i Exchange"
+
+    listed = admin_client.get(reverse("admin:sync_calendaruser_changelist")).content.decode()
+    shown = admin_client.get(reverse("admin:sync_calendaruser_change", args=[calendar.pk])).content.decode()
+    dashboard = admin_client.get(reverse("admin:dashboard")).content.decode()
+    source_page = admin_client.get(reverse("admin:sync_calendarsource_change", args=[source.pk])).content.decode()
+
+    assert title in listed and "outside the app&#x27;s access scope" in listed
+    assert title in shown and "programtilgangspolicy" in shown
+    assert title in dashboard and title in source_page
