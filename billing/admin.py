@@ -163,9 +163,13 @@ class InvoiceLineInline(ReadOnlyMixin, admin.TabularInline):
 
 class InvoiceEventInline(ReadOnlyMixin, admin.TabularInline):
     model = InvoiceEvent
-    readonly_fields = ("at", "kind", "user", "message")
+    readonly_fields = ("at", "kind", "user", "description")
     fields = tuple(readonly_fields)
     extra = 0
+
+    @admin.display(description=_("what happened"))
+    def description(self, obj: InvoiceEvent) -> str:
+        return obj.description
 
 
 class CreditReasonForm(forms.Form):

@@ -11,7 +11,11 @@ from typing import Literal
 
 from django.conf import settings
 
-VAT_RATE = Decimal("25")  # percent, Norwegian standard rate
+from billing.core import invoicing
+
+# The VAT rate in percent as documents print it ("Mva 25 %") and EHF states it: the billing core's rate, the one
+# definition, which computes every VAT amount.
+VAT_RATE = Decimal(invoicing.VAT_RATE.numerator * 100) / Decimal(invoicing.VAT_RATE.denominator)
 
 LineKind = Literal["setup", "subscription", "minimum", "termination_fee"]
 

@@ -1,10 +1,12 @@
 """Billing records: daily usage snapshots, billing runs, invoices, credit notes, their counters and events."""
 
+import datetime as dt
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext, gettext_noop
 from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
@@ -276,7 +278,19 @@ class InvoiceEvent(models.Model):
         related_name="+",
         verbose_name=_("user"),
     )
+    # What happened is `kind` plus `params`, worded when shown (`description`); `message` is the text events
+    # had before they had parameters, kept for them.
+    params = models.JSONField(_("parameters"), default=dict, blank=True)
     message = models.CharField(_("message"), max_length=500, blank=True)
+
+    WORDS = {
+        Kind.CREATED: gettext_noop("Billing run %(quarter)s"),
+        Kind.ISSUED: gettext_noop("Invoice %(number)s, KID %(kid)s"),
+        Kind.EMAILED: gettext_noop("Sent to %(to)s"),
+        Kind.EMAIL_FAILED: gettext_noop("Could not be sent: %(error)s"),
+        Kind.PAID: gettext_noop("Paid %(paid_on)s"),
+        Kind.CREDITED: gettext_noop("Credit note %(number)s: %(reason)s"),
+    }
 
     class Meta:
         verbose_name = _("invoice event")
@@ -285,3 +299,13 @@ class InvoiceEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.at:%d.%m.%Y %H:%M}"
+
+    @property
+    def description(self) -> str:
+        """What happened, in the reader's language; an event from before parameters shows its stored text."""
+        if not self.params:
+            return self.message
+        shown = dict(self.params)
+        if "paid_on" in shown:
+            shown["paid_on"] = f"{dt.date.fromisoformat(shown['paid_on']):%d.%m.%Y}"
+        return gettext(self.WORDS[self.Kind(self.kind)]) % shown

@@ -164,9 +164,7 @@ def _bill_subscription(subscription: Subscription, quarter: Quarter, run: Billin
             )
             for position, line in enumerate(invoice.lines, start=1)
         )
-        InvoiceEvent.objects.create(
-            invoice=record, kind=InvoiceEvent.Kind.CREATED, message=f"Billing run {quarter.label}"
-        )
+        InvoiceEvent.objects.create(invoice=record, kind=InvoiceEvent.Kind.CREATED, params={"quarter": quarter.label})
     return record
 
 
@@ -342,7 +340,7 @@ def issue_invoice(*, invoice_id: int, issued_by: User = None, today: dt.date | N
             invoice=invoice,
             kind=InvoiceEvent.Kind.ISSUED,
             user=issued_by,  # type: ignore[misc]
-            message=f"Faktura {invoice.number}, KID {invoice.kid}",
+            params={"number": invoice.number, "kid": invoice.kid},
         )
         enqueue("billing.tasks.email_invoice", invoice.pk, name=f"email-invoice-{invoice.pk}")
     return invoice
@@ -386,7 +384,7 @@ def mark_paid(*, invoice_id: int, paid_on: dt.date, by: User = None) -> Invoice:
             invoice=invoice,
             kind=InvoiceEvent.Kind.PAID,
             user=by,  # type: ignore[misc]
-            message=f"Betalt {paid_on:%d.%m.%Y}",
+            params={"paid_on": paid_on.isoformat()},
         )
     return invoice
 
@@ -432,7 +430,7 @@ def credit_invoice(*, invoice_id: int, reason: str, by: User = None, today: dt.d
             credit_note=note,
             kind=InvoiceEvent.Kind.CREDITED,
             user=by,
-            message=f"Kreditnota {note.number}: {note.reason}",
+            params={"number": note.number, "reason": note.reason},
         )  # type: ignore[misc]
     return note
 

@@ -51,7 +51,9 @@ def email_invoice(invoice_id: int) -> str:
     try:
         message.send()
     except Exception as error:
-        InvoiceEvent.objects.create(invoice=invoice, kind=InvoiceEvent.Kind.EMAIL_FAILED, message=str(error)[:500])
+        InvoiceEvent.objects.create(
+            invoice=invoice, kind=InvoiceEvent.Kind.EMAIL_FAILED, params={"error": str(error)[:500]}
+        )
         raise
-    InvoiceEvent.objects.create(invoice=invoice, kind=InvoiceEvent.Kind.EMAILED, message=invoice.buyer_email)
+    InvoiceEvent.objects.create(invoice=invoice, kind=InvoiceEvent.Kind.EMAILED, params={"to": invoice.buyer_email})
     return f"invoice {invoice.number} sent to {invoice.buyer_email}"

@@ -27,6 +27,7 @@ from simple_history.template_utils import HistoricalRecordContextHelper
 from billing.core.money import round_half_up
 from customers import services
 from customers.models import (
+    NO_SUBSCRIPTION,
     WEEKDAYS,
     Contact,
     Customer,
@@ -221,14 +222,13 @@ class SubscriptionStatusFilter(admin.SimpleListFilter):
     parameter_name = "subscription_status"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
-        return [*Subscription.Status.choices, ("none", gettext("No subscription"))]
+        return [*Subscription.Status.choices, (NO_SUBSCRIPTION, gettext("No subscription"))]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Customer]) -> QuerySet[Customer]:
+        """The customers in the chosen status, as the dashboard counts them (`CustomerQuerySet`)."""
         value = self.value()
-        if value == "none":
-            return queryset.filter(subscriptions__isnull=True)
         if value:
-            return queryset.filter(subscriptions__status=value).distinct()
+            return queryset.filter(pk__in=Customer.objects.in_subscription_status(value).values("pk"))
         return queryset
 
 

@@ -1,6 +1,7 @@
 """Customers, their contacts, price lists, subscriptions, calendar settings and service users."""
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -8,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models, transaction
-from django.db.models import Count, Max, Q
+from django.db.models import Case, CharField, Count, Exists, Max, OuterRef, Q, Subquery, Value, When
+from django.db.models.functions import Coalesce
 from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
 
 FIRST_CUSTOMER_NUMBER = 10001
+NO_SUBSCRIPTION = "none"  # the subscription status of a customer that has never had one
 
 
 class Term(models.IntegerChoices):
@@ -34,6 +37,47 @@ class Term(models.IntegerChoices):
     MONTHS_12 = 12, _("12 months")
     MONTHS_24 = 24, _("24 months")
     MONTHS_36 = 36, _("36 months")
+
+
+class CustomerQuerySet(models.QuerySet["Customer"]):
+    """A customer's subscription status, defined once for the staff dashboard's counts and the admin filter
+    its figures link to: the status of the open subscription, else "ended" when the customer has only
+    ended ones, else NO_SUBSCRIPTION."""
+
+    @staticmethod
+    def _subscription_status() -> Coalesce:
+        open_status = Subscription.objects.filter(customer=OuterRef("pk")).exclude(status=Subscription.Status.ENDED)
+        return Coalesce(
+            Subquery(open_status.values("status")[:1]),
+            Case(
+                When(
+                    Exists(Subscription.objects.filter(customer=OuterRef("pk"))),
+                    then=Value(Subscription.Status.ENDED.value),
+                ),
+                default=Value(NO_SUBSCRIPTION),
+                output_field=CharField(),
+            ),
+        )
+
+    def with_subscription_status(self) -> "CustomerQuerySet":
+        """Annotated with `subscription_status`."""
+        return self.annotate(subscription_status=self._subscription_status())
+
+    def in_subscription_status(self, status: str) -> "CustomerQuerySet":
+        """The customers whose subscription status is `status` (a Subscription.Status or NO_SUBSCRIPTION)."""
+        return self.annotate(subscription_status=self._subscription_status()).filter(subscription_status=status)
+
+    def counts_by_subscription_status(self) -> dict[str, int]:
+        """{status: customers}, every Subscription.Status and NO_SUBSCRIPTION present: one query."""
+        rows = (
+            self.annotate(subscription_status=self._subscription_status())
+            .order_by()
+            .values("subscription_status")
+            .annotate(n=Count("pk"))
+        )
+        counts = dict.fromkeys([*Subscription.Status.values, NO_SUBSCRIPTION], 0)
+        counts.update({row["subscription_status"]: row["n"] for row in rows})
+        return counts
 
 
 class Customer(models.Model):
@@ -69,6 +113,8 @@ class Customer(models.Model):
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     history = HistoricalRecords()
 
+    objects = CustomerQuerySet.as_manager()
+
     class Meta:
         verbose_name = _("customer")
         verbose_name_plural = _("customers")
@@ -76,6 +122,10 @@ class Customer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.customer_number})" if self.customer_number else self.name
+
+    def current_subscription(self) -> "Subscription | None":
+        """The subscription that has not ended, else the latest one (`Subscription.current_among`)."""
+        return Subscription.current_among(self.subscriptions.select_related("price_list").order_by("-signed_on", "-id"))
 
     def clean(self) -> None:
         self.org_number = compact_org_number(self.org_number)
@@ -254,6 +304,15 @@ class Subscription(models.Model):
 
     def __str__(self) -> str:
         return f"{self.customer.name}: {self.get_term_months_display()}"
+
+    @staticmethod
+    def current_among(subscriptions: "Iterable[Subscription]") -> "Subscription | None":
+        """A customer's current subscription among theirs, given newest first: the one that has not ended,
+        else the newest ended one; None without any. The portal and the staff pages use this one rule."""
+        newest_first = list(subscriptions)
+        return next((s for s in newest_first if s.status != Subscription.Status.ENDED), None) or next(
+            iter(newest_first), None
+        )
 
     @property
     def binding_end(self) -> dt.date | None:

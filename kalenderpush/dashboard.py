@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext
 
-from customers.models import Customer, Subscription
+from customers.models import NO_SUBSCRIPTION, Customer, Subscription
 from kalenderpush import selectors
 from kalenderpush.formatting import format_nok, format_number
 from sync.health import render as render_sync_health
@@ -148,7 +148,7 @@ def usage_chart(series: list[tuple[dt.date, int]], *, first: dt.date, last: dt.d
 
 
 def _status_rows(counts: dict[str, int]) -> list[dict[str, Any]]:
-    labels: list[tuple[str, Any]] = [*Subscription.Status.choices, (selectors.NO_SUBSCRIPTION, None)]
+    labels: list[tuple[str, Any]] = [*Subscription.Status.choices, (NO_SUBSCRIPTION, None)]
     return [
         {
             "status": status,

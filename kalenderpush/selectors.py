@@ -10,8 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import Avg, Case, CharField, Count, Exists, F, OuterRef, Q, Subquery, Sum, Value, When
-from django.db.models.functions import Coalesce
+from django.db.models import Avg, Count, F, Q, Sum
 from django.utils import timezone
 from django_q.models import Schedule
 
@@ -22,7 +21,6 @@ from billing.quarters import Quarter
 from customers.models import Contact, Customer, ServiceUser, Subscription, UserCounts
 from sync.models import CalendarSource, MbnConnection, SyncRun
 
-NO_SUBSCRIPTION = "none"
 STALE_AFTER = dt.timedelta(minutes=30)
 BILLING_TASK = "billing.tasks.run_quarterly_billing"
 USAGE_CHART_DAYS = 365
@@ -33,30 +31,9 @@ _DAY = dt.timedelta(days=1)
 
 
 def customer_counts_by_status() -> dict[str, int]:
-    """{status: customers}: the status of each customer's open subscription, else "ended" when it has only
-    ended ones, else NO_SUBSCRIPTION. Every key of Subscription.Status and NO_SUBSCRIPTION is present."""
-    open_status = Subscription.objects.filter(customer=OuterRef("pk")).exclude(status=Subscription.Status.ENDED)
-    rows = (
-        Customer.objects.annotate(
-            state=Coalesce(
-                Subquery(open_status.values("status")[:1]),
-                Case(
-                    When(
-                        Exists(Subscription.objects.filter(customer=OuterRef("pk"))),
-                        then=Value(Subscription.Status.ENDED.value),
-                    ),
-                    default=Value(NO_SUBSCRIPTION),
-                    output_field=CharField(),
-                ),
-            )
-        )
-        .order_by()
-        .values("state")
-        .annotate(customers=Count("pk"))
-    )
-    counts = {status: 0 for status in [*Subscription.Status.values, NO_SUBSCRIPTION]}
-    counts.update({row["state"]: row["customers"] for row in rows})
-    return counts
+    """{status: customers} by `CustomerQuerySet.with_subscription_status`, the definition the admin's
+    subscription status filter uses too. Every key of Subscription.Status and NO_SUBSCRIPTION is present."""
+    return Customer.objects.counts_by_subscription_status()
 
 
 # --- active users over time -----------------------------------------------------------------------
@@ -257,10 +234,8 @@ class CustomerOverview:
 
     @property
     def current_subscription(self) -> Subscription | None:
-        """The open subscription, else the newest ended one."""
-        open_ones = [s for s in self.subscriptions if s.status != Subscription.Status.ENDED]
-        candidates = open_ones or self.subscriptions
-        return candidates[0] if candidates else None
+        """The open subscription, else the newest ended one (`Subscription.current_among`)."""
+        return Subscription.current_among(self.subscriptions)
 
 
 def customer_overview(*, customer_id: int, today: dt.date, invoices: int = 10, sync_runs: int = 15) -> CustomerOverview:

@@ -46,11 +46,8 @@ class Overview:
 
 
 def current_subscription(customer: Customer) -> Subscription | None:
-    """The subscription that has not ended, else the latest one."""
-    subscriptions = list(customer.subscriptions.select_related("price_list").order_by("-signed_on", "-id"))
-    open_ones = [s for s in subscriptions if s.status != Subscription.Status.ENDED]
-    candidates = open_ones or subscriptions
-    return candidates[0] if candidates else None
+    """The subscription that has not ended, else the latest one (`Customer.current_subscription`)."""
+    return customer.current_subscription()
 
 
 def user_counts(customer: Customer) -> UserCounts:
@@ -61,16 +58,19 @@ def problems_of(customer: Customer, counts: UserCounts, sources: list[CalendarSo
     from django.utils.translation import gettext as _
 
     users_url = reverse("portal:users")
-    problems = [explain(source.last_error) for source in sources if source.active and source.last_error]
+    problems = [
+        explain(source.last_error_code, detail=source.last_error)
+        for source in sources
+        if source.active and source.last_error
+    ]
     if counts.failing:
-        sample = (
+        code, text = (
             ServiceUser.objects.filter(customer=customer)
             .failing()
-            .values_list("calendar__last_error", flat=True)
+            .values_list("calendar__last_error_code", "calendar__last_error")
             .first()
-        )
-        problem = explain(sample or "", count=counts.failing, link=f"{users_url}?vis=feil")
-        problems.append(problem)
+        ) or ("", "")
+        problems.append(explain(code, detail=text, count=counts.failing, link=f"{users_url}?vis=feil"))
     if counts.unmatched and has_mbn:  # without MBN access nobody can be matched: the problem below says so
         problems.append(not_connected(count=counts.unmatched, link=f"{users_url}?vis=umatchet"))
     if not sources:
@@ -101,7 +101,7 @@ def user_problem(service_user: ServiceUser, *, has_mbn: bool) -> Problem | None:
         return not_connected()
     calendar = getattr(service_user, "calendar", None)
     if calendar is not None and calendar.last_error:
-        return explain(calendar.last_error)
+        return explain(calendar.last_error_code, detail=calendar.last_error)
     return None
 
 

@@ -6,12 +6,14 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from customers.admin import AuditedAdmin
 from customers.models import ServiceUser
 from kalenderpush.json_input import JSONInputError, parse_json
+from sync.errors import describe
 from sync.models import AbsenceProfile, CalendarSource, CalendarUser, MbnConnection, PushedAbsence, SyncRun
 
 
@@ -122,7 +124,7 @@ class CalendarSourceAdmin(AuditedAdmin):
     list_select_related = ["customer"]
     search_fields = ["customer__name", "tenant_id", "activation_group"]
     autocomplete_fields = ["customer"]
-    readonly_fields = ["last_success_at", "last_error"]
+    readonly_fields = ["last_success_at", "error_explained", "last_error"]
     actions = ["test_connection"]
     history_list_display = ["kind", "active"]
 
@@ -136,7 +138,11 @@ class CalendarSourceAdmin(AuditedAdmin):
 
     @admin.display(description=_("last error"))
     def short_error(self, obj: CalendarSource) -> str:
-        return shortened(obj.last_error)
+        return worded_error(obj.last_error_code, obj.last_error)
+
+    @admin.display(description=_("what to do"))
+    def error_explained(self, obj: CalendarSource) -> str:
+        return explained_error(obj.last_error_code, obj.last_error)
 
     @admin.action(description=_("Test connection"))
     def test_connection(self, request: HttpRequest, queryset: QuerySet[CalendarSource]) -> None:
@@ -198,6 +204,22 @@ class MbnConnectionAdmin(admin.ModelAdmin):
     autocomplete_fields = ["customer"]
 
 
+def worded_error(code: str, text: str) -> str:
+    """A recorded error for a list: its title in the reader's language, the English text on hover."""
+    if not text:
+        return "–"
+    title, _advice = describe(code)
+    return format_html('<span title="{}">{}</span>', text, title)
+
+
+def explained_error(code: str, text: str) -> str:
+    """A recorded error on a change page: the title and advice the customer's portal shows, and the text."""
+    if not text:
+        return "–"
+    title, advice = describe(code)
+    return format_html("<strong>{}</strong><br>{}<br><code>{}</code>", title, advice, text)
+
+
 class ReadOnly:
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -225,16 +247,25 @@ class SyncStateFilter(admin.SimpleListFilter):
 
 @admin.register(CalendarUser)
 class CalendarUserAdmin(ReadOnly, admin.ModelAdmin):
-    list_display = ["service_user", "customer", "matched", "last_synced_at", "last_error", "subscription_expires"]
+    list_display = ["service_user", "customer", "matched", "last_synced_at", "error", "subscription_expires"]
     list_filter = [SyncStateFilter, "source__kind", "source__customer"]
     list_select_related = ["service_user__customer", "source"]
     search_fields = ["service_user__email", "service_user__name", "service_user__customer__name"]
     show_full_result_count = False
     exclude = ["client_state", "delta_cursor"]
+    readonly_fields = ["error_explained"]
 
     @admin.display(description=_("customer"))
     def customer(self, obj: CalendarUser) -> str:
         return obj.service_user.customer.name
+
+    @admin.display(description=_("last error"))
+    def error(self, obj: CalendarUser) -> str:
+        return worded_error(obj.last_error_code, obj.last_error)
+
+    @admin.display(description=_("what to do"))
+    def error_explained(self, obj: CalendarUser) -> str:
+        return explained_error(obj.last_error_code, obj.last_error)
 
     @admin.display(description=_("matched"), boolean=True)
     def matched(self, obj: CalendarUser) -> bool:
@@ -251,12 +282,21 @@ class SyncRunAdmin(ReadOnly, admin.ModelAdmin):
         "changes",
         "mbn_requests",
         "latency_ms",
-        "short_error",
+        "worded_error",
     ]
     list_filter = ["kind", "source__customer"]
     list_select_related = ["source__customer", "service_user"]
     date_hierarchy = "started_at"
     show_full_result_count = False
+    readonly_fields = ["error_explained"]
+
+    @admin.display(description=_("error"))
+    def worded_error(self, obj: SyncRun) -> str:
+        return worded_error(obj.error_code, obj.error)
+
+    @admin.display(description=_("what to do"))
+    def error_explained(self, obj: SyncRun) -> str:
+        return explained_error(obj.error_code, obj.error)
 
     @admin.display(description=_("customer"), ordering="source__customer__name")
     def customer(self, obj: SyncRun) -> str:

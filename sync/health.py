@@ -13,6 +13,7 @@ from django.utils.translation import gettext
 from billing.models import UsageSnapshot
 from customers.models import Customer, ServiceUser
 from kalenderpush.formatting import format_number
+from sync.errors import describe
 from sync.models import CalendarSource, SyncRun
 
 DAYS = 30
@@ -32,7 +33,12 @@ def health_of(customer: Customer, *, today: dt.date | None = None) -> Health:
     since = today - dt.timedelta(days=DAYS)
     last = CalendarSource.objects.filter(customer=customer).aggregate(last=Max("last_success_at"))["last"]
     service_users = ServiceUser.objects.filter(customer=customer)
-    failing = list(service_users.failing().order_by("email").values_list("email", "calendar__last_error")[:20])
+    failing = [
+        (email, f"{describe(code)[0]} ({text})")
+        for email, code, text in service_users.failing()
+        .order_by("email")
+        .values_list("email", "calendar__last_error_code", "calendar__last_error")[:20]
+    ]
     unmatched = list(service_users.unmatched().order_by("email").values_list("email", flat=True)[:50])
     latency = list(
         SyncRun.objects.filter(source__customer=customer, latency_ms__isnull=False, started_at__date__gte=since)

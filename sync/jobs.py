@@ -17,6 +17,7 @@ from common.queue import enqueue
 from customers.models import ServiceUser
 from sync import pipeline
 from sync.attempt import BUSY_RETRY_SECONDS, run_sync_attempt
+from sync.errors import failure_of
 from sync.models import CalendarSource, CalendarUser, SyncRun
 from sync.providers.base import (
     AuthError,
@@ -115,7 +116,8 @@ def ensure_subscriptions(*, source: CalendarSource, now: dt.datetime | None = No
         url, lifecycle = base + reverse("sync:google_webhook"), None
     else:
         url, lifecycle = base + reverse("sync:graph_webhook"), base + reverse("sync:graph_lifecycle")
-    changed, lost, failures = 0, [], []
+    changed, lost = 0, []
+    failures: list[ProviderError] = []
     for user in CalendarUser.objects.filter(source=source, service_user__active=True):
         expires = now + dt.timedelta(minutes=SUBSCRIPTION_MINUTES)
         if (
@@ -141,9 +143,10 @@ def ensure_subscriptions(*, source: CalendarSource, now: dt.datetime | None = No
             raise  # the same for every user: the source's guard records it once
         except ProviderError as error:
             logger.warning("change notifications for %s could not be set up: %s", user, error)
-            message = f"Change notifications could not be set up: {error}"  # in English for staff, like the pipeline's
-            CalendarUser.objects.filter(pk=user.pk).update(last_error=message[:2000], last_error_at=now)
-            failures.append(str(error))
+            # in English for staff, like the pipeline's; the code words it for the customer
+            failure = failure_of(error, text=f"Change notifications could not be set up: {error}")
+            CalendarUser.objects.filter(pk=user.pk).update(**failure.on_calendar(), last_error_at=now)
+            failures.append(error)
             continue
         user.save(update_fields=["subscription_id", "subscription_expires", "client_state"])
         changed += 1
@@ -153,7 +156,7 @@ def ensure_subscriptions(*, source: CalendarSource, now: dt.datetime | None = No
         summary = (
             f"Change notifications could not be set up for {len(failures)} user(s); the first error: {failures[0]}"
         )
-        CalendarSource.objects.filter(pk=source.pk).update(last_error=summary[:2000])
+        CalendarSource.objects.filter(pk=source.pk).update(**failure_of(failures[0], text=summary).on_calendar())
     return changed
 
 
@@ -223,7 +226,7 @@ def refresh_groups_job() -> str:
             done += 1
         except Exception as error:  # one broken source must not stop the others
             logger.exception("group refresh failed for %s", source)
-            CalendarSource.objects.filter(pk=source.pk).update(last_error=str(error)[:2000])
+            CalendarSource.objects.filter(pk=source.pk).update(**failure_of(error).on_calendar())
     return f"{done} source(s) refreshed"
 
 
@@ -244,7 +247,7 @@ def renew_subscriptions_job() -> str:
             done += ensure_subscriptions(source=source)
         except Exception as error:  # one broken source must not stop the others
             logger.exception("subscription renewal failed for %s", source)
-            CalendarSource.objects.filter(pk=source.pk).update(last_error=str(error)[:2000])
+            CalendarSource.objects.filter(pk=source.pk).update(**failure_of(error).on_calendar())
     return f"{done} subscription(s) made or renewed"
 
 

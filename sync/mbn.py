@@ -20,11 +20,12 @@ from urllib.parse import quote
 import requests
 
 from customers.validators import parse_msisdn
+from sync.errors import SyncErrorCode
 from sync.providers.base import parse_retry_after
+from sync.reconcile import EXTERNAL_REF_PREFIX  # absences we pushed; anything else was set by hand, never touched
 
 Diversion = Literal["voicemail", "none"]
 DIVERSIONS: tuple[Diversion, ...] = ("voicemail", "none")
-EXTERNAL_REF_PREFIX = "kp:"  # absences we pushed; anything else was set by hand and is never touched
 TOKEN_MARGIN_SECONDS = 60.0  # a cached token is replaced this long before it expires
 DEFAULT_THROTTLE_SECONDS = 1.0  # when MBN answers 429 without Retry-After
 MAX_PAGES = 10_000
@@ -34,18 +35,28 @@ MAX_PAGES = 10_000
 
 
 class MbnError(Exception):
-    """An MBN call failed; `str(error)` is a plain-words message for staff."""
+    """An MBN call failed; `str(error)` is a plain-words message for staff, `error_code` (a SyncErrorCode) and
+    `error_params` what the portal and admin word for the customer (`sync.errors.describe`)."""
+
+    default_code = SyncErrorCode.MBN_REFUSED
+
+    def __init__(self, message: str, *, params: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.error_code = self.default_code
+        self.error_params = dict(params or {})
 
 
 class MbnAuthError(MbnError):
     """MBN refused the credentials (client id/secret or API user/password): staff must fix the settings."""
+
+    default_code = SyncErrorCode.MBN_AUTH_FAILED
 
 
 class MbnBadRequest(MbnError):
     """MBN rejected the request as malformed (400): `code` and `message` are MBN's."""
 
     def __init__(self, message: str, *, code: str, server_message: str) -> None:
-        super().__init__(message)
+        super().__init__(message, params={"mbn_code": code})
         self.code = code
         self.server_message = server_message
 
@@ -53,9 +64,13 @@ class MbnBadRequest(MbnError):
 class MbnNotFound(MbnError):
     """The subscriber or the absence does not exist (404)."""
 
+    default_code = SyncErrorCode.MBN_SUBSCRIBER_NOT_FOUND
+
 
 class MbnConflict(MbnError):
     """The absence overlaps another one of the subscriber's (409); `server_message` is MBN's."""
+
+    default_code = SyncErrorCode.MBN_CONFLICT_MANUAL_ABSENCE
 
     def __init__(self, message: str, *, server_message: str) -> None:
         super().__init__(message)
@@ -65,13 +80,17 @@ class MbnConflict(MbnError):
 class MbnThrottled(MbnError):
     """The enterprise is over its request rate (429): retry after `retry_after` seconds."""
 
+    default_code = SyncErrorCode.MBN_THROTTLED
+
     def __init__(self, message: str, *, retry_after: float) -> None:
-        super().__init__(message)
+        super().__init__(message, params={"retry_after": retry_after})
         self.retry_after = retry_after
 
 
 class MbnUnavailable(MbnError):
     """An outage (5xx), a timeout or an unreadable answer: retry later (after `retry_after` when MBN said)."""
+
+    default_code = SyncErrorCode.MBN_UNAVAILABLE
 
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)

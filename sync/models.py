@@ -8,6 +8,8 @@ from django.db.models.functions import Lower
 from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
+from sync.errors import SyncErrorCode
+
 _TOKEN = re.compile(r"^[^\W\d_]+( [^\W\d_]+)*$")
 
 
@@ -109,10 +111,14 @@ class CalendarSource(models.Model):
     sweep_minutes = models.PositiveSmallIntegerField(_("sweep every (minutes)"), default=5)
     last_success_at = models.DateTimeField(_("last successful sync"), null=True, blank=True)
     last_error = models.TextField(_("last error"), blank=True)
+    last_error_code = models.CharField(_("last error code"), max_length=40, choices=SyncErrorCode.choices, blank=True)
+    last_error_params = models.JSONField(_("last error parameters"), default=dict, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     # Not the secret, not even encrypted; not the sync bookkeeping either (written on every sync with
     # QuerySet.update, so a history diff would pin the sync's changes on whoever edits the source next).
-    history = HistoricalRecords(excluded_fields=["secret_encrypted", "last_success_at", "last_error"])
+    history = HistoricalRecords(
+        excluded_fields=["secret_encrypted", "last_success_at", "last_error", "last_error_code", "last_error_params"]
+    )
 
     class Meta:
         verbose_name = _("calendar source")
@@ -202,6 +208,8 @@ class CalendarUser(models.Model):
     changed_at = models.DateTimeField(_("change noticed"), null=True, blank=True)
     last_synced_at = models.DateTimeField(_("last synced"), null=True, blank=True)
     last_error = models.TextField(_("last error"), blank=True)
+    last_error_code = models.CharField(_("last error code"), max_length=40, choices=SyncErrorCode.choices, blank=True)
+    last_error_params = models.JSONField(_("last error parameters"), default=dict, blank=True)
     last_error_at = models.DateTimeField(_("last error at"), null=True, blank=True)
 
     class Meta:
@@ -271,6 +279,8 @@ class SyncRun(models.Model):
     mbn_requests = models.PositiveIntegerField(_("MBN requests"), default=0)
     latency_ms = models.PositiveIntegerField(_("change to MBN (ms)"), null=True, blank=True)
     error = models.TextField(_("error"), blank=True)
+    error_code = models.CharField(_("error code"), max_length=40, choices=SyncErrorCode.choices, blank=True)
+    error_params = models.JSONField(_("error parameters"), default=dict, blank=True)
 
     class Meta:
         verbose_name = _("sync run")

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from django.conf import settings
@@ -22,6 +22,8 @@ from django.utils import timezone
 
 from customers.models import ServiceUser
 from sync import reconcile
+from sync.errors import NO_ERROR, SyncErrorCode, SyncFailure, failure_of
+from sync.mbn import MbnError
 from sync.models import CalendarSource, CalendarUser, MbnConnection, PushedAbsence, SyncRun
 from sync.rules import Event, compute_absences
 from sync.services import catalogue_from_database, rule_settings_for
@@ -30,12 +32,31 @@ logger = logging.getLogger(__name__)
 
 
 class RetryLater(Exception):
-    """A throttled or unavailable service: the task retries `user_ids` after `retry_after` seconds."""
+    """A throttled or unavailable service: the task retries `user_ids` after `retry_after` seconds.
 
-    def __init__(self, message: str, retry_after: float | None = None, user_ids: Sequence[int] = ()) -> None:
+    `error_code` and `error_params` say which service and why (`sync.errors`), as the error it stands for."""
+
+    def __init__(
+        self,
+        message: str,
+        retry_after: float | None = None,
+        user_ids: Sequence[int] = (),
+        *,
+        code: SyncErrorCode = SyncErrorCode.SERVICE_UNAVAILABLE,
+        params: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.user_ids = list(user_ids)
+        self.error_code = code
+        self.error_params = dict(params or {})
+
+    @classmethod
+    def because_of(cls, error: Exception, user_ids: Sequence[int] = ()) -> "RetryLater":
+        """Stands for a throttled or unavailable service's error, with its message, wait and code."""
+        failure = failure_of(error)
+        wait = getattr(error, "retry_after", None)
+        return cls(failure.text, wait, user_ids, code=failure.code, params=failure.params)
 
 
 class _Pacer:
@@ -110,6 +131,8 @@ class UserResult:
     deleted: int = 0
     mbn_requests: int = 0
     error: str = ""
+    error_code: str = ""  # a SyncErrorCode when `error` is set
+    error_params: dict[str, Any] = field(default_factory=dict)
     not_pushed: str = ""  # NOT_MATCHED or NO_MBN_CONNECTION: not an error, and no sync record
 
 
@@ -199,7 +222,10 @@ def _mbn_client(
 
 def mbn_client_for(connection: MbnConnection):  # type: ignore[no-untyped-def]
     if not settings.MBN_BASE_URL:
-        raise RetryLater("MBN_BASE_URL is not set: the MBN API address is needed to push absences")
+        raise RetryLater(
+            "MBN_BASE_URL is not set: the MBN API address is needed to push absences",
+            code=SyncErrorCode.MBN_NOT_CONFIGURED,
+        )
     return _mbn_client(
         settings.MBN_BASE_URL,
         connection.enterprise_id,
@@ -291,12 +317,13 @@ def sync_users(*, calendar_user_ids: Sequence[int], now: dt.datetime | None = No
     try:
         events = provider_for(source).read_events([u.provider_user_id for u in users], start, end)
     except (Throttled, TemporaryError) as error:
-        _record_retry(users, now, str(error), source=source)
-        raise RetryLater(str(error), getattr(error, "retry_after", None), [u.pk for u in users]) from error
+        _record_retry(users, now, failure_of(error), source=source)
+        raise RetryLater.because_of(error, [u.pk for u in users]) from error
     except ProviderError as error:
-        CalendarUser.objects.filter(pk__in=[u.pk for u in users]).update(last_error=str(error), last_error_at=now)
-        CalendarSource.objects.filter(pk=source.pk).update(last_error=str(error))
-        return [UserResult(u.pk, 0, error=str(error)) for u in users]
+        refused = failure_of(error)
+        CalendarUser.objects.filter(pk__in=[u.pk for u in users]).update(**refused.on_calendar(), last_error_at=now)
+        CalendarSource.objects.filter(pk=source.pk).update(**refused.on_calendar())
+        return [_failed(u.pk, 0, refused) for u in users]
     catalogue = catalogue_from_database()
     stored: dict[int, list[PushedAbsence]] = {user.service_user_id: [] for user in users}
     for row in PushedAbsence.objects.filter(service_user_id__in=list(stored), end__gt=start):
@@ -310,14 +337,12 @@ def sync_users(*, calendar_user_ids: Sequence[int], now: dt.datetime | None = No
         if user.provider_user_id not in events:  # never treat an unread calendar as an empty one
             failure = failures.get(user.provider_user_id)
             if isinstance(failure, Throttled | TemporaryError):  # only this user waits for the back-off
-                read_retry.append(RetryLater(str(failure), failure.retry_after, [user.pk]))
-                _record_retry([user], now, str(failure))
+                read_retry.append(RetryLater.because_of(failure, [user.pk]))
+                _record_retry([user], now, failure_of(failure))
                 continue
-            missing = (
-                str(failure) if failure else "the calendar could not be read (no mailbox for this user in the tenant)"
-            )
-            CalendarUser.objects.filter(pk=user.pk).update(last_error=missing, last_error_at=now)
-            results.append(UserResult(user.pk, 0, error=missing))
+            missing = _unread_calendar(failure)
+            CalendarUser.objects.filter(pk=user.pk).update(**missing.on_calendar(), last_error_at=now)
+            results.append(_failed(user.pk, 0, missing))
             continue
         user_events = events[user.provider_user_id]
         try:
@@ -325,7 +350,12 @@ def sync_users(*, calendar_user_ids: Sequence[int], now: dt.datetime | None = No
         except RetryLater as error:  # the others go on; this one is retried after the back-off
             error.user_ids = [user.pk]
             retry.append(error)
-            _record_retry([user], now, str(error), events_read=len(user_events))
+            _record_retry([user], now, failure_of(error), events_read=len(user_events))
+            continue
+        except MbnError as error:  # refused for this user (login, number, request): no retry fixes it
+            refused = failure_of(error)
+            _record_failure(user, now, refused, events_read=len(user_events))
+            results.append(_failed(user.pk, len(user_events), refused))
             continue
         if result is None:
             unchanged.append(user.pk)
@@ -333,32 +363,59 @@ def sync_users(*, calendar_user_ids: Sequence[int], now: dt.datetime | None = No
         results.append(result)
     if unchanged:  # nothing to push: no sync record, one UPDATE for all of them
         CalendarUser.objects.filter(pk__in=unchanged).update(
-            last_synced_at=timezone.now(), changed_at=None, last_error="", last_error_at=None
+            last_synced_at=timezone.now(), changed_at=None, last_error_at=None, **NO_ERROR
         )
     if len(retry) + len(read_retry) < len(users):  # the source works: at least one calendar went all the way
-        CalendarSource.objects.filter(pk=source.pk).update(last_success_at=timezone.now(), last_error="")
+        CalendarSource.objects.filter(pk=source.pk).update(last_success_at=timezone.now(), **NO_ERROR)
     else:
-        CalendarSource.objects.filter(pk=source.pk).update(
-            last_error=f"MBN: {retry[0]}" if retry else str(read_retry[0])
-        )
+        held_up = failure_of(retry[0] if retry else read_retry[0])
+        if retry:  # the calendars were read: MBN held them up
+            held_up = SyncFailure(held_up.code, f"MBN: {held_up.text}", held_up.params)
+        CalendarSource.objects.filter(pk=source.pk).update(**held_up.on_calendar())
     retry += read_retry
     if retry:
         wait = max((e.retry_after or 0 for e in retry), default=0) or None
-        raise RetryLater(str(retry[0]), wait, [pk for e in retry for pk in e.user_ids])
+        first = retry[0]
+        raise RetryLater(
+            str(first),
+            wait,
+            [pk for e in retry for pk in e.user_ids],
+            code=first.error_code,
+            params=first.error_params,
+        )
     return results
+
+
+def _failed(calendar_user_id: int, events_read: int, failure: SyncFailure) -> UserResult:
+    return UserResult(
+        calendar_user_id, events_read, error=failure.text, error_code=failure.code, error_params=failure.params
+    )
+
+
+def _unread_calendar(failure: Exception | None) -> SyncFailure:
+    """Why one user's calendar was left out of the answer: its own error, else its mailbox is not there. A
+    calendar that is "not found" on its own is that user's mailbox (not the group or the tenant)."""
+    if failure is None:
+        return SyncFailure(
+            SyncErrorCode.MAILBOX_NOT_FOUND, "the calendar could not be read (no mailbox for this user in the tenant)"
+        )
+    stored = failure_of(failure)
+    if stored.code == SyncErrorCode.NOT_FOUND:
+        return SyncFailure(SyncErrorCode.MAILBOX_NOT_FOUND, stored.text, stored.params)
+    return stored
 
 
 def _record_retry(
     users: Sequence[CalendarUser],
     now: dt.datetime,
-    message: str,
+    failure: SyncFailure,
     *,
     source: CalendarSource | None = None,
     events_read: int = 0,
 ) -> None:
     """A sync held up by a throttled or unavailable service, visible in admin until a sync succeeds."""
-    text = f"will retry: {message}"
-    CalendarUser.objects.filter(pk__in=[u.pk for u in users]).update(last_error=text, last_error_at=now)
+    waiting = failure.retrying()
+    CalendarUser.objects.filter(pk__in=[u.pk for u in users]).update(**waiting.on_calendar(), last_error_at=now)
     SyncRun.objects.bulk_create(
         SyncRun(
             source_id=u.source_id,
@@ -366,12 +423,26 @@ def _record_retry(
             started_at=now,
             finished_at=timezone.now(),
             events_read=events_read,
-            error=text,
+            **waiting.on_run(),
         )
         for u in users
     )
     if source is not None:
-        CalendarSource.objects.filter(pk=source.pk).update(last_error=message)
+        CalendarSource.objects.filter(pk=source.pk).update(**failure.on_calendar())
+
+
+def _record_failure(user: CalendarUser, now: dt.datetime, failure: SyncFailure, *, events_read: int) -> None:
+    """A push MBN refused for this user: on the user and as an error sync record; the change stays noticed
+    (`changed_at`), and a push cut short stays `mbn_unsure`, so the next sync reads MBN first."""
+    CalendarUser.objects.filter(pk=user.pk).update(**failure.on_calendar(), last_error_at=now)
+    SyncRun.objects.create(
+        source_id=user.source_id,
+        service_user_id=user.service_user_id,
+        started_at=now,
+        finished_at=timezone.now(),
+        events_read=events_read,
+        **failure.on_run(),
+    )
 
 
 def sync_claimed(
@@ -405,7 +476,7 @@ def _reconcile_user(  # type: ignore[no-untyped-def]
     if not service_user.msisdn or not hasattr(service_user.customer, "mbn_connection"):
         # Nothing to push to, and nothing failed: no sync record, no error; the portal and admin show the
         # user as not connected to MBN (from the number and the connection themselves).
-        CalendarUser.objects.filter(pk=user.pk).update(changed_at=None, last_error="", last_error_at=None)
+        CalendarUser.objects.filter(pk=user.pk).update(changed_at=None, last_error_at=None, **NO_ERROR)
         reason = NOT_MATCHED if not service_user.msisdn else NO_MBN_CONNECTION
         return UserResult(user.pk, len(events), not_pushed=reason)
     run = SyncRun(source=user.source, service_user=service_user, started_at=now, events_read=len(events))
@@ -442,7 +513,7 @@ def _push(
     client = paced_mbn_client_for(connection)
     msisdn = service_user.msisdn
     requests = 0
-    conflicts: list[str] = []
+    conflicts: list[tuple[dt.datetime, Exception]] = []
     unsure = CalendarUser.objects.filter(pk=user.pk).values_list("mbn_unsure", flat=True).first()
     try:
         if unsure:
@@ -480,12 +551,11 @@ def _push(
             try:
                 final.append(client.create(msisdn, MbnAbsence(None, *_fields(item))))
             except MbnConflict as conflict:
-                conflicts.append(f"{item.start:%d.%m %H:%M}: {conflict}")
+                conflicts.append((item.start, conflict))
             requests += 1
     except (MbnThrottled, MbnUnavailable) as error:
-        raise RetryLater(str(error), getattr(error, "retry_after", None)) from error
-    problem = ("A manual absence in MBN overlaps: " + "; ".join(conflicts)) if conflicts else ""
-    run.error = problem
+        raise RetryLater.because_of(error) from error
+    problem = _manual_absences(conflicts)
     result = UserResult(
         user.pk,
         run.events_read,
@@ -493,9 +563,21 @@ def _push(
         updated=len(todo.updates),
         deleted=len(todo.deletes),
         mbn_requests=requests,
-        error=problem,
+        error=problem.text if problem else "",
+        error_code=problem.code if problem else "",
+        error_params=problem.params if problem else {},
     )
     return result, final
+
+
+def _manual_absences(conflicts: Sequence[tuple[dt.datetime, Exception]]) -> SyncFailure | None:
+    """The absences MBN refused because one set by hand overlaps them (409): their starts, as parameters."""
+    if not conflicts:
+        return None
+    overlaps = "; ".join(f"{start:%d.%m %H:%M}: {error}" for start, error in conflicts)
+    text = f"A manual absence in MBN overlaps: {overlaps}"
+    starts = [start.isoformat() for start, _error in conflicts]
+    return SyncFailure(SyncErrorCode.MBN_CONFLICT_MANUAL_ABSENCE, text, {"starts": starts})
 
 
 def _fields(item: reconcile.Wanted) -> tuple[str, dt.datetime, dt.datetime, Any, str]:
@@ -524,7 +606,7 @@ def _finish(user: CalendarUser, run: SyncRun, result: UserResult) -> UserResult:
     run.finished_at = finished
     run.created, run.updated, run.deleted = result.created, result.updated, result.deleted
     run.mbn_requests = result.mbn_requests
-    run.error = result.error
+    run.error, run.error_code, run.error_params = result.error, result.error_code, result.error_params
     changed_at = CalendarUser.objects.filter(pk=user.pk).values_list("changed_at", flat=True).first()
     if changed_at is not None and result.mbn_requests:
         run.latency_ms = int((finished - changed_at).total_seconds() * 1000)
@@ -533,6 +615,8 @@ def _finish(user: CalendarUser, run: SyncRun, result: UserResult) -> UserResult:
         last_synced_at=finished,
         changed_at=None,
         last_error=result.error,
+        last_error_code=result.error_code,
+        last_error_params=result.error_params,
         last_error_at=finished if result.error else None,
     )
     return result

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from sync.rules import Absence
 
-OURS = "kp:"
+EXTERNAL_REF_PREFIX = "kp:"  # the one definition: absences we pushed; any other reference was set by hand
 
 
 class Existing(Protocol):
@@ -51,7 +51,7 @@ class Wanted:
 def wanted_absences(*, user_key: str | int, absences: Iterable[Absence]) -> list[Wanted]:
     return [
         Wanted(
-            external_ref=f"{OURS}{user_key}:{absence.start.astimezone(dt.UTC):%Y%m%dT%H%M%SZ}",
+            external_ref=f"{EXTERNAL_REF_PREFIX}{user_key}:{absence.start.astimezone(dt.UTC):%Y%m%dT%H%M%SZ}",
             reason=absence.mbn_reason,
             start=absence.start,
             end=absence.end,
@@ -83,7 +83,7 @@ class Plan:
 
 def plan(*, wanted: Sequence[Wanted], current: Sequence[Existing]) -> Plan:
     """Deletes, updates and creates that turn MBN's `kp:` absences into `wanted` (manual ones untouched)."""
-    ours = {item.external_ref: item for item in current if item.external_ref.startswith(OURS)}
+    ours = {item.external_ref: item for item in current if item.external_ref.startswith(EXTERNAL_REF_PREFIX)}
     wanted_refs = {item.external_ref for item in wanted}
     deletes = tuple(item for ref, item in ours.items() if ref not in wanted_refs)
     updates, creates, kept = [], [], []

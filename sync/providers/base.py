@@ -2,7 +2,8 @@
 
 Providers are plain Python over the network (no Django ORM). They convert their source's quirks into the
 rules engine's `Event` at the edge, and every failure into one of the `ProviderError` classes below, whose
-messages are written for staff: what is wrong and what to do.
+messages are written for staff (what is wrong and what to do) and whose code (`sync.errors.SyncErrorCode`)
+the portal and admin word for the customer.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
+from sync.errors import SyncErrorCode
 from sync.rules.model import Event
 
 
@@ -58,43 +60,65 @@ class CalendarReads(dict[str, list[Event]]):
 
 
 class ProviderError(Exception):
-    """A calendar source failed; `str(error)` is a plain-words message for staff."""
+    """A calendar source failed; `str(error)` is a plain-words message for staff, `error_code` (a SyncErrorCode)
+    and `error_params` what the portal and admin word for the customer (`sync.errors.describe`)."""
+
+    default_code = SyncErrorCode.REQUEST_REFUSED
+
+    def __init__(
+        self, message: str, *, code: SyncErrorCode | None = None, params: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.error_code = code or self.default_code
+        self.error_params = dict(params or {})
 
 
 class AuthError(ProviderError):
     """The credentials are wrong (bad or expired secret, unknown tenant or app): staff must fix the settings."""
 
+    default_code = SyncErrorCode.AUTH_FAILED
+
 
 class PermissionMissing(ProviderError):
     """The app lacks a permission (`permission`, e.g. "Calendars.Read") that an administrator must grant."""
 
-    def __init__(self, message: str, *, permission: str) -> None:
-        super().__init__(message)
+    default_code = SyncErrorCode.PERMISSION_MISSING
+
+    def __init__(self, message: str, *, permission: str, code: SyncErrorCode | None = None) -> None:
+        super().__init__(message, code=code, params={"permission": permission})
         self.permission = permission
 
 
 class NotFound(ProviderError):
     """The group, user, mailbox or subscription does not exist (any more)."""
 
+    default_code = SyncErrorCode.NOT_FOUND
+
 
 class Throttled(ProviderError):
     """The source asks us to slow down: retry the whole call after `retry_after` seconds."""
 
-    def __init__(self, message: str, *, retry_after: float) -> None:
-        super().__init__(message)
+    default_code = SyncErrorCode.THROTTLED
+
+    def __init__(self, message: str, *, retry_after: float, code: SyncErrorCode | None = None) -> None:
+        super().__init__(message, code=code, params={"retry_after": retry_after})
         self.retry_after = retry_after
 
 
 class TemporaryError(ProviderError):
     """An outage, a timeout or a malformed answer: retry later (after `retry_after` seconds when the source said)."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    default_code = SyncErrorCode.SERVICE_UNAVAILABLE
+
+    def __init__(self, message: str, *, retry_after: float | None = None, code: SyncErrorCode | None = None) -> None:
+        super().__init__(message, code=code)
         self.retry_after = retry_after
 
 
 class SyncStateLost(ProviderError):
     """The change cursor is no longer valid: call `changes(..., cursor=None)` for a full resync."""
+
+    default_code = SyncErrorCode.SYNC_STATE_LOST
 
 
 class CalendarProvider(Protocol):

@@ -55,6 +55,7 @@ from exchangelib.properties import DistinguishedFolderId, Mailbox
 from exchangelib.protocol import Protocol
 from exchangelib.transport import BASIC
 
+from sync.errors import SyncErrorCode
 from sync.providers.base import (
     AuthError,
     CalendarChanges,
@@ -312,7 +313,11 @@ class EwsProvider:
                 f"{IMPERSONATION_ROLE} role and scope.",
                 permission=IMPERSONATION_ROLE,
             )
-        if isinstance(error, ErrorNonExistentMailbox | ErrorNameResolutionNoResults):
+        if isinstance(error, ErrorNonExistentMailbox):
+            return NotFound(
+                f"Exchange does not know {subject}: check the address.", code=SyncErrorCode.MAILBOX_NOT_FOUND
+            )
+        if isinstance(error, ErrorNameResolutionNoResults):
             return NotFound(f"Exchange does not know {subject}: check the address.")
         if isinstance(error, ErrorTimeoutExpired):
             return TemporaryError(

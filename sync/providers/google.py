@@ -29,6 +29,7 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import BatchError, HttpError
 from googleapiclient.http import BatchHttpRequest
 
+from sync.errors import SyncErrorCode
 from sync.providers.base import (
     AuthError,
     CalendarChanges,
@@ -484,7 +485,8 @@ class GoogleProvider:
             return ProviderError(
                 f"User {user} does not have Google Calendar (Google answers notACalendarUser): in the Google Admin "
                 "console → Apps → Google Workspace → Calendar, turn Calendar on for the user's organisational unit, "
-                "or remove the user from the activation group."
+                "or remove the user from the activation group.",
+                code=SyncErrorCode.CALENDAR_NOT_ENABLED,
             )
         error = self._api_error(
             exception,

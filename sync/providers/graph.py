@@ -26,6 +26,7 @@ import msal
 import requests
 from msal.exceptions import MsalServiceError
 
+from sync.errors import SyncErrorCode
 from sync.providers.base import (
     AuthError,
     CalendarChanges,
@@ -323,7 +324,10 @@ class GraphProvider:
 
     def _login_unreachable(self, error: requests.RequestException) -> TemporaryError:
         if isinstance(error, requests.Timeout):
-            return TemporaryError(f"Microsoft login ({self.login_base_url}) did not answer within {self.timeout:g} s.")
+            return TemporaryError(
+                f"Microsoft login ({self.login_base_url}) did not answer within {self.timeout:g} s.",
+                code=SyncErrorCode.TIMEOUT,
+            )
         return TemporaryError(f"Microsoft login ({self.login_base_url}) could not be reached: check the network.")
 
     def _login_outage(self, error: MsalServiceError) -> ProviderError:
@@ -856,6 +860,8 @@ _MALFORMED = object()
 class _GraphTimeout(TemporaryError):
     """Graph did not answer within the client's timeout (the request may still have been carried out)."""
 
+    default_code = SyncErrorCode.TIMEOUT
+
 
 def _values(page: Mapping[str, Any]) -> list[dict[str, Any]]:
     values = page.get("value", [])
@@ -899,17 +905,23 @@ def _mailbox_error(user_id: str, status: int, headers: Mapping[str, str], body: 
             f"Microsoft Graph denied the app access to the mailbox of user {user_id} ({detail}): the mailbox is "
             "outside the app's access scope. An Exchange Online administrator has limited the app to some "
             "mailboxes (an application access policy or RBAC for Applications): add the user to the group the app "
-            "may read, or remove the user from the activation group."
+            "may read, or remove the user from the activation group.",
+            code=SyncErrorCode.MAILBOX_OUT_OF_SCOPE,
+            params={"mailbox": user_id},
         )
     if status == 404 and code.casefold() == "mailboxnotenabledforrestapi":
         return NotFound(
             f"User {user_id} has no mailbox in Exchange Online that Microsoft Graph can read ({detail}): give the "
-            "user an Exchange Online licence, or remove the user from the activation group."
+            "user an Exchange Online licence, or remove the user from the activation group.",
+            code=SyncErrorCode.MAILBOX_NOT_ENABLED,
+            params={"mailbox": user_id},
         )
     if status == 404:
         return NotFound(
             f"User {user_id} has no mailbox in the tenant ({detail}): the user was deleted or the id is wrong. Check "
-            "the address, or remove the user from the activation group."
+            "the address, or remove the user from the activation group.",
+            code=SyncErrorCode.MAILBOX_NOT_FOUND,
+            params={"mailbox": user_id},
         )
     return _graph_error(status, headers, body, permission=CALENDARS_READ, not_found="")  # throttled or an outage
 

@@ -133,3 +133,39 @@ def test_staff_issue_drafts_in_bulk_from_admin(drafts, admin_client):
     )
     assert "3 fakturaer utstedt" in response.content.decode() or "3 invoices issued" in response.content.decode()
     assert sorted(Invoice.objects.values_list("number", flat=True)) == [1, 2, 3]
+
+
+def test_invoice_events_store_a_kind_and_parameters_and_are_worded_in_the_readers_language(drafts, admin_client):
+    from django.utils import translation
+
+    invoice = services.issue_invoice(invoice_id=drafts[0].pk, today=D(2026, 4, 2))
+    services.mark_paid(invoice_id=invoice.pk, paid_on=D(2026, 4, 12))
+    other = services.issue_invoice(invoice_id=drafts[1].pk, today=D(2026, 4, 2))
+    services.credit_invoice(invoice_id=other.pk, reason="Feil antall brukere", today=D(2026, 4, 10))
+    events = {event.kind: event for event in InvoiceEvent.objects.filter(invoice__in=[invoice, other])}
+    issued = events[InvoiceEvent.Kind.ISSUED]
+
+    assert issued.params in ({"number": 1, "kid": invoice.kid}, {"number": 2, "kid": other.kid})
+    assert events[InvoiceEvent.Kind.PAID].params == {"paid_on": "2026-04-12"}
+    assert all(event.message == "" for event in events.values()), "no text is stored: it is worded when shown"
+    with translation.override("nb"):
+        norwegian = {kind: event.description for kind, event in events.items()}
+    with translation.override("en"):
+        english = {kind: event.description for kind, event in events.items()}
+    assert norwegian[InvoiceEvent.Kind.CREATED] == "Faktureringskjøring 2026-Q1"
+    assert english[InvoiceEvent.Kind.CREATED] == "Billing run 2026-Q1"
+    assert (
+        norwegian[InvoiceEvent.Kind.PAID] == "Betalt 12.04.2026"
+        and english[InvoiceEvent.Kind.PAID] == "Paid 12.04.2026"
+    )
+    assert norwegian[InvoiceEvent.Kind.CREDITED] == "Kreditnota 1: Feil antall brukere"
+    assert english[InvoiceEvent.Kind.CREDITED] == "Credit note 1: Feil antall brukere"
+
+    page = admin_client.get(reverse("admin:billing_invoice_change", args=[invoice.pk])).content.decode()
+    assert f"Faktura 1, KID {invoice.kid}" in page and "Betalt 12.04.2026" in page
+
+
+def test_an_invoice_event_from_before_parameters_shows_its_stored_text(drafts):
+    old = InvoiceEvent.objects.create(invoice=drafts[0], kind=InvoiceEvent.Kind.PAID, message="Betalt 01.04.2026")
+
+    assert old.description == "Betalt 01.04.2026"

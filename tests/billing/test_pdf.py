@@ -497,3 +497,13 @@ def test_the_letter_promises_no_invoice_when_the_service_ends_before_it_starts(
     assert "faktureres abonnementet som før" not in text
     assert "Avtalen har ingen bindingstid" not in text
     assert "«Tilknytning Nettsoft Calendar Push»" in text
+
+
+def test_the_printed_vat_rate_is_the_rate_the_billing_core_computes_vat_with() -> None:
+    from fractions import Fraction
+
+    from billing.core.invoicing import VAT_RATE as core_rate
+    from billing.documents import VAT_RATE as printed_percent
+
+    assert Fraction(printed_percent) / 100 == core_rate
+    assert BillingDocument.__dataclass_fields__["vat_rate"].default == printed_percent

@@ -149,3 +149,22 @@ def test_subscriptions_past_their_effective_end_are_ended():
     leaving.refresh_from_db()
     assert running.status == Subscription.Status.LIVE
     assert leaving.status == Subscription.Status.ENDED
+
+
+def test_the_portal_and_the_staff_overview_name_the_same_current_subscription():
+    from kalenderpush.selectors import customer_overview
+    from portal.selectors import current_subscription
+
+    def both(customer):  # type: ignore[no-untyped-def]
+        staff = customer_overview(customer_id=customer.pk, today=D(2026, 6, 1)).current_subscription
+        return current_subscription(customer), staff
+
+    nothing = make_customer()
+    assert both(nothing) == (None, None)
+    returning = make_customer()
+    older = make_subscription(returning, term_months=12, signed_on=D(2024, 1, 1), status="ended")
+    newer_ended = make_subscription(returning, term_months=12, signed_on=D(2025, 1, 1), status="ended")
+    assert both(returning) == (newer_ended, newer_ended), "only ended ones: the newest"
+    reopened = make_subscription(returning, term_months=24, signed_on=D(2023, 6, 1), status="pending")
+    assert both(returning) == (reopened, reopened), "the open one wins over newer ended ones"
+    assert older not in both(returning)

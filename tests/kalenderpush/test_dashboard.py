@@ -88,6 +88,27 @@ def test_it_counts_customers_by_the_status_of_their_subscription(admin_client):
     assert live.status_code == 200 and live.context["cl"].result_count == 2
 
 
+def test_each_status_count_is_the_number_of_customers_its_link_lists(admin_client):
+    for status in ["pending", "live", "live", "notice_given", "ended", "ended", None]:
+        customer_with(status)
+    returning = customer_with("ended")  # ended once, signed again: pending, not ended
+    make_subscription(returning, term_months=24, signed_on=dt.date(2026, 6, 1), status="pending")
+    renewed = customer_with("ended")  # ended once, live again: live only
+    make_subscription(
+        renewed, term_months=12, signed_on=dt.date(2026, 3, 1), status="live", go_live=dt.date(2026, 4, 1)
+    )
+
+    page = admin_client.get(reverse("admin:dashboard")).content.decode()
+    links = dict(re.findall(r'<a href="([^"]+)"[^>]*data-status="(\w+)">', page))
+
+    shown = status_counts(page)
+    assert shown == {"pending": "2", "live": "3", "notice_given": "1", "ended": "2", "none": "1"}
+    for url, status in links.items():
+        listed = admin_client.get(url.replace("&amp;", "&"))
+        assert listed.context["cl"].result_count == int(shown[status]), status
+    assert sorted(links.values()) == sorted(shown)
+
+
 def test_it_shows_monthly_recurring_revenue_with_the_monthly_minimum_per_customer(admin_client):
     big = customer_with("live", name="Stor Kunde AS", monthly_price=Decimal("11.00"))
     users(big, 120)

@@ -24,7 +24,7 @@ def _page(client, name, *args, **params) -> str:  # type: ignore[no-untyped-def]
     return response.content.decode()
 
 
-def _source_with_calendars(tenant, error: str = "") -> CalendarSource:  # type: ignore[no-untyped-def]
+def _source_with_calendars(tenant, error: str = "", code: str = "") -> CalendarSource:  # type: ignore[no-untyped-def]
     source = CalendarSource.objects.create(
         customer=tenant.customer,
         kind="graph",
@@ -33,6 +33,7 @@ def _source_with_calendars(tenant, error: str = "") -> CalendarSource:  # type: 
         activation_group="KalenderPush",
         last_success_at=timezone.now() - dt.timedelta(minutes=3),
         last_error=error,
+        last_error_code=code,
     )
     for user in tenant.customer.service_users.all():
         CalendarUser.objects.create(service_user=user, source=source, provider_user_id=user.email)
@@ -41,7 +42,9 @@ def _source_with_calendars(tenant, error: str = "") -> CalendarSource:  # type: 
 
 def test_overview_shows_users_last_sync_problems_in_plain_words_and_the_invoice_estimate(ours):
     ours.customer.service_users.filter(pk=ours.user.pk).update(msisdn="")
-    _source_with_calendars(ours, error="Microsoft login refused the client secret (AADSTS7000215): renew it.")
+    _source_with_calendars(
+        ours, error="Microsoft login refused the client secret (AADSTS7000215): renew it.", code="auth_failed"
+    )
     html = _page(ours.admin, "overview")
     assert "3" in html and "Fjordkraft Regnskap AS" in html
     assert "1 ikke koblet" in html, "one active user has no MBN number"

@@ -26,13 +26,19 @@ def _connect_mbn(customer) -> None:  # type: ignore[no-untyped-def]
     MbnConnection.objects.create(customer=customer, enterprise_id="e", client_id="c", username="u")
 
 
-def _calendars(customer, errors: dict[int, str]) -> CalendarSource:  # type: ignore[no-untyped-def]
+def _calendars(customer, errors: dict[int, str], code: str = "unknown") -> CalendarSource:  # type: ignore[no-untyped-def]
+    """A source with a calendar per user; a user in `errors` failed with that text and `code`."""
     source = CalendarSource.objects.create(
         customer=customer, activation_group="KalenderPush", last_success_at=timezone.now()
     )
     for user in customer.service_users.all():
+        failed = user.pk in errors
         CalendarUser.objects.create(
-            service_user=user, source=source, provider_user_id=user.email, last_error=errors.get(user.pk, "")
+            service_user=user,
+            source=source,
+            provider_user_id=user.email,
+            last_error=errors.get(user.pk, ""),
+            last_error_code=code if failed else "",
         )
     return source
 
@@ -72,7 +78,9 @@ def test_the_user_page_explains_an_unmatched_user_and_an_error_in_norwegian(ours
     _connect_mbn(ours.customer)
     unmatched, failing = ours.customer.service_users.order_by("pk")[:2]
     ServiceUser.objects.filter(pk=unmatched.pk).update(msisdn="")
-    _calendars(ours.customer, {failing.pk: "A manual absence in MBN overlaps: 02.12 10:00"})
+    _calendars(
+        ours.customer, {failing.pk: "A manual absence in MBN overlaps: 02.12 10:00"}, "mbn_conflict_manual_absence"
+    )
 
     page = _page(ours.admin, "user", unmatched.pk)
     assert "Ikke koblet til MBN" in page and "Legg inn mobilnummeret" in page

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from customers.models import ServiceUser
 from sync import demo, jobs, pipeline
+from sync.errors import SyncErrorCode
 from sync.models import CalendarUser, PushedAbsence, SyncRun
 from sync.rules import Event, compute_absences
 from sync.services import catalogue_from_database, rule_settings_for
@@ -76,6 +77,23 @@ def expand(event: Event, days: int) -> list[Event]:
         )
         for n in range(days)
     ]
+
+
+def portal_page(customer, name: str, *args) -> str:  # type: ignore[no-untyped-def]
+    """A portal page as the customer's IT admin sees it (in Norwegian, the portal's default)."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+    from django.urls import reverse
+
+    from portal.models import PortalMembership
+
+    login, _created = get_user_model().objects.get_or_create(username="it@fjord.no", email="it@fjord.no")
+    PortalMembership.objects.get_or_create(user=login, customer=customer, role=PortalMembership.Role.ADMIN)
+    client = Client()
+    client.force_login(login)
+    response = client.get(reverse(name, args=args))
+    assert response.status_code == 200
+    return response.content.decode()
 
 
 def mbn_state(sims, user):
@@ -182,6 +200,15 @@ def test_a_manual_absence_in_mbn_is_recorded_not_overwritten(sims, world):
     user.refresh_from_db()
     assert "manual absence" in user.last_error
     assert [a["reason"] for a in sims.mbn.absences("fjord", users[0].msisdn)] == ["Lunch"]
+    assert (user.last_error_code, user.last_error_params) == (
+        "mbn_conflict_manual_absence",
+        {"starts": [start.isoformat()]},
+    )
+    run = SyncRun.objects.get(service_user=users[0])
+    assert (run.error_code, run.error_params) == (user.last_error_code, user.last_error_params)
+    page = portal_page(users[0].customer, "portal:user", users[0].pk)
+    assert "Et fravær registrert manuelt i MBN overlapper en avtale" in page
+    assert "Fjern det manuelle fraværet" in page and "Vi prøver igjen automatisk" not in page
 
 
 def test_test_connection_says_in_words_what_works_and_what_does_not(sims, world, admin_client):
@@ -359,12 +386,13 @@ def test_a_google_user_without_calendar_fails_alone_and_the_portal_says_what_to_
     for user in (users[0], users[2]):
         assert [a["reason"] for a in sims.mbn.absences("sky", user.msisdn)] == ["Eksternt Møte"]
     assert sims.mbn.absences("sky", users[1].msisdn) == []
-    off = CalendarUser.objects.get(pk=ids[1]).last_error
-    assert users[1].email in off and "turn Calendar on" in off
+    off = CalendarUser.objects.get(pk=ids[1])
+    assert users[1].email in off.last_error and "turn Calendar on" in off.last_error
+    assert off.last_error_code == SyncErrorCode.CALENDAR_NOT_ENABLED
     source.refresh_from_db()
     assert source.last_error == ""
     with translation.override("nb"):
-        problem = explain(off)
+        problem = explain(off.last_error_code, detail=off.last_error)
     assert problem.title == "En bruker har ikke Google Kalender"
     assert "Slå på Kalender for brukerens organisasjonsenhet" in problem.advice
 
@@ -594,10 +622,15 @@ def test_a_mailbox_outside_the_apps_access_scope_fails_alone_with_advice_that_fi
     assert mbn_state(sims, users[1]) == []
     denied.refresh_from_db()
     assert denied.last_error == errors[denied.pk] and "Calendars.Read" not in denied.last_error
+    assert denied.last_error_code == "mailbox_out_of_scope"
+    assert denied.last_error_params == {"mailbox": demo.graph_user_id(users[1])}
     with translation.override("en"):
-        problem = explain(denied.last_error)
+        problem = explain(denied.last_error_code, detail=denied.last_error)
     assert problem.title == "A mailbox is outside Kalender Push's access in Exchange"
     assert "application access policy" in problem.advice
+    page = portal_page(users[1].customer, "portal:user", users[1].pk)
+    assert "En postboks er utenfor Kalender Push sin tilgang i Exchange" in page
+    assert "programtilgangspolicy" in page and "mangler en tillatelse" not in page
 
 
 def test_only_the_throttled_mailboxes_wait_for_the_back_off(sims, world):
@@ -619,7 +652,50 @@ def test_only_the_throttled_mailboxes_wait_for_the_back_off(sims, world):
     assert held_up.value.retry_after == 5.0
     waiting = CalendarUser.objects.get(pk=throttled)
     assert waiting.last_error.startswith("will retry: Microsoft Graph is throttling")
+    assert waiting.last_error_code == "throttled" and waiting.last_error_params == {"retry_after": 5.0}
     synced = [user for user in users if user.pk != waiting.service_user_id]
     assert all([reason for reason, *_ in mbn_state(sims, user)] == ["Møte"] for user in synced)
     pipeline.sync_users(calendar_user_ids=held_up.value.user_ids, now=now)
     assert all([reason for reason, *_ in mbn_state(sims, user)] == ["Møte"] for user in users)
+
+
+def test_a_wrong_client_secret_is_stored_as_a_failed_sign_in_and_the_portal_says_what_to_do(sims, world):
+    customer, users, source = world
+    source.set_secret("not-the-secret")
+    source.save()
+    ids = list(CalendarUser.objects.filter(service_user__in=users).values_list("pk", flat=True))
+
+    results = pipeline.sync_users(calendar_user_ids=ids, now=local(7, 6))
+
+    assert {result.error_code for result in results} == {"auth_failed"}
+    assert set(CalendarUser.objects.filter(pk__in=ids).values_list("last_error_code", flat=True)) == {"auth_failed"}
+    source.refresh_from_db()
+    assert source.last_error_code == "auth_failed" and "secret" in source.last_error
+    page = portal_page(customer, "portal:overview")
+    assert "Kalender Push får ikke logget inn i kalendersystemet deres" in page
+    assert "Send Nettsoft den nye hemmeligheten" in page
+    assert "Siste synkronisering feilet" not in page
+
+
+def test_a_refused_mbn_login_is_recorded_on_the_user_and_the_others_are_pushed(sims, world):
+    from sync.models import MbnConnection
+
+    customer, users, _source = world
+    for user in users:
+        sims.graph.put_event(
+            demo.graph_user_id(user), simulators.SimEvent(id="m", subject="Møte", start=local(8, 9), end=local(8, 10))
+        )
+    connection = MbnConnection.objects.get(customer=customer)
+    connection.set_secrets(client_secret=None, password="not-the-password")
+    connection.save()
+    ids = list(CalendarUser.objects.filter(service_user__in=users).values_list("pk", flat=True))
+
+    results = pipeline.sync_users(calendar_user_ids=ids, now=local(7, 6))  # recorded, not raised
+
+    assert {result.error_code for result in results} == {"mbn_auth_failed"}
+    refused = CalendarUser.objects.get(service_user=users[0])
+    assert refused.last_error_code == "mbn_auth_failed" and "MBN refused" in refused.last_error
+    assert SyncRun.objects.filter(service_user=users[0], error_code="mbn_auth_failed").exists()
+    page = portal_page(customer, "portal:user", users[0].pk)
+    assert "Telenor MBN avviser innloggingen til Kalender Push" in page
+    assert "Min Bedrift" in page and "Vi prøver igjen automatisk" not in page

@@ -28,6 +28,7 @@ def test_the_customer_page_shows_last_success_failing_and_unmatched_users_and_a_
         source=source,
         provider_user_id="x",
         last_error="A manual absence in MBN overlaps: 02.12 10:00",
+        last_error_code="mbn_conflict_manual_absence",
     )
     today = timezone.localdate()
     for days in range(5):
@@ -39,7 +40,10 @@ def test_the_customer_page_shows_last_success_failing_and_unmatched_users_and_a_
             latency_ms=800 + days * 100,
         )
     page = admin_client.get(reverse("admin:customers_customer_change", args=[customer.pk])).content.decode()
-    assert "feil@helse.no: A manual absence in MBN overlaps" in page
+    assert (
+        "feil@helse.no: Et fravær registrert manuelt i MBN overlapper en avtale (A manual absence in MBN overlaps"
+        in page
+    ), "the worded error, with the text as detail"
     assert "uten-nummer@helse.no" in page
     assert "<svg" in page and "<polyline" in page
     assert "maks 14" in page  # most active users in the period

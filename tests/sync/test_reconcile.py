@@ -63,3 +63,14 @@ def test_a_retried_create_finds_its_earlier_success():
     already_there = [held(wanted[0], "x")]  # the first attempt reached MBN, its answer was lost
     todo = plan(wanted=wanted, current=already_there)
     assert todo.calls == 0 and len(todo.kept) == 1
+
+
+def test_the_mbn_client_counts_exactly_the_references_reconcile_makes_as_ours():
+    from sync.mbn import MbnAbsence
+
+    (wanted,) = wanted_absences(user_key=7, absences=[absence(at(9), at(10))])
+    pushed = MbnAbsence("1", wanted.reason, wanted.start, wanted.end, "voicemail", wanted.external_ref)
+    manual = MbnAbsence("2", "Lunsj", at(11), at(12), "none", "switchboard:7")
+
+    assert pushed.is_ours and not manual.is_ours
+    assert plan(wanted=[], current=[pushed, manual]).deletes == (pushed,), "reconcile removes ours, never the manual"
