@@ -1,1 +1,1 @@
-"""Benchmarks (`python -m benchmarks.<name>`); figures go in docs/benchmarks.md."""
+"""Benchmarks (`python -m devtools.benchmarks.<name>`); figures go in docs/benchmarks.md."""

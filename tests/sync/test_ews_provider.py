@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from exchangelib.protocol import close_connections
 
+from devtools.simulators.events import SimEvent
+from devtools.simulators.ews import EwsSimulator
 from sync.providers.base import (
     AuthError,
     CalendarProvider,
@@ -22,8 +24,6 @@ from sync.providers.base import (
 from sync.providers.ews import EwsProvider
 from sync.rules import DEFAULT_CATALOGUE, compute_absences
 from sync.rules.model import Event, RuleSettings
-from sync.simulators.events import SimEvent
-from sync.simulators.ews import EwsSimulator
 
 OSLO = ZoneInfo("Europe/Oslo")
 USER = "svc-ews@firma.no"

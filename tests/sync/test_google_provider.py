@@ -13,6 +13,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from devtools.simulators.events import SimEvent
+from devtools.simulators.google import GoogleSimulator
 from sync.providers.base import (
     AuthError,
     CalendarProvider,
@@ -27,8 +29,6 @@ from sync.providers.google import CALENDAR_SCOPE, DIRECTORY_SCOPE, USER_SCOPE, G
 from sync.rules import DEFAULT_CATALOGUE, RuleSettings
 from sync.rules.engine import compute_absences
 from sync.rules.model import Event
-from sync.simulators.events import SimEvent
-from sync.simulators.google import GoogleSimulator
 
 OSLO = ZoneInfo("Europe/Oslo")
 ALICE, BOB, ADMIN = "alice@firma.no", "bob@firma.no", "admin@firma.no"

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 
+from devtools.simulators import SimEvent, Simulators
 from sync.providers import graph as graph_module
 from sync.providers.base import (
     AuthError,
@@ -31,7 +32,6 @@ from sync.providers.base import (
     parse_retry_after,
 )
 from sync.providers.graph import GraphProvider, event_from_graph, parse_graph_time
-from sync.simulators import SimEvent, Simulators
 from tests.sync.webhook_stub import WebhookStub
 
 OSLO = ZoneInfo("Europe/Oslo")
