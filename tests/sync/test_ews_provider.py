@@ -125,14 +125,6 @@ def test_it_reads_a_calendar_with_one_find_item_per_mailbox(sim: EwsSimulator, p
     assert sim.operations() == [("FindItem", OLA), ("FindItem", KARI)]
 
 
-def test_changes_is_a_full_re_read(sim: EwsSimulator, provider: EwsProvider) -> None:
-    sim.put_event(OLA, SimEvent("m1", "Møte", at(20, 9), at(20, 10)))
-    changes = provider.changes(OLA, *WINDOW, cursor=None)
-    assert changes.full_resync and changes.has_changes
-    assert changes.events is not None and [event.id for event in changes.events] == ["m1"]
-    assert changes.changed_ids == {"m1"} and changes.cursor is None
-
-
 def test_an_unknown_mailbox_is_left_out(sim: EwsSimulator, provider: EwsProvider) -> None:
     assert provider.read_events(["nobody@firma.no", KARI], *WINDOW) == {KARI: []}
 
