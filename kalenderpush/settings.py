@@ -46,6 +46,11 @@ INSTALLED_APPS = [
     "sync",
     "portal",
 ]
+# The lab tooling (devtools/: simulators, benchmarks, and the seed_demo, demo_sync and bench_* commands) is an app
+# only with DEBUG on, or with DEVTOOLS=true for a benchmark under production settings; production never loads it.
+DEVTOOLS = env.bool("DEVTOOLS", default=DEBUG)
+if DEVTOOLS:
+    INSTALLED_APPS.append("devtools")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -14,13 +14,14 @@ soak_minutes=${BENCH_SOAK_MINUTES:-3}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export DATABASE_URL="sqlite:///$work/bench.sqlite3"
+export DEVTOOLS=true  # the bench_* commands live in devtools/, also when a .env turns DEBUG off
 unset CELERY_BROKER_URL CELERY_RESULT_BACKEND MBN_PACER_URL
 started=$(date +%s)
 step() { echo "== $1 ($(( $(date +%s) - started )) s)" >&2; }
 
 $py manage.py migrate --noinput -v 0
 step "rules engine"
-$py -m benchmarks.rules --json > "$out/rules.json"
+$py -m devtools.benchmarks.rules --json > "$out/rules.json"
 step "billing run, 200 and 2000 customers"
 $py manage.py bench_billing --customers 200 --users 50 --json > "$out/billing-200.json"
 $py manage.py bench_billing --customers 2000 --users 50 --json > "$out/billing-2000.json"
@@ -43,4 +44,4 @@ if [ "${BENCH_SERVICES:-0}" = 1 ]; then
             --latency-ms 50 --users-per-customer 20 --concurrency 32 --celery-workers 2 --json" > "$out/sync-celery.json"
 fi
 step "done"
-$py -m benchmarks.report "$out"
+$py -m devtools.benchmarks.report "$out"

@@ -7,6 +7,8 @@ py=.venv/bin/python
 # Every process reads PORT: the web server listens on it and, without PUBLIC_BASE_URL, the webhooks
 # the simulators deliver and the links the demo prints go to it.
 export PORT=${PORT:-8000}
+# seed_demo and demo_sync live in devtools/ (an app with DEBUG on, the default, or DEVTOOLS=true).
+export DEVTOOLS=true
 
 $py manage.py migrate --noinput -v 0
 seeded=$($py manage.py seed_demo)

@@ -252,7 +252,7 @@ class CalendarUserAdmin(ReadOnly, admin.ModelAdmin):
     list_select_related = ["service_user__customer", "source"]
     search_fields = ["service_user__email", "service_user__name", "service_user__customer__name"]
     show_full_result_count = False
-    exclude = ["client_state", "delta_cursor"]
+    exclude = ["client_state"]
     readonly_fields = ["error_explained"]
 
     @admin.display(description=_("customer"))

@@ -34,7 +34,6 @@ class SyncErrorCode(models.TextChoices):
     THROTTLED = "throttled", _SLOW
     SERVICE_UNAVAILABLE = "service_unavailable", _SLOW
     TIMEOUT = "timeout", _SLOW
-    SYNC_STATE_LOST = "sync_state_lost", _FAILED
     MBN_NOT_CONFIGURED = "mbn_not_configured", _("Kalender Push is not set up to reach Telenor MBN")
     MBN_AUTH_FAILED = "mbn_auth_failed", _("Telenor MBN refuses Kalender Push's sign-in")
     MBN_SUBSCRIBER_NOT_FOUND = "mbn_subscriber_not_found", _("The mobile number is not known to Telenor MBN")
@@ -92,7 +91,6 @@ ADVICE: dict[SyncErrorCode, str] = {
     SyncErrorCode.THROTTLED: _RETRY,
     SyncErrorCode.SERVICE_UNAVAILABLE: _RETRY,
     SyncErrorCode.TIMEOUT: _RETRY,
-    SyncErrorCode.SYNC_STATE_LOST: _RETRY_SHORT,
     SyncErrorCode.MBN_NOT_CONFIGURED: gettext_noop(
         "Nothing is wrong on your side: Nettsoft must finish the MBN set-up of the service. Contact Nettsoft "
         "if this is still shown tomorrow."

@@ -188,7 +188,7 @@ class MbnConnection(models.Model):
 
 
 class CalendarUser(models.Model):
-    """Sync state of one service user's calendar: provider id, delta cursor, subscription, lock."""
+    """Sync state of one service user's calendar: provider id, subscription, lock."""
 
     service_user = models.OneToOneField(
         "customers.ServiceUser", on_delete=models.CASCADE, related_name="calendar", verbose_name=_("service user")
@@ -197,7 +197,6 @@ class CalendarUser(models.Model):
         CalendarSource, on_delete=models.CASCADE, related_name="users", verbose_name=_("calendar source")
     )
     provider_user_id = models.CharField(_("provider user id"), max_length=200)
-    delta_cursor = models.TextField(_("delta cursor"), blank=True)
     subscription_id = models.CharField(_("change subscription"), max_length=200, blank=True)
     subscription_expires = models.DateTimeField(_("subscription expires"), null=True, blank=True)
     client_state = models.CharField(_("client state"), max_length=64, blank=True, editable=False)

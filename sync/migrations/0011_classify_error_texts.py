@@ -16,7 +16,6 @@ RULES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("mbn does not know this subscriber",), "mbn_subscriber_not_found"),
     (("mbn rejected the request", "mbn answered http", "mbn refused an overlapping"), "mbn_refused"),
     (("mbn (", "mbn did not answer", "mbn sent", "mbn is unavailable", "mbn's token", "mbn:"), "mbn_unavailable"),
-    (("change cursor", "sync token has expired"), "sync_state_lost"),
     (("mailboxnotenabledforrestapi", "has no mailbox in exchange online"), "mailbox_not_enabled"),
     (("outside the app's access scope",), "mailbox_out_of_scope"),
     (("no mailbox", "has no mailbox", "check the address"), "mailbox_not_found"),

@@ -2,13 +2,11 @@
 
 from sync.providers.base import (
     AuthError,
-    CalendarChanges,
     CalendarProvider,
     DirectoryUser,
     NotFound,
     PermissionMissing,
     ProviderError,
-    SyncStateLost,
     TemporaryError,
     Throttled,
     parse_retry_after,
@@ -16,13 +14,11 @@ from sync.providers.base import (
 
 __all__ = [
     "AuthError",
-    "CalendarChanges",
     "CalendarProvider",
     "DirectoryUser",
     "NotFound",
     "PermissionMissing",
     "ProviderError",
-    "SyncStateLost",
     "TemporaryError",
     "Throttled",
     "parse_retry_after",

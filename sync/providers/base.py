@@ -28,28 +28,6 @@ class DirectoryUser:
     name: str
 
 
-@dataclass(frozen=True)
-class CalendarChanges:
-    """The answer of `CalendarProvider.changes`.
-
-    After a full resync (`full_resync=True`, asked for with `cursor=None`) `events` holds every event of the
-    window and `changed_ids` their ids. Otherwise `events` is None and `changed_ids` / `removed_ids` say which
-    events changed or went away since the cursor: the engine needs the whole window and subjects are never
-    stored, so a caller that sees any id reads the window again (`read_events`). `cursor` is what to pass next
-    time; keep it opaque.
-    """
-
-    events: tuple[Event, ...] | None
-    changed_ids: frozenset[str]
-    removed_ids: frozenset[str]
-    cursor: str | None
-    full_resync: bool
-
-    @property
-    def has_changes(self) -> bool:
-        return self.full_resync or bool(self.changed_ids or self.removed_ids)
-
-
 class CalendarReads(dict[str, list[Event]]):
     """What `read_events` may answer: each readable user's events, and in `failures` why the others could not be
     read (one mailbox refused, missing or still throttled), so one user's problem does not fail the rest."""
@@ -115,12 +93,6 @@ class TemporaryError(ProviderError):
         self.retry_after = retry_after
 
 
-class SyncStateLost(ProviderError):
-    """The change cursor is no longer valid: call `changes(..., cursor=None)` for a full resync."""
-
-    default_code = SyncErrorCode.SYNC_STATE_LOST
-
-
 class CalendarProvider(Protocol):
     """One calendar source of one customer (a Microsoft 365 tenant, an Exchange server, a Google domain)."""
 
@@ -133,10 +105,6 @@ class CalendarProvider(Protocol):
 
         A user missing from the answer could not be read; a `CalendarReads` answer says why in `failures`.
         """
-        ...
-
-    def changes(self, user_id: str, start: dt.datetime, end: dt.datetime, cursor: str | None) -> CalendarChanges:
-        """What changed in the window since `cursor`; with `cursor=None` a full list (raises SyncStateLost)."""
         ...
 
     def subscribe(

@@ -2,8 +2,8 @@
 
 No autodiscover and no version probe: the endpoint and server build come from the settings. A service account
 reads every employee's calendar through ApplicationImpersonation, one `FindItem` with a `CalendarView` per
-mailbox (recurrences expanded by Exchange). EWS offers no push here, so change detection is the periodic sweep:
-`changes` re-reads the window, and `subscribe`/`renew`/`unsubscribe` are not supported.
+mailbox (recurrences expanded by Exchange). EWS offers no push here, so change detection is the periodic sweep;
+`subscribe`/`renew`/`unsubscribe` are not supported.
 
 Throttling uses exchangelib's default `FailFast` policy: the worker never sleeps; an `ErrorServerBusy` becomes
 `Throttled(retry_after=back_off)`, no further mailbox is asked, and the users not yet read are requeued with that
@@ -58,7 +58,6 @@ from exchangelib.transport import BASIC
 from sync.errors import SyncErrorCode
 from sync.providers.base import (
     AuthError,
-    CalendarChanges,
     CalendarReads,
     DirectoryUser,
     NotFound,
@@ -432,20 +431,6 @@ class EwsProvider:
             except ValueError as error:
                 raise TemporaryError(f"Exchange sent an event we could not read ({error}).") from error
         return converted
-
-    def changes(self, user_id: str, start: dt.datetime, end: dt.datetime, cursor: str | None) -> CalendarChanges:
-        """A full re-read of the window every time: the periodic sweep is EWS's change detection."""
-        reads = self.read_events([user_id], start, end)
-        events = reads.get(user_id)
-        if events is None:
-            raise reads.failures.get(user_id) or NotFound(f"Exchange has no mailbox {user_id}: check the address.")
-        return CalendarChanges(
-            events=tuple(events),
-            changed_ids=frozenset(event.id for event in events),
-            removed_ids=frozenset(),
-            cursor=None,
-            full_resync=True,
-        )
 
     def subscribe(
         self, user_id: str, notification_url: str, client_state: str, expires: dt.datetime, lifecycle_url: str | None

@@ -1,7 +1,6 @@
 """Google Workspace calendars through google-auth + google-api-python-client: a service account with domain-wide
-delegation acts as each user (one credential per user), Calendar v3 reads (batched first pages), `syncToken`
-changes, `events.watch` channels and the Admin SDK Directory for group members; converted at the edge into the
-engine's `Event`.
+delegation acts as each user (one credential per user), Calendar v3 reads (batched first pages), `events.watch`
+channels and the Admin SDK Directory for group members; converted at the edge into the engine's `Event`.
 
 Subjects pass into `Event` because the engine reads & codes from them; they are never logged or stored here,
 and no error message quotes an event.
@@ -32,13 +31,11 @@ from googleapiclient.http import BatchHttpRequest
 from sync.errors import SyncErrorCode
 from sync.providers.base import (
     AuthError,
-    CalendarChanges,
     CalendarReads,
     DirectoryUser,
     NotFound,
     PermissionMissing,
     ProviderError,
-    SyncStateLost,
     TemporaryError,
     Throttled,
     parse_retry_after,
@@ -297,8 +294,6 @@ class GoogleProvider:
     def _api_error(self, error: HttpError, *, not_found: str) -> ProviderError:
         status = int(error.resp.status)
         reasons = _reasons(error)
-        if status == 410:
-            return SyncStateLost("The calendar's sync token has expired at Google; a full resync is needed.")
         if status == 429 or (status == 403 and reasons & _RATE_LIMIT_REASONS):
             value = parse_retry_after(error.resp.get("retry-after"))
             seconds = DEFAULT_THROTTLE_SECONDS if value is None else value
@@ -502,55 +497,6 @@ class GoogleProvider:
             return event_from_google(item, self.timezone)
         except ValueError as error:
             raise TemporaryError(f"Google sent an event we could not read ({error}).") from error
-
-    def changes(self, user_id: str, start: dt.datetime, end: dt.datetime, cursor: str | None) -> CalendarChanges:
-        """`events.list` with `syncToken`: with no cursor every event of [start, end) and the `nextSyncToken`.
-
-        With a cursor Google reports every event changed since (deleted ones as `status: cancelled`, which are
-        reported as removed). A 410 raises SyncStateLost.
-        """
-        resource = self._calendar(user_id).events()
-        not_found = f"The calendar of user {user_id} was not found."
-        params: dict[str, Any] = {"calendarId": "primary", "singleEvents": True, "maxResults": PAGE_SIZE}
-        if cursor is None:
-            params |= {"timeMin": _rfc3339(start), "timeMax": _rfc3339(end), "timeZone": self.timezone}
-        else:
-            params |= {"syncToken": cursor, "timeZone": self.timezone}
-        request = resource.list(**params)
-        items: dict[str, Mapping[str, Any]] = {}
-        removed: set[str] = set()
-        sync_token: Any = None
-        while request is not None:
-            page = self._call(request.execute, subject=user_id, what="calendar changes", not_found=not_found)
-            for item in _items(page):
-                item_id = item.get("id")
-                if not isinstance(item_id, str):
-                    continue
-                if cursor is not None and item.get("status") == "cancelled":
-                    items.pop(item_id, None)
-                    removed.add(item_id)
-                else:
-                    removed.discard(item_id)
-                    items[item_id] = item
-            sync_token = page.get("nextSyncToken")
-            request = resource.list_next(request, page)
-        if not isinstance(sync_token, str) or not sync_token:
-            raise TemporaryError("Google ended an event list without a sync token.")
-        if cursor is None:
-            return CalendarChanges(
-                events=tuple(self._convert(item) for item in items.values()),
-                changed_ids=frozenset(items),
-                removed_ids=frozenset(),
-                cursor=sync_token,
-                full_resync=True,
-            )
-        return CalendarChanges(
-            events=None,
-            changed_ids=frozenset(items),
-            removed_ids=frozenset(removed),
-            cursor=sync_token,
-            full_resync=False,
-        )
 
     # --- change notifications ---
 

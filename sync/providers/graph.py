@@ -1,5 +1,5 @@
-"""Microsoft 365 calendars through Microsoft Graph: msal client-credentials login, `$batch` calendar reads,
-`calendarView/delta` changes and change-notification subscriptions, converted at the edge into the engine's `Event`.
+"""Microsoft 365 calendars through Microsoft Graph: msal client-credentials login, `$batch` calendar reads and
+change-notification subscriptions, converted at the edge into the engine's `Event`.
 
 Subjects pass into `Event` because the engine reads & codes from them; they are never logged or stored here,
 and no error message quotes an event.
@@ -29,13 +29,11 @@ from msal.exceptions import MsalServiceError
 from sync.errors import SyncErrorCode
 from sync.providers.base import (
     AuthError,
-    CalendarChanges,
     CalendarReads,
     DirectoryUser,
     NotFound,
     PermissionMissing,
     ProviderError,
-    SyncStateLost,
     TemporaryError,
     Throttled,
     parse_retry_after,
@@ -87,7 +85,6 @@ _RESPONSES = {
     "notresponded": "none",
 }
 _PRIVATE_SENSITIVITIES = {"private", "confidential"}
-_SYNC_STATE_CODES = {"syncstatenotfound", "syncstateinvalid", "resyncrequired"}
 
 _UTC_NAMES = {"utc", "etc/utc", "coordinated universal time", "tzone://microsoft/utc"}
 
@@ -96,7 +93,7 @@ _UTC_NAMES = {"utc", "etc/utc", "coordinated universal time", "tzone://microsoft
 
 
 def event_from_graph(item: Mapping[str, Any], zone: str) -> Event:
-    """The engine's `Event` for one Graph event (`calendarView` / delta item).
+    """The engine's `Event` for one Graph event (a `calendarView` item).
 
     `zone` is the customer's IANA zone (asked for in the Prefer header by its Windows name): timed events are
     returned aware in it. An all-day event runs from midnight to midnight (end exclusive) in one zone: its dates
@@ -393,7 +390,6 @@ class GraphProvider:
         permission: str,
         not_found: str,
         json_body: Any = None,
-        calendar: bool = False,
         bad_request_hint: str = "",
         timeout: float | None = None,
         extra_headers: Mapping[str, str] | None = None,
@@ -407,8 +403,6 @@ class GraphProvider:
         for attempt in (1, 2):
             headers = {"Authorization": f"Bearer {self._access_token()}", "Accept": "application/json"}
             headers.update(extra_headers or {})
-            if calendar:
-                headers["Prefer"] = self._prefer
             try:
                 response = self._session.request(method, url, json=json_body, headers=headers, timeout=timeout)
             except requests.Timeout as error:
@@ -446,15 +440,12 @@ class GraphProvider:
         *,
         permission: str,
         not_found: str,
-        calendar: bool = False,
         extra_headers: Mapping[str, str] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Every page of a collection, following `@odata.nextLink` (which carries the query, not the headers:
         `extra_headers` go with every page)."""
         while True:
-            page = self._request(
-                "GET", url, permission=permission, not_found=not_found, calendar=calendar, extra_headers=extra_headers
-            )
+            page = self._request("GET", url, permission=permission, not_found=not_found, extra_headers=extra_headers)
             yield page
             next_link = page.get("@odata.nextLink")
             if not next_link:
@@ -666,57 +657,6 @@ class GraphProvider:
         if set(results) != set(urls_by_id):
             raise TemporaryError("Microsoft Graph's batch answer left out some of the requests.")
         return results
-
-    def changes(self, user_id: str, start: dt.datetime, end: dt.datetime, cursor: str | None) -> CalendarChanges:
-        """`calendarView/delta`: with no cursor every event of [start, end) (a full resync), else the ids that changed.
-
-        The window is fixed when the cursor is made (Graph keeps it inside the deltaLink); `start`/`end` only
-        matter without a cursor, so the caller starts afresh (cursor=None) when its window has moved on.
-        An expired cursor raises SyncStateLost.
-        """
-        if cursor is None:
-            url = f"{self.graph_base_url}/users/{_path_segment(user_id)}/calendarView/delta?" + _query(
-                {"startDateTime": _graph_instant(start), "endDateTime": _graph_instant(end)}
-            )
-        elif cursor.startswith(self.graph_base_url + "/"):
-            url = cursor
-        else:
-            raise SyncStateLost("The stored change cursor belongs to another Graph address; a full resync is needed.")
-        changed: dict[str, Mapping[str, Any]] = {}
-        removed: set[str] = set()
-        not_found = f"The mailbox of user {user_id} was not found."
-        delta_link: Any = None
-        with self._mailbox_turns([user_id]):
-            pages = list(self._pages(url, permission=CALENDARS_READ, not_found=not_found, calendar=True))
-        for page in pages:
-            for item in _values(page):
-                item_id = item.get("id")
-                if not isinstance(item_id, str):
-                    continue
-                if "@removed" in item:
-                    changed.pop(item_id, None)
-                    removed.add(item_id)
-                else:
-                    removed.discard(item_id)
-                    changed[item_id] = item
-            delta_link = page.get("@odata.deltaLink")
-        if not isinstance(delta_link, str) or not delta_link:
-            raise TemporaryError("Microsoft Graph ended a delta query without a deltaLink.")
-        if cursor is None:
-            return CalendarChanges(
-                events=tuple(self._convert(item) for item in changed.values()),
-                changed_ids=frozenset(changed),
-                removed_ids=frozenset(),
-                cursor=delta_link,
-                full_resync=True,
-            )
-        return CalendarChanges(
-            events=None,
-            changed_ids=frozenset(changed),
-            removed_ids=frozenset(removed),
-            cursor=delta_link,
-            full_resync=False,
-        )
 
     # --- change notifications ---
 
@@ -952,8 +892,6 @@ def _graph_error(
     code = str(error.get("code") or "") if isinstance(error, dict) else ""
     message = str(error.get("message") or "") if isinstance(error, dict) else ""
     retry_after = parse_retry_after(headers.get("retry-after"))
-    if status == 410 or code.casefold() in _SYNC_STATE_CODES:
-        return SyncStateLost("The calendar's change cursor has expired at Microsoft Graph; a full resync is needed.")
     if status == 401:
         return AuthError(
             "Microsoft Graph refused the app's token: check that the tenant ID, the application (client) ID and the "

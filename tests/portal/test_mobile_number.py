@@ -10,11 +10,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from customers.models import ServiceUser
-from sync import demo, jobs, pipeline
+from devtools import demo
+from sync import jobs, pipeline
 from sync.models import CalendarUser
 from sync.rules import Event
 
-simulators = pytest.importorskip("sync.simulators")
+simulators = pytest.importorskip("devtools.simulators")
 pytestmark = pytest.mark.django_db
 OSLO = ZoneInfo("Europe/Oslo")
 ENTERPRISE = "fjordkraft"

@@ -24,8 +24,9 @@ from django_q.tasks import async_task
 from billing import services as billing
 from billing.models import BillingRun, Invoice
 from billing.quarters import Quarter
+from devtools import demo
 from kalenderpush.celery import app as celery_app
-from sync import demo, jobs
+from sync import jobs
 from sync.models import CalendarUser, PushedAbsence
 from sync.services import queue_syncs
 from tests.billing.factories import live_subscription

@@ -12,11 +12,11 @@ import random
 import pytest
 from django.utils import timezone
 
-from sync.benchmarking.fleet import Fleet, build_fleet, simulator_settings, sync_all
-from sync.benchmarking.soak import run_soak
+from devtools.benchmarking.fleet import Fleet, build_fleet, simulator_settings, sync_all
+from devtools.benchmarking.soak import run_soak
 from sync.services import queue_syncs
 
-simulators = pytest.importorskip("sync.simulators")
+simulators = pytest.importorskip("devtools.simulators")
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 

@@ -19,13 +19,14 @@ from django.test.utils import override_settings
 from django.utils import timezone
 
 from customers.models import ServiceUser
-from sync import demo, jobs, pipeline
+from devtools import demo
+from sync import jobs, pipeline
 from sync.models import CalendarUser
 from sync.rules import Event, compute_absences
 from sync.services import catalogue_from_database, rule_settings_for
 from tests.factories import make_customer
 
-simulators = pytest.importorskip("sync.simulators")
+simulators = pytest.importorskip("devtools.simulators")
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 OSLO = ZoneInfo("Europe/Oslo")
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ from django.core.management import call_command
 
 from customers.models import Customer
 
-pytest.importorskip("sync.simulators")
+pytest.importorskip("devtools.simulators")
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 

@@ -6,7 +6,7 @@ import json
 import pytest
 from django.core.management import call_command
 
-pytest.importorskip("sync.simulators")
+pytest.importorskip("devtools.simulators")
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 

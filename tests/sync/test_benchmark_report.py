@@ -1,6 +1,6 @@
-"""`python -m benchmarks.report`: every goal it prints is a threshold that can be missed, and a miss fails it.
+"""`python -m devtools.benchmarks.report`: every goal it prints is a threshold that can be missed, and a miss fails it.
 
-The JSON files are written in the shapes `benchmarks.rules`, `bench_billing` and `bench_sync` print.
+The JSON files are written in the shapes `devtools.benchmarks.rules`, `bench_billing` and `bench_sync` print.
 """
 
 import json
@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from benchmarks import report
+from devtools.benchmarks import report
 
 GOOD = {
     "cost_growth": 9.17,

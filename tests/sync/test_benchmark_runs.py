@@ -8,7 +8,7 @@ from pathlib import Path
 
 def test_the_rules_benchmark_prints_events_per_second():
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.rules", "--events", "20", "--seconds", "0.05", "--json"],
+        [sys.executable, "-m", "devtools.benchmarks.rules", "--events", "20", "--seconds", "0.05", "--json"],
         cwd=Path(__file__).resolve().parents[2],
         capture_output=True,
         text=True,

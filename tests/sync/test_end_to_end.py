@@ -12,14 +12,15 @@ from django.test.utils import override_settings
 from django.utils import timezone
 
 from customers.models import ServiceUser
-from sync import demo, jobs, pipeline
+from devtools import demo
+from sync import jobs, pipeline
 from sync.errors import SyncErrorCode
 from sync.models import CalendarUser, PushedAbsence, SyncRun
 from sync.rules import Event, compute_absences
 from sync.services import catalogue_from_database, rule_settings_for
 from tests.factories import make_customer
 
-simulators = pytest.importorskip("sync.simulators")
+simulators = pytest.importorskip("devtools.simulators")
 pytestmark = pytest.mark.django_db
 OSLO = ZoneInfo("Europe/Oslo")
 SECRET_SUBJECT = "Hemmelig oppkjøp av Ørnulf AS &For"

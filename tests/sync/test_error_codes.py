@@ -102,7 +102,6 @@ CLASSIFY = importlib.import_module("sync.migrations.0011_classify_error_texts").
         ("Microsoft Graph did not answer within 10 s.", "timeout"),
         ("Microsoft Graph is unavailable (HTTP 503); the sync tries again later.", "service_unavailable"),
         ("Microsoft Graph refused the request (HTTP 400 BadRequest): bad filter.", "request_refused"),
-        ("The calendar's sync token has expired at Google; a full resync is needed.", "sync_state_lost"),
         ("boom", "unknown"),
     ],
 )

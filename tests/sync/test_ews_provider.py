@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from exchangelib.protocol import close_connections
 
+from devtools.simulators.events import SimEvent
+from devtools.simulators.ews import EwsSimulator
 from sync.providers.base import (
     AuthError,
     CalendarProvider,
@@ -22,8 +24,6 @@ from sync.providers.base import (
 from sync.providers.ews import EwsProvider
 from sync.rules import DEFAULT_CATALOGUE, compute_absences
 from sync.rules.model import Event, RuleSettings
-from sync.simulators.events import SimEvent
-from sync.simulators.ews import EwsSimulator
 
 OSLO = ZoneInfo("Europe/Oslo")
 USER = "svc-ews@firma.no"
@@ -123,14 +123,6 @@ def test_it_reads_a_calendar_with_one_find_item_per_mailbox(sim: EwsSimulator, p
     sim.reset_counters()
     provider.read_events([OLA, KARI], *WINDOW)
     assert sim.operations() == [("FindItem", OLA), ("FindItem", KARI)]
-
-
-def test_changes_is_a_full_re_read(sim: EwsSimulator, provider: EwsProvider) -> None:
-    sim.put_event(OLA, SimEvent("m1", "Møte", at(20, 9), at(20, 10)))
-    changes = provider.changes(OLA, *WINDOW, cursor=None)
-    assert changes.full_resync and changes.has_changes
-    assert changes.events is not None and [event.id for event in changes.events] == ["m1"]
-    assert changes.changed_ids == {"m1"} and changes.cursor is None
 
 
 def test_an_unknown_mailbox_is_left_out(sim: EwsSimulator, provider: EwsProvider) -> None:

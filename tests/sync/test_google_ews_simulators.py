@@ -1,4 +1,4 @@
-"""The Google and EWS simulators' documented behaviours at the wire (sync/simulators/README.md lists the pages)."""
+"""The Google and EWS simulators' documented behaviours at the wire (devtools/simulators/README.md lists the pages)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import pytest
 import requests
 from exchangelib.protocol import close_connections
 
+from devtools.simulators.ews import EwsSimulator
+from devtools.simulators.google import GoogleSimulator
 from sync.providers.base import Throttled
 from sync.providers.ews import EwsProvider
-from sync.simulators.ews import EwsSimulator
-from sync.simulators.google import GoogleSimulator
 
 ALICE = "alice@firma.no"
 OSLO = ZoneInfo("Europe/Oslo")

@@ -13,13 +13,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from devtools.simulators.events import SimEvent
+from devtools.simulators.google import GoogleSimulator
 from sync.providers.base import (
     AuthError,
     CalendarProvider,
     DirectoryUser,
     NotFound,
     PermissionMissing,
-    SyncStateLost,
     TemporaryError,
     Throttled,
 )
@@ -27,8 +28,6 @@ from sync.providers.google import CALENDAR_SCOPE, DIRECTORY_SCOPE, USER_SCOPE, G
 from sync.rules import DEFAULT_CATALOGUE, RuleSettings
 from sync.rules.engine import compute_absences
 from sync.rules.model import Event
-from sync.simulators.events import SimEvent
-from sync.simulators.google import GoogleSimulator
 
 OSLO = ZoneInfo("Europe/Oslo")
 ALICE, BOB, ADMIN = "alice@firma.no", "bob@firma.no", "admin@firma.no"
@@ -232,31 +231,6 @@ def test_it_pages_through_big_groups(sim: GoogleSimulator, provider: GoogleProvi
     assert [u.email for u in provider.list_users("stor@firma.no")] == emails
 
 
-# --- changes ---
-
-
-def test_changes_use_sync_tokens_and_a_lost_token_asks_for_a_full_resync(
-    sim: GoogleSimulator, provider: GoogleProvider
-) -> None:
-    sim.put_event(ALICE, SimEvent("a", "A", at(20, 10), at(20, 11)))
-    sim.put_event(ALICE, SimEvent("b", "B", at(21, 10), at(21, 11)))
-    full = provider.changes(ALICE, START, END, None)
-    assert full.full_resync and full.events is not None and {e.id for e in full.events} == {"a", "b"}
-    assert full.cursor
-
-    quiet = provider.changes(ALICE, START, END, full.cursor)
-    assert not quiet.has_changes
-
-    sim.put_event(ALICE, SimEvent("c", "C", at(22, 10), at(22, 11)))
-    sim.delete_event(ALICE, "a")
-    step = provider.changes(ALICE, START, END, quiet.cursor)
-    assert (step.changed_ids, step.removed_ids, step.full_resync) == (frozenset({"c"}), frozenset({"a"}), False)
-
-    sim.expire_sync_tokens()
-    with pytest.raises(SyncStateLost, match="full resync"):
-        provider.changes(ALICE, START, END, step.cursor)
-
-
 # --- watch channels ---
 
 
@@ -401,7 +375,7 @@ def test_throttling_outages_and_garbage_become_provider_errors(sim: GoogleSimula
     assert throttled.value.retry_after == 1.0
     sim.set_faults(1.0, kinds=("503",))
     with pytest.raises(TemporaryError, match="HTTP 503"):
-        provider.changes(ALICE, START, END, None)
+        provider.read_events([ALICE], START, END)
     sim.set_faults(1.0, kinds=("malformed",))
     with pytest.raises(TemporaryError, match="could not read"):
         provider.read_events([ALICE, BOB], START, END)

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 
+from devtools.simulators import SimEvent, Simulators
 from sync.providers import graph as graph_module
 from sync.providers.base import (
     AuthError,
@@ -25,13 +26,11 @@ from sync.providers.base import (
     NotFound,
     PermissionMissing,
     ProviderError,
-    SyncStateLost,
     TemporaryError,
     Throttled,
     parse_retry_after,
 )
 from sync.providers.graph import GraphProvider, event_from_graph, parse_graph_time
-from sync.simulators import SimEvent, Simulators
 from tests.sync.webhook_stub import WebhookStub
 
 OSLO = ZoneInfo("Europe/Oslo")
@@ -604,7 +603,6 @@ def test_it_asks_for_a_windows_zone_and_keeps_all_day_dates_across_dst_and_zones
 
     in_oslo = tenant.provider().read_events([oslo_user, line_islands], *window)
     in_new_york = tenant.provider(timezone="America/New_York").read_events([oslo_user], *window)[oslo_user]
-    delta = tenant.provider().changes(oslo_user, *window, cursor=None).events or ()
 
     def by_id(events: Any) -> dict[str, tuple[Any, Any]]:
         return {event.id: (event.start, event.end) for event in events}
@@ -618,7 +616,6 @@ def test_it_asks_for_a_windows_zone_and_keeps_all_day_dates_across_dst_and_zones
     new_york = by_id(in_new_york)
     assert new_york["påske"] == (dt.date(2026, 3, 28), dt.date(2026, 3, 30))
     assert new_york["søndag"][0] == dt.datetime(2026, 3, 29, 3, tzinfo=ZoneInfo("America/New_York"))
-    assert by_id(delta) == oslo_view
 
 
 def test_throttled_items_with_a_long_retry_after_leave_the_rest_of_the_chunk_read(
@@ -768,51 +765,6 @@ def test_a_long_retry_after_is_handed_back_instead_of_slept(tenant: Tenant, monk
 
     assert error.value.retry_after == 30.0
     assert len(answers) == 1
-
-
-# changes
-
-
-def test_it_reads_changes_with_delta_links(tenant: Tenant) -> None:
-    (user,) = tenant.add_users(1)
-    graph = tenant.sims.graph
-    for number in range(12):  # more than one delta page of 10
-        graph.put_event(user, meeting(f"m{number}", 2 + number % 5, 8 + number // 5))
-    provider = tenant.provider()
-
-    first = provider.changes(user, *WEEK, cursor=None)
-
-    assert first.full_resync is True and first.events is not None
-    assert {event.id for event in first.events} == {f"m{number}" for number in range(12)}
-    assert first.changed_ids == {f"m{number}" for number in range(12)} and first.removed_ids == frozenset()
-    assert first.cursor is not None
-
-    graph.put_event(user, meeting("m0", 2, 15))  # moved
-    graph.put_event(user, meeting("new", 6, 12))  # added
-    graph.delete_event(user, "m1")  # removed
-    second = provider.changes(user, *WEEK, cursor=first.cursor)
-
-    assert (second.full_resync, second.events) == (False, None)
-    assert second.changed_ids == {"m0", "new"} and second.removed_ids == {"m1"}
-    assert second.has_changes
-
-    third = provider.changes(user, *WEEK, cursor=second.cursor)
-
-    assert (third.changed_ids, third.removed_ids, third.has_changes) == (frozenset(), frozenset(), False)
-
-
-def test_an_expired_delta_link_asks_for_a_full_resync(tenant: Tenant) -> None:
-    (user,) = tenant.add_users(1)
-    tenant.sims.graph.put_event(user, meeting("m", 2, 10))
-    provider = tenant.provider()
-    cursor = provider.changes(user, *WEEK, cursor=None).cursor
-
-    tenant.sims.graph.expire_delta_tokens()
-
-    with pytest.raises(SyncStateLost):
-        provider.changes(user, *WEEK, cursor=cursor)
-    again = provider.changes(user, *WEEK, cursor=None)
-    assert again.full_resync and [event.id for event in again.events or ()] == ["m"]
 
 
 # change notifications

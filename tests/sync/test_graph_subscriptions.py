@@ -15,12 +15,13 @@ from django.urls import reverse
 from django_q.models import OrmQ
 
 from customers.models import ServiceUser
-from sync import demo, jobs
+from devtools import demo
+from sync import jobs
 from sync.models import CalendarSource, CalendarUser
 from tests.factories import make_customer
 from tests.sync.webhook_stub import WebhookStub
 
-simulators = pytest.importorskip("sync.simulators")
+simulators = pytest.importorskip("devtools.simulators")
 pytestmark = pytest.mark.django_db
 
 

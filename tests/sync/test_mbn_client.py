@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from customers.validators import parse_msisdn
+from devtools.simulators import Simulators
 from sync.mbn import (
     MbnAbsence,
     MbnAuthError,
@@ -26,7 +27,6 @@ from sync.mbn import (
     match_subscribers,
 )
 from sync.providers.base import DirectoryUser
-from sync.simulators import Simulators
 
 OSLO = ZoneInfo("Europe/Oslo")
 

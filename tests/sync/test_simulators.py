@@ -21,7 +21,7 @@ import msal
 import pytest
 import requests
 
-from sync.simulators import SimEvent, Simulators
+from devtools.simulators import SimEvent, Simulators
 
 OSLO = ZoneInfo("Europe/Oslo")
 TENANT = "11111111-2222-3333-4444-555555555555"
@@ -1008,7 +1008,7 @@ def test_latency_and_request_counters(sims: Simulators, mbn: requests.Session) -
 
 def test_the_demo_command_prints_working_urls_as_json() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "sync.simulators", "--demo"],
+        [sys.executable, "-m", "devtools.simulators", "--demo"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import trustme
 
-from sync.simulators.base import Reply, Request, SimServer, json_reply, route, utc_now
+from devtools.simulators.base import Reply, Request, SimServer, json_reply, route, utc_now
 
 TOKEN_LIFETIME_SECONDS = 3599
 TENANT = r"/(?P<tenant>[^/]+)"

@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sync.simulators.base import (
+from devtools.simulators.base import (
     FaultSettings,
     HttpError,
     Reply,
@@ -36,7 +36,7 @@ from sync.simulators.base import (
     route,
     utc_now,
 )
-from sync.simulators.events import (
+from devtools.simulators.events import (
     EventRecord,
     Instance,
     SimEvent,
@@ -46,8 +46,8 @@ from sync.simulators.events import (
     removed_json,
     zone_from_prefer,
 )
-from sync.simulators.login import AccessGrant, LoginSimulator
-from sync.simulators.webhooks import (
+from devtools.simulators.login import AccessGrant, LoginSimulator
+from devtools.simulators.webhooks import (
     MAX_EXPIRATION_MINUTES,
     VALIDATION_TIMEOUT_SECONDS,
     Delivery,

@@ -1,4 +1,4 @@
-"""`python -m sync.simulators [--demo]`: run the simulators until Ctrl-C, printing their URLs as JSON."""
+"""`python -m devtools.simulators [--demo]`: run the simulators until Ctrl-C, printing their URLs as JSON."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import sys
 import threading
 from types import FrameType
 
-from sync.simulators.demo import OSLO, load_demo
-from sync.simulators.hub import Simulators
+from devtools.simulators.demo import OSLO, load_demo
+from devtools.simulators.hub import Simulators
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sync.simulators", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devtools.simulators", description=__doc__)
     parser.add_argument("--demo", action="store_true", help="script the demo tenant, users, events and MBN side")
     args = parser.parse_args(argv)
     stopping = threading.Event()

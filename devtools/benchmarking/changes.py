@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sync import demo
-from sync.benchmarking.arrivals import Interval, on_day
-from sync.benchmarking.fleet import Member, expected_absences
+from devtools import demo
+from devtools.benchmarking.arrivals import Interval, on_day
+from devtools.benchmarking.fleet import Member, expected_absences
 from sync.rules import Event
 
 OSLO = ZoneInfo("Europe/Oslo")

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from xml.sax.saxutils import escape, quoteattr
 from zoneinfo import ZoneInfo
 
-from sync.simulators.base import HttpError, Reply, Request, SimServer, parse_datetime, route, utc_now
-from sync.simulators.events import EventRecord, Instance, SimEvent, expand
+from devtools.simulators.base import HttpError, Reply, Request, SimServer, parse_datetime, route, utc_now
+from devtools.simulators.events import EventRecord, Instance, SimEvent, expand
 
 EWS_PATH = "/EWS/Exchange.asmx"
 SOAP = "{http://schemas.xmlsoap.org/soap/envelope/}"

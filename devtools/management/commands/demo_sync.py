@@ -19,7 +19,8 @@ from django.test.utils import override_settings
 from django.utils import timezone
 
 from customers.models import Customer
-from sync import demo, jobs, pipeline
+from devtools import demo
+from sync import jobs, pipeline
 from sync.models import CalendarUser
 
 
@@ -31,7 +32,7 @@ class Command(BaseCommand):
         parser.add_argument("--interval", type=float, default=20.0, help="seconds between calendar changes")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from sync.simulators import Simulators
+        from devtools.simulators import Simulators
 
         signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop at once, like Ctrl-C
         with Simulators.start() as sims:

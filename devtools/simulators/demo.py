@@ -1,7 +1,7 @@
 """A demo tenant for the simulators: one Microsoft 365 customer with a week of appointments, and its MBN side.
 
 `load_demo(sims, today)` scripts it and returns the credentials and ids as plain data, so `make run`,
-benchmarks and `python -m sync.simulators --demo` share one demo.
+benchmarks and `python -m devtools.simulators --demo` share one demo.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sync.simulators.events import SimEvent
-from sync.simulators.hub import Simulators
+from devtools.simulators.events import SimEvent
+from devtools.simulators.hub import Simulators
 
 OSLO = ZoneInfo("Europe/Oslo")
 TENANT_ID = "6f1c3d2a-0b4e-4c8a-9d7e-1a2b3c4d5e6f"

@@ -23,12 +23,10 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from common.queue import celery_takes_sync_work
-from kalenderpush.progress import ProgressBar
-from sync import jobs
-from sync.benchmarking import workers
-from sync.benchmarking.arrivals import MbnArrivals
-from sync.benchmarking.changes import CHANGE_KINDS, apply_change, percentile, plan_change
-from sync.benchmarking.fleet import (
+from devtools.benchmarking import workers
+from devtools.benchmarking.arrivals import MbnArrivals
+from devtools.benchmarking.changes import CHANGE_KINDS, apply_change, percentile, plan_change
+from devtools.benchmarking.fleet import (
     PUSH_KINDS,
     Member,
     build_fleet,
@@ -40,7 +38,9 @@ from sync.benchmarking.fleet import (
     simulator_settings,
     sync_all,
 )
-from sync.management.commands import bench_sync
+from devtools.management.commands import bench_sync
+from kalenderpush.progress import ProgressBar
+from sync import jobs
 from sync.models import CalendarSource, SyncRun
 
 WORKERS = ("auto", "q2", "celery", "inprocess")
@@ -70,7 +70,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print only the JSON object on stdout")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from sync.simulators import Simulators
+        from devtools.simulators import Simulators
 
         if options["users"] < 1 or options["changes"] < 1 or options["over_seconds"] < 0:
             raise CommandError("--users and --changes must be at least 1, --over-seconds at least 0")

@@ -24,12 +24,12 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from common.queue import celery_takes_sync_work
+from devtools.benchmarking import workers
+from devtools.benchmarking.fleet import build_fleet, database_url, simulator_environment, simulator_settings, sync_all
+from devtools.benchmarking.runner import ThreadedFleet
+from devtools.benchmarking.soak import run_soak
+from devtools.management.commands import bench_sync
 from kalenderpush.progress import ProgressBar
-from sync.benchmarking import workers
-from sync.benchmarking.fleet import build_fleet, database_url, simulator_environment, simulator_settings, sync_all
-from sync.benchmarking.runner import ThreadedFleet
-from sync.benchmarking.soak import run_soak
-from sync.management.commands import bench_sync
 from sync.services import queue_syncs
 
 
@@ -54,7 +54,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print only the JSON object on stdout")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from sync.simulators import Simulators
+        from devtools.simulators import Simulators
 
         if not 0 < options["minutes"] <= 5:
             raise CommandError("--minutes must be more than 0 and at most 5 (the soak is bounded)")

@@ -4,7 +4,7 @@ The handshake is synchronous (Graph does it inside `POST /subscriptions`, 10 s a
 queued and posted in order by one daemon thread, so scripting an event never waits for a webhook. A POST
 the webhook does not answer with 2xx is sent again after a back-off, a few times (Graph retries for up to
 four hours); notifications held back (`Notifier.hold`) leave together, one POST per URL, as Graph batches
-notifications of several subscriptions. Every delivery attempt is logged. Sources: sync/simulators/README.md.
+notifications of several subscriptions. Every delivery attempt is logged. Sources: devtools/simulators/README.md.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from sync.simulators.events import graph_timestamp
+from devtools.simulators.events import graph_timestamp
 
 MAX_EXPIRATION_MINUTES = 4230  # Outlook resources (events)
 VALIDATION_TIMEOUT_SECONDS = 10.0  # the endpoint must answer the validation request within 10 s

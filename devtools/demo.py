@@ -102,7 +102,7 @@ def scripted_events(*, rng: random.Random, start: dt.datetime, days: int, count:
 
 
 def to_sim_events(events: Iterable[Event]):  # type: ignore[no-untyped-def]
-    from sync.simulators import SimEvent
+    from devtools.simulators import SimEvent
 
     return [
         SimEvent(

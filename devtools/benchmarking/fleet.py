@@ -18,8 +18,9 @@ from django.db import connection
 from django.test.utils import override_settings
 
 from customers.models import Customer, ServiceUser
-from sync import demo, pipeline
-from sync.management.commands import bench_sync
+from devtools import demo
+from devtools.management.commands import bench_sync
+from sync import pipeline
 from sync.models import CalendarSource, CalendarUser
 from sync.rules import Event, compute_absences
 from sync.services import catalogue_from_database, rule_settings_for
@@ -189,8 +190,8 @@ def sync_all(
     sims, fleet: Fleet, concurrency: int, progress: Callable[[int, int], None] | None = None
 ) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """Every user synced once, in batches of one source, by `concurrency` threads running the Celery task's own
-    attempt and back-off (`sync.benchmarking.runner`); the wall time and the requests each simulator served."""
-    from sync.benchmarking.runner import ThreadedFleet
+    attempt and back-off (`devtools.benchmarking.runner`); the wall time and the requests each simulator served."""
+    from devtools.benchmarking.runner import ThreadedFleet
 
     sims.reset_counters()
     batches = fleet.batches()

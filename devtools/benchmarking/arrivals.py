@@ -14,8 +14,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sync.simulators.base import Reply, Request
-from sync.simulators.mbn import ABSENCES
+from devtools.simulators.base import Reply, Request
+from devtools.simulators.mbn import ABSENCES
 
 Interval = tuple[str, dt.datetime, dt.datetime, str]
 _WRITE = re.compile(ABSENCES + r"(/[^/]+)?", re.IGNORECASE)

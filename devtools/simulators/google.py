@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sync.simulators.base import (
+from devtools.simulators.base import (
     HttpError,
     Reply,
     Request,
@@ -40,7 +40,7 @@ from sync.simulators.base import (
     route,
     utc_now,
 )
-from sync.simulators.events import EventRecord, Instance, SimEvent, expand
+from devtools.simulators.events import EventRecord, Instance, SimEvent, expand
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 CALENDAR_SCOPE_PREFIX = "https://www.googleapis.com/auth/calendar"

@@ -1,6 +1,6 @@
 """Rules-engine speed: events per second for one user's 14 days, and how the cost grows with 10× events.
 
-    python -m benchmarks.rules [--events 200] [--factor 10] [--seconds 2] [--json]
+    python -m devtools.benchmarks.rules [--events 200] [--factor 10] [--seconds 2] [--json]
 
 Pure engine, no Django. The calendar is random but seeded: meetings of 15 minutes to 3 hours in
 office hours, some outside, lunches, all-day holidays and trips, codes, tentative, declined and

@@ -15,12 +15,12 @@ from typing import Any
 
 import trustme
 
-from sync.simulators.base import FAULT_KINDS, SimServer
-from sync.simulators.ews import EwsSimulator
-from sync.simulators.google import GoogleSimulator
-from sync.simulators.graph import GraphSimulator
-from sync.simulators.login import LoginSimulator, server_ssl_context
-from sync.simulators.mbn import MbnSimulator
+from devtools.simulators.base import FAULT_KINDS, SimServer
+from devtools.simulators.ews import EwsSimulator
+from devtools.simulators.google import GoogleSimulator
+from devtools.simulators.graph import GraphSimulator
+from devtools.simulators.login import LoginSimulator, server_ssl_context
+from devtools.simulators.mbn import MbnSimulator
 
 
 class Simulators:

@@ -14,10 +14,10 @@ from typing import Any
 
 from django.utils import timezone
 
-from sync.benchmarking.changes import CHANGE_KINDS, apply_change, plan_change
-from sync.benchmarking.fleet import Fleet, duplicates, mismatched
+from devtools.benchmarking.changes import CHANGE_KINDS, apply_change, plan_change
+from devtools.benchmarking.fleet import Fleet, duplicates, mismatched
+from devtools.simulators.base import FAULT_KINDS
 from sync.models import CalendarSource, CalendarUser, SyncRun
-from sync.simulators.base import FAULT_KINDS
 
 SERVICES = ("login", "graph", "ews", "google", "mbn")
 

@@ -1,6 +1,6 @@
 """Summarise `make bench`'s JSON files against the goals of the scale issue (docs/benchmarks.md).
 
-    python -m benchmarks.report var/bench
+    python -m devtools.benchmarks.report var/bench
 
 One line per figure. A goal line shows the measured value and its threshold, then "ok" or "MISSED"; an
 information line shows a figure that has no goal and is never marked. The billing goals compare the runs

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sync.simulators.base import (
+from devtools.simulators.base import (
     HttpError,
     Reply,
     Request,

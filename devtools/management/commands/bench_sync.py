@@ -33,8 +33,9 @@ from common.queue import celery_takes_sync_work, enqueue_now
 from customers.models import Customer, ServiceUser
 from customers.services import ensure_customer_settings
 from customers.validators import org_numbers_from
+from devtools import demo
 from kalenderpush.progress import ProgressBar
-from sync import demo, pipeline
+from sync import pipeline
 from sync.attempt import BUSY_RETRY_SECONDS, run_sync_attempt
 from sync.models import CalendarUser, PushedAbsence
 from sync.rules import compute_absences
@@ -85,7 +86,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from sync.simulators import Simulators
+        from devtools.simulators import Simulators
 
         if options["users"] < 1 or options["events_per_user"] < 0 or options["concurrency"] < 1:
             raise CommandError("--users and --concurrency must be at least 1, --events-per-user at least 0")

@@ -1,1 +1,0 @@
-"""Benchmarks (`python -m benchmarks.<name>`); figures go in docs/benchmarks.md."""

@@ -1,0 +1,1 @@
+"""Benchmarks (`python -m devtools.benchmarks.<name>`); figures go in docs/benchmarks.md."""
