@@ -24,8 +24,11 @@ def ensure_groups(**kwargs: Any) -> None:
     from django.apps import apps
     from django.contrib.auth.models import Group, Permission
 
-    if "app_config" in kwargs and kwargs["app_config"] is not list(apps.get_app_configs())[-1]:
-        return  # once per migrate, after the last app, when every app's permissions exist
+    # post_migrate is sent for each app with models (an app without, like devtools, gets none): act once, after
+    # the last of them, when every app's permissions exist.
+    with_models = [config for config in apps.get_app_configs() if config.models_module is not None]
+    if "app_config" in kwargs and kwargs["app_config"] is not with_models[-1]:
+        return
 
     staff, _created = Group.objects.get_or_create(name="Staff")
     staff.permissions.add(*Permission.objects.filter(content_type__app_label__in=STAFF_APPS))
