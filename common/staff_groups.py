@@ -21,12 +21,18 @@ GROUPS: dict[str, list[str]] = {
 }
 
 
+def _last_app_with_models() -> Any:
+    """The app post_migrate is sent for last: it is sent only for apps with a models module (so not for devtools,
+    the last installed app in development)."""
+    return [config for config in apps.get_app_configs() if config.models_module is not None][-1]
+
+
 def ensure_groups(**kwargs: Any) -> None:
     """Create the staff groups with their permissions (idempotent; runs after every migrate)."""
     # Django's auth models, not ours: billing's apps.py imports this module while the app registry loads.
     from django.contrib.auth.models import Group, Permission
 
-    if "app_config" in kwargs and kwargs["app_config"] is not list(apps.get_app_configs())[-1]:
+    if "app_config" in kwargs and kwargs["app_config"] is not _last_app_with_models():
         return  # once per migrate, after the last app, when every app's permissions exist
 
     staff, _created = Group.objects.get_or_create(name="Staff")
