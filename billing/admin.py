@@ -1,4 +1,5 @@
-"""Admin for billing: runs, drafts to review and issue, issued documents (read-only) and downloads.
+"""Admin for billing: runs, drafts to review and issue, issued documents (read-only) and downloads, and
+subscriptions (go-live, notice with its fee and the termination letter: billing's services).
 
 Staff issue drafts in bulk; accountants (group "Accountants") only view invoices and credit notes and
 download them (PDF, EHF, the quarter's ZIP).
@@ -22,7 +23,8 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from billing import services
-from billing.exports import download
+from billing.core.money import round_half_up
+from billing.exports import ExportedDocument, quarter_zip
 from billing.models import (
     BillingRun,
     CreditNote,
@@ -33,10 +35,16 @@ from billing.models import (
     InvoiceLine,
     UsageSnapshot,
 )
+from billing.pdf import render_termination_letter_pdf
 from billing.quarters import Quarter
+from common.admin import AuditedAdmin
+from common.downloads import download
+from common.formatting import format_date, format_nok, format_number
 from common.queue import enqueue
-from customers.admin import AuditedAdmin
-from kalenderpush.formatting import format_nok
+from common.typed_dates import DateInRangeField
+from customers import services as customer_services
+from customers.admin import TermEndsMixin
+from customers.models import Subscription
 
 
 class ReadOnlyMixin:
@@ -283,26 +291,14 @@ class InvoiceAdmin(ReadOnlyMixin, AuditedAdmin):
         return get_object_or_404(Invoice.objects.select_related("customer").exclude(number=None), pk=pk)
 
     def pdf_view(self, request: HttpRequest, pk: int) -> HttpResponse:
-        from billing.pdf import render_document_pdf
-
         invoice = self._issued(request, pk)
-        return download(
-            render_document_pdf(services.document_for_invoice(invoice)),
-            f"faktura-{invoice.number}.pdf",
-            "application/pdf",
-        )
+        return ExportedDocument(services.document_for_invoice(invoice)).pdf_download()
 
     def ehf_view(self, request: HttpRequest, pk: int) -> HttpResponse:
-        from billing.ehf import build_ehf
-
         invoice = self._issued(request, pk)
-        return download(
-            build_ehf(services.document_for_invoice(invoice)), f"faktura-{invoice.number}.xml", "application/xml"
-        )
+        return ExportedDocument(services.document_for_invoice(invoice)).ehf_download()
 
     def zip_view(self, request: HttpRequest, quarter: str) -> HttpResponse:
-        from billing.exports import quarter_zip
-
         if not self.has_view_permission(request):
             raise PermissionDenied
         try:
@@ -424,22 +420,191 @@ class CreditNoteAdmin(ReadOnlyMixin, admin.ModelAdmin):
         return get_object_or_404(CreditNote.objects.select_related("invoice__customer"), pk=pk)
 
     def pdf_view(self, request: HttpRequest, pk: int) -> HttpResponse:
-        from billing.pdf import render_document_pdf
-
         note = self._note(request, pk)
-        return download(
-            render_document_pdf(services.document_for_credit_note(note)),
-            f"kreditnota-{note.number}.pdf",
-            "application/pdf",
-        )
+        return ExportedDocument(services.document_for_credit_note(note)).pdf_download()
 
     def ehf_view(self, request: HttpRequest, pk: int) -> HttpResponse:
-        from billing.ehf import build_ehf
-
         note = self._note(request, pk)
-        return download(
-            build_ehf(services.document_for_credit_note(note)), f"kreditnota-{note.number}.xml", "application/xml"
+        return ExportedDocument(services.document_for_credit_note(note)).ehf_download()
+
+
+# --- Subscriptions: go-live, notice and the termination letter (billing's services) ---------------------
+
+
+class NoticeForm(forms.Form):
+    notice_received = DateInRangeField(
+        label=_("Notice received"),
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text=_("The date Nettsoft received the customer's written notice."),
+    )
+
+
+class MarkLiveForm(forms.Form):
+    go_live = DateInRangeField(
+        label=_("Go-live"),
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text=_("The first day in production. Billing and the term start on this day."),
+    )
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(TermEndsMixin, AuditedAdmin):
+    list_display = [
+        "customer",
+        "term_months",
+        "status",
+        "go_live_display",
+        "binding_end_display",
+        "notice_received_display",
+        "effective_end_display",
+        "monthly_price_display",
+        "setup_fee_display",
+    ]
+    list_filter = ["status", "term_months", "go_live", "signed_on"]
+    list_select_related = ["customer"]
+    search_fields = ["customer__name", "customer__org_number", "=customer__customer_number"]
+    autocomplete_fields = ["customer"]
+    date_hierarchy = "signed_on"
+    readonly_fields = ["price_list", "binding_end_display", "effective_end_display", "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["customer", "term_months", "signed_on", "status"]}),
+        (_("Prices"), {"fields": ["monthly_price", "setup_fee", "price_list"]}),
+        (_("Term"), {"fields": ["go_live", "binding_end_display", "notice_received", "effective_end_display"]}),
+        (_("Record"), {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
+    ]
+    actions = ["mark_live", "register_notice"]
+    history_list_display = ["status"]
+
+    # The list's dates as 31.01.2026 like the derived ones beside them, short enough for 1280 px (the
+    # signing date is left to the date drill-down and the filter).
+    @admin.display(description=Subscription._meta.get_field("go_live").verbose_name, ordering="go_live")
+    def go_live_display(self, obj: Subscription) -> str:
+        return format_date(obj.go_live)
+
+    @admin.display(description=Subscription._meta.get_field("notice_received").verbose_name, ordering="notice_received")
+    def notice_received_display(self, obj: Subscription) -> str:
+        return format_date(obj.notice_received)
+
+    @admin.display(description=_("price per user per month"), ordering="monthly_price")
+    def monthly_price_display(self, obj: Subscription) -> str:
+        return format_nok(obj.monthly_price)
+
+    @admin.display(description=_("setup"), ordering="setup_fee")  # a short heading: the list fits 1280 px
+    def setup_fee_display(self, obj: Subscription) -> str:
+        return format_nok(obj.setup_fee)
+
+    @admin.action(description=_("Mark as live…"), permissions=["change"])
+    def mark_live(self, request: HttpRequest, queryset: QuerySet[Subscription]) -> HttpResponse | None:
+        pending = [s for s in queryset if s.status == Subscription.Status.PENDING]
+        skipped = len(queryset) - len(pending)
+        if "apply" in request.POST:
+            form = MarkLiveForm(request.POST)
+            if form.is_valid():
+                go_live = form.cleaned_data["go_live"]
+                done = 0
+                for subscription in pending:
+                    try:
+                        customer_services.mark_live(subscription=subscription, go_live=go_live, by=request.user)
+                        done += 1
+                    except ValidationError as error:
+                        self.message_user(request, "; ".join(error.messages), messages.ERROR)
+                if done:
+                    self.message_user(
+                        request,
+                        ngettext(
+                            "%(count)d subscription is live from %(date)s.",
+                            "%(count)d subscriptions are live from %(date)s.",
+                            done,
+                        )
+                        % {"count": done, "date": go_live.strftime("%d.%m.%Y")},
+                        messages.SUCCESS,
+                    )
+                return None
+        else:
+            form = MarkLiveForm(initial={"go_live": timezone.localdate()})
+        context = {
+            **self.admin_site.each_context(request),
+            "title": gettext("Mark as live"),
+            "opts": self.model._meta,
+            "form": form,
+            "pending": pending,
+            "skipped": skipped,
+            "queryset": queryset,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/customers/subscription/mark_live.html", context)
+
+    @admin.action(description=_("Register notice…"), permissions=["change"])
+    def register_notice(self, request: HttpRequest, queryset: QuerySet[Subscription]) -> HttpResponse | None:
+        """Shows effective end, binding end, average users and fee; stores the notice only on confirmation."""
+        if queryset.count() != 1:
+            self.message_user(request, gettext("Register a notice for one subscription at a time."), messages.ERROR)
+            return None
+        subscription = queryset.select_related("customer").get()
+        form = NoticeForm(
+            request.POST if "notice_received" in request.POST else None,
+            initial={"notice_received": timezone.localdate()},
         )
+        preview = None
+        if form.is_valid():
+            notice = form.cleaned_data["notice_received"]
+            try:
+                if "confirm" in request.POST:
+                    services.register_notice(subscription_id=subscription.pk, notice_received=notice, by=request.user)
+                    letter = reverse("admin:customers_subscription_letter", args=[subscription.pk])
+                    self.message_user(
+                        request,
+                        format_html(
+                            gettext(
+                                'Notice registered. <a href="{}">Download the confirmation letter (PDF)</a> and '
+                                "send it to the customer."
+                            ),
+                            letter,
+                        ),
+                        messages.SUCCESS,
+                    )
+                    return None
+                if subscription.go_live is not None:
+                    preview = services.termination_for(subscription, notice_received=notice)
+            except ValidationError as error:
+                form.add_error("notice_received", error)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": gettext("Register notice"),
+            "opts": self.model._meta,
+            "form": form,
+            "subscription": subscription,
+            "preview": preview,
+            "preview_average": preview and format_number(round_half_up(preview.average_users, 4), 4),
+            "preview_remaining": preview and format_number(round_half_up(preview.remaining_months, 4), 4),
+            "preview_fee": preview and format_nok(preview.fee),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/customers/subscription/register_notice.html", context)
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "<int:pk>/termination-letter.pdf",
+                self.admin_site.admin_view(self.letter_view),
+                name="customers_subscription_letter",
+            ),
+            *super().get_urls(),
+        ]
+
+    def letter_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        subscription = get_object_or_404(Subscription.objects.select_related("customer"), pk=pk)
+        try:
+            letter = services.termination_letter(subscription=subscription)
+        except ValidationError as error:
+            raise Http404("; ".join(error.messages)) from error
+        response = HttpResponse(render_termination_letter_pdf(letter), content_type="application/pdf")
+        response["Content-Disposition"] = (
+            f'attachment; filename="oppsigelse-{subscription.customer.customer_number}.pdf"'
+        )
+        return response
 
 
 @admin.register(DocumentCounter)

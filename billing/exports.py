@@ -16,17 +16,12 @@ from pathlib import Path
 from django.http import HttpResponse
 
 from billing.documents import BillingDocument
+from billing.ehf import build_ehf
 from billing.models import CreditNote, Invoice
+from billing.pdf import render_document_pdf
 from billing.quarters import Quarter
 from billing.services import document_for_credit_note, document_for_invoice
-
-
-def download(content: bytes, filename: str, content_type: str) -> HttpResponse:
-    """A file for the browser to save (admin and portal downloads)."""
-    response = HttpResponse(content, content_type=content_type)
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
-
+from common.downloads import download
 
 CSV_COLUMNS = [
     "dokumenttype",
@@ -63,14 +58,18 @@ class ExportedDocument:
         return f"{prefix}-{self.document.number}"
 
     def pdf(self) -> bytes:
-        from billing.pdf import render_document_pdf
-
         return render_document_pdf(self.document)
 
     def ehf(self) -> bytes:
-        from billing.ehf import build_ehf
-
         return build_ehf(self.document)
+
+    def pdf_download(self) -> HttpResponse:
+        """The PDF for the browser to save (admin and portal), named as in the quarter's ZIP."""
+        return download(self.pdf(), f"{self.stem}.pdf", "application/pdf")
+
+    def ehf_download(self) -> HttpResponse:
+        """The EHF (UBL XML) for the browser to save (admin and portal), named as in the quarter's ZIP."""
+        return download(self.ehf(), f"{self.stem}.xml", "application/xml")
 
 
 def quarter_documents(quarter: Quarter) -> list[ExportedDocument]:

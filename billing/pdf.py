@@ -1,7 +1,7 @@
 """Invoices, credit notes and termination letters as PDF: Django templates rendered by WeasyPrint.
 
 Renders the plain dataclasses of `billing.documents` (never the ORM). Every number is written the Norwegian
-way by `kalenderpush.formatting`, and nothing is fetched over the network: the CSS lives in the templates
+way by `common.formatting`, and nothing is fetched over the network: the CSS lives in the templates
 and the fonts are the machine's (DejaVu).
 """
 
@@ -12,12 +12,11 @@ from typing import Any
 from django.conf import settings
 from django.template.loader import render_to_string
 from stdnum.no import kontonr, orgnr
-from weasyprint import HTML, URLFetcher
 
 from billing.core.invoicing import FEE_SHARE, MINIMUM_PER_MONTH
 from billing.core.money import round2
 from billing.documents import BillingDocument, Party, TerminationLetter
-from kalenderpush.formatting import format_nok, format_number
+from common.formatting import format_nok, format_number
 
 DOCUMENT_TEMPLATE = "billing/document.html"
 TERMINATION_LETTER_TEMPLATE = "billing/termination_letter.html"
@@ -86,6 +85,10 @@ def render_termination_letter_pdf(letter: TerminationLetter) -> bytes:
 
 
 def _render_pdf(template_name: str, context: dict[str, Any]) -> bytes:
+    # WeasyPrint takes over half a second to import: loaded when a PDF is made, not by every process that
+    # imports billing (the web server, the workers, admin).
+    from weasyprint import HTML, URLFetcher
+
     html = render_to_string(template_name, context)
     # Only local files and inline data: a template asking for a remote font or image fails quietly
     # instead of making the billing run wait on the network.

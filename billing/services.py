@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import cast
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -19,7 +19,9 @@ from stdnum import luhn
 
 from billing import usage
 from billing.core.invoicing import Contract, Line, Termination, quarter_invoice, termination
+from billing.core.money import round_half_up
 from billing.documents import BillingDocument, DocumentLine, LineKind, Party, TerminationLetter, seller_from_settings
+from billing.ehf import EhfInvalid, assert_valid_ehf, build_ehf
 from billing.models import (
     BillingRun,
     CreditNote,
@@ -297,8 +299,6 @@ def _next_number(series: str) -> int:
 
 
 def _validate_ehf(document: BillingDocument) -> None:
-    from billing.ehf import EhfInvalid, assert_valid_ehf, build_ehf
-
     try:
         assert_valid_ehf(build_ehf(document))
     except (EhfInvalid, ValueError) as error:  # ValueError: data EHF cannot carry (e.g. a bad Peppol id)
@@ -473,19 +473,27 @@ def document_for_invoice(invoice: Invoice) -> BillingDocument:
         number=str(invoice.number),
         issue_date=invoice.issue_date,
         due_date=invoice.due_date,
-        period_start=invoice.period_start,
-        period_end=invoice.period_end,
-        seller=seller_from_settings(),
-        buyer=_buyer_party(invoice),
         lines=_document_lines(invoice.lines.all()),
         net=invoice.net,
         vat=invoice.vat,
         total=invoice.total,
-        kid=invoice.kid,
-        bank_account=settings.SELLER_BANK_ACCOUNT,
-        buyer_reference=invoice.buyer_reference,
-        customer_number=str(invoice.customer.customer_number),
+        **_from_invoice(invoice),
     )
+
+
+def _from_invoice(invoice: Invoice) -> dict[str, Any]:
+    """What an invoice's document and its credit notes' documents take alike from the invoice: the period, the
+    parties, the KID, the account and the references."""
+    return {
+        "period_start": invoice.period_start,
+        "period_end": invoice.period_end,
+        "seller": seller_from_settings(),
+        "buyer": _buyer_party(invoice),
+        "kid": invoice.kid,
+        "bank_account": settings.SELLER_BANK_ACCOUNT,
+        "buyer_reference": invoice.buyer_reference,
+        "customer_number": str(invoice.customer.customer_number),
+    }
 
 
 def document_for_credit_note(note: CreditNote) -> BillingDocument:
@@ -496,21 +504,14 @@ def document_for_credit_note(note: CreditNote) -> BillingDocument:
         number=str(note.number),
         issue_date=note.issue_date,
         due_date=None,
-        period_start=invoice.period_start,
-        period_end=invoice.period_end,
-        seller=seller_from_settings(),
-        buyer=_buyer_party(invoice),
         lines=_document_lines(note.lines.all()),
         net=note.net,
         vat=note.vat,
         total=note.total,
-        kid=invoice.kid,
-        bank_account=settings.SELLER_BANK_ACCOUNT,
-        buyer_reference=invoice.buyer_reference,
-        customer_number=str(invoice.customer.customer_number),
         credited_number=str(invoice.number),
         credited_issue_date=invoice.issue_date,
         note=note.reason,
+        **_from_invoice(invoice),
     )
 
 
@@ -542,8 +543,6 @@ def register_notice(*, subscription_id: int, notice_received: dt.date, by: User 
 
 
 def termination_letter(*, subscription: Subscription, today: dt.date | None = None) -> TerminationLetter:
-    from billing.core.money import round_half_up
-
     if subscription.notice_received is None:
         raise ValidationError(f"{subscription} has no notice registered")
     customer = subscription.customer

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from billing import usage
 from billing.models import Invoice, InvoiceEvent
+from billing.pdf import render_document_pdf
 from billing.quarters import Quarter
 from billing.services import document_for_invoice, run_billing
 
@@ -32,8 +33,6 @@ def run_quarterly_billing(quarter: str | None = None) -> str:
 
 def email_invoice(invoice_id: int) -> str:
     """Send an issued invoice as PDF to the customer's invoice address."""
-    from billing.pdf import render_document_pdf
-
     invoice = Invoice.objects.select_related("customer").get(pk=invoice_id)
     if invoice.number is None or not invoice.buyer_email:
         return f"invoice {invoice_id} not sent: not issued or no invoice e-mail"

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from django.apps import apps
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models, transaction
@@ -383,19 +384,24 @@ def price_for(*, term_months: int, on: dt.date) -> PriceListRow:
 
 
 # New customers' default profiles are found by their fixed key (AbsenceProfile.key), whatever staff
-# rename them to in admin.
+# rename them to in admin. The keys are defined here, where they are needed (sync.models.AbsenceProfile takes
+# them from here); the profile model is sync's, named as "sync.AbsenceProfile" like the foreign keys below, so
+# customers, the lower layer, does not import sync.
+MEETING_PROFILE_KEY = "meeting"
+UNAVAILABLE_PROFILE_KEY = "unavailable"
+
+
+def _profile_id_by_key(key: str) -> int | None:
+    profiles = apps.get_model("sync", "AbsenceProfile")._default_manager
+    return profiles.filter(key=key).values_list("pk", flat=True).first()
 
 
 def _default_profile_id() -> int | None:
-    from sync.models import AbsenceProfile
-
-    return AbsenceProfile.objects.filter(key=AbsenceProfile.MEETING).values_list("pk", flat=True).first()
+    return _profile_id_by_key(MEETING_PROFILE_KEY)
 
 
 def _default_out_of_office_profile_id() -> int | None:
-    from sync.models import AbsenceProfile
-
-    return AbsenceProfile.objects.filter(key=AbsenceProfile.UNAVAILABLE).values_list("pk", flat=True).first()
+    return _profile_id_by_key(UNAVAILABLE_PROFILE_KEY)
 
 
 WEEKDAYS: tuple[tuple[str, "StrOrPromise"], ...] = (

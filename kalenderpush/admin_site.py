@@ -16,6 +16,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpRespons
 from django.urls import path
 from django_otp.admin import OTPAdminAuthenticationForm, OTPAdminSite
 
+from kalenderpush import dashboard
+
 _View = TypeVar("_View", bound=Callable[..., HttpResponseBase])
 
 MAX_PARAMETER_LENGTH = 2000  # characters; the longest search or filter value staff send is far shorter
@@ -71,8 +73,6 @@ class KalenderPushAdminSite(admin.AdminSite):
         return cast(_View, guarded)
 
     def get_urls(self) -> list[Any]:
-        from kalenderpush import dashboard
-
         return [
             path("dashboard/", self.admin_view(dashboard.dashboard_view), name="dashboard"),
             path(

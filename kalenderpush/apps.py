@@ -22,7 +22,9 @@ class KalenderPushAdminConfig(AdminConfig):
 
     def ready(self) -> None:
         super().ready()  # imports every app's admin module
-        from kalenderpush import third_party_admin
+        # Admin registrations, imported once the apps are loaded (the exception to "imports at the top": these
+        # modules import models).
+        from kalenderpush import customer_admin, third_party_admin  # noqa: F401  (customer_admin registers Customer)
 
         third_party_admin.register()
 
@@ -54,7 +56,7 @@ class TotpDevicesConfig(OtpTotpConfig):
         super().ready()
         from django_otp.plugins.otp_totp.models import TOTPDevice
 
-        from kalenderpush import otp_admin
+        from kalenderpush import otp_admin  # admin registration in ready(): it imports django-otp's models
 
         translate_model_names(TOTPDevice)
         otp_admin.register_totp_admin()
@@ -67,7 +69,7 @@ class BackupCodesConfig(OtpStaticConfig):
         super().ready()
         from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 
-        from kalenderpush import otp_admin
+        from kalenderpush import otp_admin  # admin registration in ready(): it imports django-otp's models
 
         translate_model_names(StaticDevice)
         translate_model_names(StaticToken)

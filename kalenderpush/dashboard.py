@@ -18,10 +18,10 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext
 
+from common.formatting import format_nok, format_number
 from customers.models import NO_SUBSCRIPTION, Customer, Subscription
 from kalenderpush import selectors
-from kalenderpush.formatting import format_nok, format_number
-from sync.health import render as render_sync_health
+from kalenderpush.health import render as render_sync_health
 
 TOP_CUSTOMERS = 10
 RECENT_SYNC_RUNS = 6  # on a customer's overview, one line each; the rest is one link away

@@ -113,7 +113,7 @@ AUTH_PASSWORD_VALIDATORS = [
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out username/IP before checking anything
-    "kalenderpush.authentication.CaseInsensitiveModelBackend",  # user names (e-mail addresses) in any case
+    "common.authentication.CaseInsensitiveModelBackend",  # user names (e-mail addresses) in any case
 ]
 LOGIN_URL = "portal:login"
 LOGIN_REDIRECT_URL = "portal:overview"
@@ -127,7 +127,7 @@ AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=1.0)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-AXES_USERNAME_CALLABLE = "kalenderpush.authentication.axes_username"  # IT@… and it@… share one count
+AXES_USERNAME_CALLABLE = "common.authentication.axes_username"  # IT@… and it@… share one count
 AXES_LOCKOUT_TEMPLATE = "portal/locked_out.html"
 AXES_IPWARE_META_PRECEDENCE_ORDER = (
     ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if env.bool("SECURE_PROXY_SSL_HEADER", default=False) else ["REMOTE_ADDR"]

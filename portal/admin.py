@@ -10,8 +10,8 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
+from common.authentication import login_name
 from customers.models import Customer
-from kalenderpush.authentication import login_name
 from portal import services
 from portal.models import PortalMembership
 

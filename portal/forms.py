@@ -11,9 +11,9 @@ from django.contrib.auth.signals import user_login_failed
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from common.typed_dates import DateInRangeField, DateTimeInRangeField
 from customers.models import WEEKDAYS, CustomerSettings, ServiceUser
 from customers.validators import validate_msisdn
-from kalenderpush.typed_dates import DateInRangeField, DateTimeInRangeField
 from portal import selectors
 from sync.models import AbsenceProfile
 

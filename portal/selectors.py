@@ -17,7 +17,7 @@ from billing.models import CreditNote, Invoice
 from billing.quarters import Quarter
 from customers.models import Customer, CustomerSettings, ServiceUser, Subscription, UserCounts
 from portal.problems import Problem, explain, mbn_not_connected, not_connected
-from sync.models import CalendarSource, PushedAbsence
+from sync.models import AbsenceProfile, CalendarSource, MbnConnection, PushedAbsence
 
 
 def portal_logins() -> QuerySet[Any]:
@@ -86,8 +86,6 @@ def problems_of(customer: Customer, counts: UserCounts, sources: list[CalendarSo
 
 
 def has_mbn_connection(customer: Customer) -> bool:
-    from sync.models import MbnConnection
-
     return MbnConnection.objects.filter(customer=customer).exists()
 
 
@@ -151,8 +149,6 @@ class TimelineAbsence:
 
 def upcoming_absences(service_user: ServiceUser, *, now: dt.datetime, days: int = 7) -> list[TimelineAbsence]:
     """What is on MBN for the user from the start of today (local) for `days` days, profile names resolved."""
-    from sync.models import AbsenceProfile
-
     zone = ZoneInfo(timezone_of(service_user.customer))
     start = dt.datetime.combine(now.astimezone(zone).date(), dt.time(), tzinfo=zone)
     end = start + dt.timedelta(days=days)
@@ -201,8 +197,6 @@ def _shown(value: object) -> str:
 
 def settings_changes(customer_settings: CustomerSettings, *, limit: int = 10) -> list[SettingsChange]:
     """The latest changes to the calendar settings, newest first: when, by whom, which fields."""
-    from sync.models import AbsenceProfile
-
     records = list(customer_settings.history.select_related("history_user").order_by("-history_date")[: limit + 1])  # type: ignore[attr-defined]
     profiles = dict(AbsenceProfile.objects.values_list("pk", "profile"))
     meta = customer_settings._meta

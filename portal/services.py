@@ -20,13 +20,15 @@ from django.utils.translation import gettext as _
 
 from billing.core.invoicing import Termination
 from billing.services import register_notice
+from common.authentication import login_name
 from customers.models import Customer, CustomerSettings, ServiceUser, Subscription
 from customers.services import act_as
 from customers.validators import normalize_msisdn, validate_msisdn
-from kalenderpush.authentication import login_name
 from portal import selectors
 from portal.models import PortalMembership
-from sync.models import CalendarUser
+from sync import pipeline
+from sync.mbn import MbnError
+from sync.models import CalendarUser, MbnConnection
 from sync.services import queue_syncs
 
 User = get_user_model()
@@ -151,10 +153,6 @@ def set_mobile_number(*, service_user: ServiceUser, msisdn: str, changed_by: Any
     cannot check (MBN unreachable) is not saved either. The change is recorded in the user's history with
     `changed_by`, and the calendar is synced again after commit.
     """
-    from sync import pipeline
-    from sync.mbn import MbnError
-    from sync.models import MbnConnection
-
     number = normalize_msisdn(msisdn) if msisdn.strip() else ""
     if number:
         validate_msisdn(number)

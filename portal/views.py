@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
-from billing.exports import download
+from billing.exports import ExportedDocument
 from billing.services import document_for_credit_note, document_for_invoice, termination_for
 from customers.models import Customer, ServiceUser, Subscription
 from customers.services import ensure_customer_settings
@@ -317,41 +317,29 @@ def invoices(request: HttpRequest, customer: Customer) -> HttpResponse:
 @require_GET
 @portal_page(admin_only=False)
 def invoice_pdf(request: HttpRequest, customer: Customer, pk: int) -> HttpResponse:
-    from billing.pdf import render_document_pdf
-
     invoice = get_object_or_404(selectors.invoices(customer), pk=pk)
-    return download(
-        render_document_pdf(document_for_invoice(invoice)), f"faktura-{invoice.number}.pdf", "application/pdf"
-    )
+    return ExportedDocument(document_for_invoice(invoice)).pdf_download()
 
 
 @require_GET
 @portal_page(admin_only=False)
 def invoice_ehf(request: HttpRequest, customer: Customer, pk: int) -> HttpResponse:
-    from billing.ehf import build_ehf
-
     invoice = get_object_or_404(selectors.invoices(customer), pk=pk)
-    return download(build_ehf(document_for_invoice(invoice)), f"faktura-{invoice.number}.xml", "application/xml")
+    return ExportedDocument(document_for_invoice(invoice)).ehf_download()
 
 
 @require_GET
 @portal_page(admin_only=False)
 def credit_note_pdf(request: HttpRequest, customer: Customer, pk: int) -> HttpResponse:
-    from billing.pdf import render_document_pdf
-
     note = get_object_or_404(selectors.credit_notes(customer), pk=pk)
-    return download(
-        render_document_pdf(document_for_credit_note(note)), f"kreditnota-{note.number}.pdf", "application/pdf"
-    )
+    return ExportedDocument(document_for_credit_note(note)).pdf_download()
 
 
 @require_GET
 @portal_page(admin_only=False)
 def credit_note_ehf(request: HttpRequest, customer: Customer, pk: int) -> HttpResponse:
-    from billing.ehf import build_ehf
-
     note = get_object_or_404(selectors.credit_notes(customer), pk=pk)
-    return download(build_ehf(document_for_credit_note(note)), f"kreditnota-{note.number}.xml", "application/xml")
+    return ExportedDocument(document_for_credit_note(note)).ehf_download()
 
 
 def forbidden(request: HttpRequest, reason: str) -> HttpResponse:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole suite: ruff (lint and format), mypy, the default tests on SQLite, then the `services` tests on the machine's
-# PostgreSQL and Redis with a real Celery worker. Fails when any part fails; pytest's exit 5
+# The whole suite: ruff (lint and format), mypy, import-linter (the dependency contracts in pyproject.toml),
+# the default tests on SQLite, then the `services` tests on the machine's PostgreSQL and Redis with a real
+# Celery worker. Fails when any part fails; pytest's exit 5
 # ("no tests collected") is a failure too, since it means a suite silently vanished.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,7 @@ step() {
 step $bin/ruff check .
 step $bin/ruff format --check .
 step $bin/mypy .
+step $bin/lint-imports
 step $bin/pytest -m "not services" "$@"
 DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/kalenderpush} \
 CELERY_BROKER_URL=${TEST_CELERY_BROKER_URL:-redis://127.0.0.1:6379/14} \

@@ -10,11 +10,12 @@ from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from common.json_input import JSONInputError, parse_json
 from customers.admin import AuditedAdmin
 from customers.models import ServiceUser
-from kalenderpush.json_input import JSONInputError, parse_json
 from sync.errors import describe
 from sync.models import AbsenceProfile, CalendarSource, CalendarUser, MbnConnection, PushedAbsence, SyncRun
+from sync.pipeline import provider_for
 
 
 @admin.register(AbsenceProfile)
@@ -146,8 +147,6 @@ class CalendarSourceAdmin(AuditedAdmin):
 
     @admin.action(description=_("Test connection"))
     def test_connection(self, request: HttpRequest, queryset: QuerySet[CalendarSource]) -> None:
-        from sync.pipeline import provider_for
-
         for source in queryset.select_related("customer"):
             try:
                 problems = provider_for(source).check()

@@ -18,6 +18,7 @@ from customers.models import ServiceUser
 from sync import pipeline
 from sync.attempt import BUSY_RETRY_SECONDS, run_sync_attempt
 from sync.errors import failure_of
+from sync.mbn import match_subscribers
 from sync.models import CalendarSource, CalendarUser, SyncRun
 from sync.providers.base import (
     AuthError,
@@ -28,6 +29,7 @@ from sync.providers.base import (
     ProviderError,
     Throttled,
 )
+from sync.services import queue_syncs
 from sync.work import SYNC_USERS
 
 logger = logging.getLogger(__name__)
@@ -50,8 +52,6 @@ def _real_name(member: DirectoryUser) -> str:
 
 def refresh_group(*, source: CalendarSource) -> dict[str, int]:
     """Activate the activation group's members, deactivate who left, match MBN subscribers."""
-    from sync.mbn import match_subscribers
-
     members = pipeline.provider_for(source).list_users(source.activation_group)
     customer = source.customer
     seen: set[int] = set()
@@ -104,8 +104,6 @@ def ensure_subscriptions(*, source: CalendarSource, now: dt.datetime | None = No
     on that user (and summed up on the source) and the others go on; a failure of the whole connection (login,
     permission, throttling) stops the source.
     """
-    from sync.services import queue_syncs
-
     now = now or timezone.now()
     provider = pipeline.provider_for(source)
     if not getattr(provider, "supports_push", True):

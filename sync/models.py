@@ -8,6 +8,8 @@ from django.db.models.functions import Lower
 from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
+from customers.models import MEETING_PROFILE_KEY, UNAVAILABLE_PROFILE_KEY
+from sync.crypto import decrypt, encrypt
 from sync.errors import SyncErrorCode
 
 _TOKEN = re.compile(r"^[^\W\d_]+( [^\W\d_]+)*$")
@@ -24,10 +26,10 @@ def validate_profile_token(value: str) -> None:
 
 
 class AbsenceProfile(models.Model):
-    # Keys of the profiles the application itself needs (new customers' defaults), set by migration
-    # sync.0009 on the seeded rows; names and codes stay editable in admin.
-    MEETING = "meeting"
-    UNAVAILABLE = "unavailable"
+    # Keys of the profiles the application itself needs (new customers' defaults, customers.models), set by
+    # migration sync.0009 on the seeded rows; names and codes stay editable in admin.
+    MEETING = MEETING_PROFILE_KEY
+    UNAVAILABLE = UNAVAILABLE_PROFILE_KEY
 
     key = models.SlugField(
         _("key"),
@@ -139,13 +141,9 @@ class CalendarSource(models.Model):
         return str(kinds[self.Kind(self.kind)])
 
     def set_secret(self, secret: str) -> None:
-        from sync.crypto import encrypt
-
         self.secret_encrypted = encrypt(secret)
 
     def secret(self) -> str:
-        from sync.crypto import decrypt
-
         return decrypt(self.secret_encrypted)
 
 
@@ -169,21 +167,15 @@ class MbnConnection(models.Model):
         return f"{self.customer.name}: {self.enterprise_id}"
 
     def set_secrets(self, *, client_secret: str | None = None, password: str | None = None) -> None:
-        from sync.crypto import encrypt
-
         if client_secret:
             self.client_secret_encrypted = encrypt(client_secret)
         if password:
             self.password_encrypted = encrypt(password)
 
     def client_secret(self) -> str:
-        from sync.crypto import decrypt
-
         return decrypt(self.client_secret_encrypted)
 
     def password(self) -> str:
-        from sync.crypto import decrypt
-
         return decrypt(self.password_encrypted)
 
 

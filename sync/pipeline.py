@@ -21,10 +21,15 @@ from django.db.models import Q
 from django.utils import timezone
 
 from customers.models import ServiceUser
+from customers.validators import parse_msisdn
 from sync import reconcile
 from sync.errors import NO_ERROR, SyncErrorCode, SyncFailure, failure_of
-from sync.mbn import MbnError
+from sync.mbn import Diversion, MbnAbsence, MbnClient, MbnConflict, MbnError, MbnNotFound, MbnThrottled, MbnUnavailable
 from sync.models import CalendarSource, CalendarUser, MbnConnection, PushedAbsence, SyncRun
+from sync.providers.base import ProviderError, TemporaryError, Throttled
+from sync.providers.ews import EwsProvider
+from sync.providers.google import GoogleProvider
+from sync.providers.graph import GraphProvider
 from sync.rules import Event, compute_absences
 from sync.services import catalogue_from_database, rule_settings_for
 
@@ -143,7 +148,6 @@ class UserResult:
 def _graph_provider(
     tenant_id: str, client_id: str, secret_token: str, login_url: str, graph_url: str, ca_path: str | None, zone: str
 ):  # type: ignore[no-untyped-def]
-    from sync.providers.graph import GraphProvider
 
     secret = CalendarSource(secret_encrypted=secret_token).secret()
     return GraphProvider(
@@ -185,7 +189,6 @@ def provider_for(source: CalendarSource):  # type: ignore[no-untyped-def]
 
 @functools.lru_cache(maxsize=256)
 def _ews_provider(endpoint: str, username: str, secret_token: str, zone: str):  # type: ignore[no-untyped-def]
-    from sync.providers.ews import EwsProvider
 
     password = CalendarSource(secret_encrypted=secret_token).secret()
     return EwsProvider(endpoint, username, password, timezone=zone, max_connections=settings.EWS_MAX_CONNECTIONS)
@@ -196,8 +199,6 @@ def _google_provider(
     secret_token: str, admin_subject: str, token_url: str, calendar_url: str, directory_url: str, zone: str
 ):  # type: ignore[no-untyped-def]
     import json
-
-    from sync.providers.google import GoogleProvider
 
     info = json.loads(CalendarSource(secret_encrypted=secret_token).secret())
     return GoogleProvider(
@@ -214,7 +215,6 @@ def _google_provider(
 def _mbn_client(
     base_url: str, enterprise_id: str, client_id: str, secret_token: str, username: str, password_token: str
 ):  # type: ignore[no-untyped-def]
-    from sync.mbn import MbnClient
 
     connection = MbnConnection(client_secret_encrypted=secret_token, password_encrypted=password_token)
     return MbnClient(base_url, enterprise_id, client_id, connection.client_secret(), username, connection.password())
@@ -247,8 +247,6 @@ def paced_mbn_client_for(connection: MbnConnection):  # type: ignore[no-untyped-
 def is_mbn_subscriber(*, connection: MbnConnection, msisdn: str) -> bool:
     """Whether `msisdn` is a subscriber of the connection's MBN enterprise (its subscriber list, compared in
     the one normalised form). Raises MbnError or RetryLater when MBN cannot be asked."""
-    from customers.validators import parse_msisdn
-
     wanted = parse_msisdn(msisdn)
     return any(parse_msisdn(s.msisdn) == wanted for s in paced_mbn_client_for(connection).subscribers())
 
@@ -257,8 +255,6 @@ def withdraw_pushed(*, service_user: ServiceUser, connection: MbnConnection) -> 
     """Delete from MBN the absences we pushed to the user's current number, and forget them; the number of
     absences deleted. Before the number changes: the old subscriber must not keep the user's absences.
     Hold the user's sync claim around it. Raises MbnError or RetryLater (nothing forgotten) when MBN fails."""
-    from sync.mbn import MbnNotFound
-
     rows = list(PushedAbsence.objects.filter(service_user=service_user))
     if not rows or not service_user.msisdn:
         return 0
@@ -312,7 +308,6 @@ def sync_users(*, calendar_user_ids: Sequence[int], now: dt.datetime | None = No
         return []
     source = users[0].source
     start, end = sync_window(now)
-    from sync.providers.base import ProviderError, TemporaryError, Throttled
 
     try:
         events = provider_for(source).read_events([u.provider_user_id for u in users], start, end)
@@ -506,8 +501,6 @@ def _push(
 
     What we stored is MBN's state unless a push was cut short (`mbn_unsure`): then MBN is read first, and
     our earlier creates are adopted by their references."""
-    from sync.mbn import Diversion, MbnAbsence, MbnConflict, MbnNotFound, MbnThrottled, MbnUnavailable
-
     service_user = user.service_user
     connection = service_user.customer.mbn_connection
     client = paced_mbn_client_for(connection)

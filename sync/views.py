@@ -16,20 +16,13 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from common.json_input import JSONInputError, parse_json
 from common.queue import enqueue
-from kalenderpush.json_input import JSONInputError, parse_json
 from sync.models import CalendarUser
 from sync.services import queue_syncs
 from sync.work import RENEW_SUBSCRIPTIONS
 
 logger = logging.getLogger(__name__)
-
-
-def _validation_handshake(request: HttpRequest) -> HttpResponse | None:
-    token = request.GET.get("validationToken")
-    if token is None:
-        return None
-    return HttpResponse(token, content_type="text/plain")
 
 
 def _plain_id(value: Any) -> str | None:
@@ -50,6 +43,11 @@ def _same_secret(given: Any, expected: str) -> bool:
 
 
 def _notifications(request: HttpRequest) -> tuple[list[tuple[CalendarUser, dict]], HttpResponse | None]:  # type: ignore[type-arg]
+    """A Graph POST's notifications that are ours (user, item), or the answer to give instead: the subscription's
+    validation handshake (the token echoed as plain text), a bad request, or a refusal when none is ours."""
+    token = request.GET.get("validationToken")
+    if token is not None:
+        return [], HttpResponse(token, content_type="text/plain")
     try:
         payload = parse_json(request.body)
     except JSONInputError:
@@ -79,12 +77,9 @@ def _notifications(request: HttpRequest) -> tuple[list[tuple[CalendarUser, dict]
 @csrf_exempt
 @require_POST
 def graph_webhook(request: HttpRequest) -> HttpResponse:
-    handshake = _validation_handshake(request)
-    if handshake is not None:
-        return handshake
-    valid, refusal = _notifications(request)
-    if refusal is not None:
-        return refusal
+    valid, answer = _notifications(request)
+    if answer is not None:
+        return answer
     queue_syncs(calendar_user_ids={user.pk for user, _item in valid})
     return HttpResponse(status=202)
 
@@ -92,12 +87,9 @@ def graph_webhook(request: HttpRequest) -> HttpResponse:
 @csrf_exempt
 @require_POST
 def graph_lifecycle(request: HttpRequest) -> HttpResponse:
-    handshake = _validation_handshake(request)
-    if handshake is not None:
-        return handshake
-    valid, refusal = _notifications(request)
-    if refusal is not None:
-        return refusal
+    valid, answer = _notifications(request)
+    if answer is not None:
+        return answer
     removed = {user.subscription_id for user, item in valid if item.get("lifecycleEvent") == "subscriptionRemoved"}
     reauthorize = {user.pk for user, item in valid if item.get("lifecycleEvent") == "reauthorizationRequired"}
     if removed:  # Graph no longer has it: forget it (unless replaced already), so the renewal job makes a new one

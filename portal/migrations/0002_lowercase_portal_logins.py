@@ -1,6 +1,6 @@
 """Portal logins' user names and e-mail addresses in lower case, as new invitations store them.
 
-Sign-in matches user names in any case (kalenderpush.authentication), but a login stored as
+Sign-in matches user names in any case (common.authentication), but a login stored as
 `Kari@Firma.no` would still be told apart from one made later as `kari@firma.no`. Only portal members
 who are not staff are changed. Where lower-casing a user name would give one that another login already
 has (in any case), both are left as they are and a warning names them: staff then merge or rename them

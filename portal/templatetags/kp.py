@@ -8,7 +8,7 @@ from django.utils import timezone
 from django.utils.timesince import timesince
 from django.utils.translation import gettext
 
-from kalenderpush.formatting import format_nok, format_number
+from common.formatting import format_nok, format_number
 
 register = template.Library()
 

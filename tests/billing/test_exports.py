@@ -17,7 +17,7 @@ from pypdf import PdfReader
 from billing import services
 from billing.models import Invoice
 from billing.quarters import Quarter
-from kalenderpush.formatting import format_number
+from common.formatting import format_number
 from tests.billing.factories import live_subscription
 
 pytestmark = pytest.mark.django_db

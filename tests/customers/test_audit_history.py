@@ -25,7 +25,7 @@ D = dt.date
 
 @pytest.fixture
 def staff_user():
-    from billing.apps import ensure_groups
+    from common.staff_groups import ensure_groups
 
     # The test database's post_migrate gives "Staff" the permissions that exist by then, which is before
     # sync's; a later migrate (as in production) completes the group. Do that here.

@@ -10,8 +10,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from billing.services import termination_for
+from common.formatting import format_nok
 from customers.models import CustomerSettings, ServiceUser, Subscription
-from kalenderpush.formatting import format_nok
 from sync.models import CalendarSource, CalendarUser, PushedAbsence
 from tests.round_trip import post_forms, submitted_pairs
 

@@ -11,9 +11,9 @@ from django.db import DatabaseError
 
 from billing.core.invoicing import PRICES_2019
 from billing.core.quote_json import QuoteInputError, run_quote
+from common.cli import read_json_argument
+from common.typed_dates import TYPED_DATE_RANGE
 from customers.models import price_for
-from kalenderpush.cli import read_json_argument
-from kalenderpush.typed_dates import TYPED_DATE_RANGE
 
 
 def prices_from_price_list(term_months: int, go_live: dt.date) -> tuple[Decimal, Decimal]:

@@ -9,8 +9,8 @@ from django.utils import timezone
 from billing.models import Invoice
 from billing.quarters import Quarter
 from billing.services import issue_drafts, run_billing
-from kalenderpush.formatting import format_nok
-from kalenderpush.progress import ProgressBar
+from common.formatting import format_nok
+from common.progress import ProgressBar
 
 
 class Command(BaseCommand):

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from billing.exports import export_quarter
 from billing.quarters import Quarter
-from kalenderpush.progress import ProgressBar
+from common.progress import ProgressBar
 
 
 class Command(BaseCommand):

@@ -22,6 +22,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections
 from django.utils import timezone
 
+from common.progress import ProgressBar
 from common.queue import celery_takes_sync_work
 from devtools.benchmarking import workers
 from devtools.benchmarking.arrivals import MbnArrivals
@@ -39,7 +40,6 @@ from devtools.benchmarking.fleet import (
     sync_all,
 )
 from devtools.management.commands import bench_sync
-from kalenderpush.progress import ProgressBar
 from sync import jobs
 from sync.models import CalendarSource, SyncRun
 

@@ -23,13 +23,13 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
+from common.progress import ProgressBar
 from common.queue import celery_takes_sync_work
 from devtools.benchmarking import workers
 from devtools.benchmarking.fleet import build_fleet, database_url, simulator_environment, simulator_settings, sync_all
 from devtools.benchmarking.runner import ThreadedFleet
 from devtools.benchmarking.soak import run_soak
 from devtools.management.commands import bench_sync
-from kalenderpush.progress import ProgressBar
 from sync.services import queue_syncs
 
 

@@ -29,12 +29,12 @@ from django.db import close_old_connections, connection
 from django.test.utils import override_settings
 from django.utils import timezone
 
+from common.progress import ProgressBar
 from common.queue import celery_takes_sync_work, enqueue_now
 from customers.models import Customer, ServiceUser
 from customers.services import ensure_customer_settings
 from customers.validators import org_numbers_from
 from devtools import demo
-from kalenderpush.progress import ProgressBar
 from sync import pipeline
 from sync.attempt import BUSY_RETRY_SECONDS, run_sync_attempt
 from sync.models import CalendarUser, PushedAbsence

@@ -5,8 +5,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from kalenderpush.cli import read_json_argument
-from kalenderpush.typed_dates import TYPED_DATE_RANGE
+from common.cli import read_json_argument
+from common.typed_dates import TYPED_DATE_RANGE
 from sync.rules import InputError, RulesError, preview
 from sync.services import catalogue_or_default
 

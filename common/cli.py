@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
-from kalenderpush.json_input import JSONInputError, parse_json
+from common.json_input import JSONInputError, parse_json
 
 
 def read_json_argument(name: str) -> Any:

@@ -11,8 +11,8 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext
 
 from billing.models import UsageSnapshot
+from common.formatting import format_number
 from customers.models import Customer, ServiceUser
-from kalenderpush.formatting import format_number
 from sync.errors import describe
 from sync.models import CalendarSource, SyncRun
 

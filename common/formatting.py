@@ -1,5 +1,6 @@
 """How numbers users read are written: the Norwegian way, whatever the interface language."""
 
+import datetime as dt
 from decimal import Decimal
 
 from django.utils import formats, translation
@@ -16,3 +17,8 @@ def format_nok(value: Decimal | int | None) -> str:
     if value is None:
         return "–"
     return f"kr\u00a0{format_number(value)}"
+
+
+def format_date(value: dt.date | None) -> str:
+    """date(2026, 1, 31) → '31.01.2026', the way staff read dates in lists; None → '–'."""
+    return value.strftime("%d.%m.%Y") if value else "–"

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from billing.models import UsageSnapshot
 from customers.models import ServiceUser
-from sync.health import Health, chart
+from kalenderpush.health import Health, chart
 from sync.models import CalendarSource, CalendarUser, SyncRun
 from tests.factories import make_customer
 
