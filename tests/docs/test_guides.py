@@ -1,5 +1,6 @@
 """The user guides state the notice periods the billing core applies (billing.md), not a rule of their own."""
 
+import calendar
 import datetime as dt
 import re
 from pathlib import Path
@@ -7,51 +8,16 @@ from pathlib import Path
 import pytest
 
 from billing.core.terms import effective_end
+from billing.services import MONTHS_NB
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
+# The guides write dates in words: Norwegian as invoices print them, English as the calendar module names them.
 MONTHS = {
-    **{
-        name: n
-        for n, name in enumerate(
-            [
-                "januar",
-                "februar",
-                "mars",
-                "april",
-                "mai",
-                "juni",
-                "juli",
-                "august",
-                "september",
-                "oktober",
-                "november",
-                "desember",
-            ],
-            start=1,
-        )
-    },
-    **{
-        name: n
-        for n, name in enumerate(
-            [
-                "january",
-                "february",
-                "march",
-                "april",
-                "may",
-                "june",
-                "july",
-                "august",
-                "september",
-                "october",
-                "november",
-                "december",
-            ],
-            start=1,
-        )
-    },
+    **{name: number for number, name in enumerate(MONTHS_NB, start=1)},
+    **{calendar.month_name[number].casefold(): number for number in range(1, 13)},
 }
+
 TERMS = {
     "ingen": 0,
     "none": 0,
