@@ -205,7 +205,7 @@ CELERY_TASK_ROUTES = {"sync.tasks.*": {"queue": "sync"}}
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Redis hands a task whose worker died (killed, machine gone) to another worker after this many seconds;
-# it must stay above the longest countdown a task is retried with (sync: 300 s).
+# it must stay above the longest countdown a task is retried with (sync: at most 30 s, common.backoff).
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
 
 # --- django-q2: schedules and the back office -----------------------------------------------------
