@@ -33,11 +33,6 @@ class AbsenceProfileAdmin(admin.ModelAdmin):
         return super().has_delete_permission(request, obj)
 
 
-def shortened(error: str, length: int = 80) -> str:
-    """An error as a list shows it: its first `length` characters (the whole text is on the object's page)."""
-    return (error[:length] + "…") if len(error) > length else error or "–"
-
-
 class CalendarSourceForm(forms.ModelForm):
     endpoint = forms.URLField(
         label=_("EWS endpoint"),
@@ -304,10 +299,6 @@ class SyncRunAdmin(ReadOnly, admin.ModelAdmin):
     @admin.display(description=_("Created / updated / deleted"))
     def changes(self, obj: SyncRun) -> str:
         return f"{obj.created} / {obj.updated} / {obj.deleted}"
-
-    @admin.display(description=_("error"))
-    def short_error(self, obj: SyncRun) -> str:
-        return shortened(obj.error, 60)
 
 
 @admin.register(PushedAbsence)

@@ -360,8 +360,13 @@ def sync_users(*, calendar_user_ids: Sequence[int], now: dt.datetime | None = No
         CalendarUser.objects.filter(pk__in=unchanged).update(
             last_synced_at=timezone.now(), changed_at=None, last_error_at=None, **NO_ERROR
         )
-    if len(retry) + len(read_retry) < len(users):  # the source works: at least one calendar went all the way
+    went_through = any(  # a calendar went all the way to MBN (a manual absence in the way aside)
+        not result.error or result.error_code == SyncErrorCode.MBN_CONFLICT_MANUAL_ABSENCE for result in results
+    )
+    if went_through:  # the source works
         CalendarSource.objects.filter(pk=source.pk).update(last_success_at=timezone.now(), **NO_ERROR)
+    elif not retry and not read_retry:
+        pass  # every user failed for a reason of their own, recorded on each: not a success, nor the source's fault
     else:
         held_up = failure_of(retry[0] if retry else read_retry[0])
         if retry:  # the calendars were read: MBN held them up

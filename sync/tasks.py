@@ -37,6 +37,8 @@ def sync_users(self, calendar_user_ids: list[int], attempt: int = 0, at: str | N
     instant) fixes the sync window's start, for benchmarks that compare with the engine. A throttled or
     unavailable service retries only the users it held up, after the back-off of `common.backoff`.
     """
+    if not isinstance(attempt, int):  # queued by the older `sync_users(ids, at)` before an upgrade
+        attempt, at = 0, attempt if isinstance(attempt, str) else at
     now = dt.datetime.fromisoformat(at) if at else None
     outcome = run_sync_attempt(calendar_user_ids=calendar_user_ids, attempt=attempt + self.request.retries, now=now)
     if outcome.busy:  # another worker is syncing them right now: look again once it is done

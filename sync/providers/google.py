@@ -424,7 +424,12 @@ class GoogleProvider:
                     reads.pop(user, None)  # a later page failing drops the pages read before it
                     reads.failures[user] = page
                     continue
-                reads[user].extend(self._convert(item) for item in _items(page))
+                try:
+                    reads[user].extend(self._convert(item) for item in _items(page))
+                except TemporaryError as error:  # an event we cannot read fails that user's calendar, not the batch
+                    reads.pop(user, None)
+                    reads.failures[user] = error
+                    continue
                 next_request = resource.list_next(request, page)
                 if next_request is not None:
                     pending.append((user, resource, next_request))
@@ -527,12 +532,17 @@ class GoogleProvider:
             "expiration": str(_millis(expires)),
         }
         resource = self._calendar(user_id).events()
-        answer = self._call(
-            resource.watch(calendarId="primary", body=body).execute,
-            subject=user_id,
-            what="watch",
-            not_found=f"The calendar of user {user_id} was not found.",
-        )
+        try:
+            answer = self._call(
+                resource.watch(calendarId="primary", body=body).execute,
+                subject=user_id,
+                what="watch",
+                not_found=f"The calendar of user {user_id} was not found.",
+            )
+        except PermissionMissing as error:  # one user without Google Calendar is that user's problem, not the source's
+            if isinstance(error.__cause__, HttpError) and "notacalendaruser" in _reasons(error.__cause__):
+                raise self._user_error(user_id, error.__cause__) from error
+            raise
         if not isinstance(answer, dict) or not answer.get("resourceId"):
             raise TemporaryError("Google created a channel but sent no resource id.")
         subscription_id = f"{answer.get('id') or channel_id}|{answer['resourceId']}|{user_id}"

@@ -698,6 +698,12 @@ class GraphProvider:
                 ),
                 timeout=max(self.timeout, SUBSCRIBE_TIMEOUT_SECONDS),
             )
+        except PermissionMissing as error:
+            if self._token_may_read_calendars():  # the app may read calendars: this mailbox is outside its scope
+                raise _mailbox_error(
+                    user_id, 403, {}, {"error": {"code": "ErrorAccessDenied", "message": str(error)}}
+                ) from error
+            raise
         except _GraphTimeout as error:
             try:
                 self._delete_unconfirmed(resource, notification_url, client_state)

@@ -700,3 +700,32 @@ def test_a_refused_mbn_login_is_recorded_on_the_user_and_the_others_are_pushed(s
     page = portal_page(customer, "portal:user", users[0].pk)
     assert "Telenor MBN avviser innloggingen til Kalender Push" in page
     assert "Min Bedrift" in page and "Vi prøver igjen automatisk" not in page
+
+
+def test_a_source_whose_every_user_failed_alone_is_not_shown_as_a_recent_success(sims, world):
+    _customer, users, source = world
+    for user in users:
+        sims.graph.set_mailbox_error(demo.graph_user_id(user), "ErrorAccessDenied")
+    ids = list(CalendarUser.objects.filter(service_user__in=users).values_list("pk", flat=True))
+
+    pipeline.sync_users(calendar_user_ids=ids, now=local(7, 6))
+
+    source.refresh_from_db()
+    assert source.last_success_at is None, "no calendar reached MBN"
+    assert source.last_error == "", "each user's own error is on that user, not the connection's"
+    codes = set(CalendarUser.objects.filter(pk__in=ids).values_list("last_error_code", flat=True))
+    assert codes == {SyncErrorCode.MAILBOX_OUT_OF_SCOPE}
+
+
+def test_a_sync_task_queued_by_the_older_signature_still_runs(sims, world):
+    from sync.tasks import sync_users
+
+    _customer, users, _source = world
+    ids = list(CalendarUser.objects.filter(service_user__in=users).values_list("pk", flat=True))
+    sync_users.push_request(id="old", retries=0, is_eager=True, called_directly=False, args=[ids, None])
+    try:
+        summary = sync_users.run(ids, None)  # queued as sync_users(ids, at) before the upgrade
+    finally:
+        sync_users.pop_request()
+
+    assert summary["users"] == 3 and summary["errors"] == 0

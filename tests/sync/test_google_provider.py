@@ -15,12 +15,15 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from devtools.simulators.events import SimEvent
 from devtools.simulators.google import GoogleSimulator
+from sync.errors import SyncErrorCode
+from sync.providers import google as google_module
 from sync.providers.base import (
     AuthError,
     CalendarProvider,
     DirectoryUser,
     NotFound,
     PermissionMissing,
+    ProviderError,
     TemporaryError,
     Throttled,
 )
@@ -426,3 +429,35 @@ def test_a_rate_limited_user_waits_alone_and_the_batch_is_read(sim: GoogleSimula
     assert isinstance(reads.failures[BOB], Throttled)
     with pytest.raises(Throttled):  # nobody could be read: the whole call waits
         provider.read_events([BOB], START, END)
+
+
+def test_a_user_without_google_calendar_cannot_be_watched_and_that_is_the_users_problem_alone(
+    sim: GoogleSimulator, provider: GoogleProvider
+) -> None:
+    sim.set_calendar_enabled(BOB, False)
+
+    with pytest.raises(ProviderError) as refused:
+        provider.subscribe(BOB, "https://kp.example/webhooks/google/", "token", START + dt.timedelta(days=1))
+
+    assert not isinstance(refused.value, PermissionMissing), "not the service account's permission"
+    assert refused.value.error_code == SyncErrorCode.CALENDAR_NOT_ENABLED
+
+
+def test_an_event_google_sends_that_cannot_be_read_fails_only_its_users_calendar(
+    sim: GoogleSimulator, provider: GoogleProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim.put_event(ALICE, SimEvent("good", "Kundemøte", at(20, 9), at(20, 10)))
+    sim.put_event(BOB, SimEvent("broken", "Kundemøte", at(20, 9), at(20, 10)))
+    convert = google_module.event_from_google
+
+    def convert_or_refuse(item: Any, zone: Any) -> Event:
+        if item.get("id") == "broken":
+            raise ValueError("start has no dateTime")
+        return convert(item, zone)
+
+    monkeypatch.setattr(google_module, "event_from_google", convert_or_refuse)
+
+    reads = provider.read_events([ALICE, BOB], START, END)
+
+    assert [event.id for event in reads[ALICE]] == ["good"]
+    assert BOB not in reads and "could not read" in str(reads.failures[BOB])

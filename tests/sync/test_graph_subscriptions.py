@@ -17,6 +17,7 @@ from django_q.models import OrmQ
 from customers.models import ServiceUser
 from devtools import demo
 from sync import jobs
+from sync.errors import SyncErrorCode
 from sync.models import CalendarSource, CalendarUser
 from tests.factories import make_customer
 from tests.sync.webhook_stub import WebhookStub
@@ -230,3 +231,17 @@ def dt_now_plus(**delta: float) -> dt.datetime:
 def meeting(event_id: str) -> Any:
     start = dt_now_plus(days=1)
     return simulators.SimEvent(event_id, "Møte", start, start + dt.timedelta(hours=1))
+
+
+def test_a_mailbox_outside_the_apps_scope_fails_alone_and_the_others_are_still_subscribed(
+    sims: Any, webhook: WebhookStub
+) -> None:
+    source, users = wire(sims, "Fjord")
+    sims.graph.set_mailbox_error(users[0].provider_user_id, "ErrorAccessDenied")
+
+    assert jobs.ensure_subscriptions(source=source) == 2
+
+    denied, *others = fresh(users)
+    assert denied.subscription_id == ""
+    assert denied.last_error_code == SyncErrorCode.MAILBOX_OUT_OF_SCOPE
+    assert all(user.subscription_id in at_graph(sims) for user in others)
