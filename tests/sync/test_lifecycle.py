@@ -10,6 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.test.utils import override_settings
 from django.urls import reverse
 from django.utils import timezone
@@ -18,6 +19,7 @@ from django_q.models import OrmQ, Schedule
 from customers.models import ServiceUser, StopReason, Subscription
 from customers.services import end_subscriptions_past_effective_end, set_service_paused
 from devtools import demo
+from portal.models import PortalMembership
 from sync import jobs
 from sync.models import CalendarSource, CalendarUser, MbnConnection, PushedAbsence
 from sync.reconcile import EXTERNAL_REF_PREFIX
@@ -58,6 +60,16 @@ def wire(sims: Any, kind: str, prefix: int) -> tuple[CalendarSource, list[Servic
     extra = {"tenant_id": f"tenant-{kind}"} if kind == "graph" else {}
     source = WIRE[kind](sims=sims, customer=customer, users=users, enterprise_id=f"ent-{kind}", **extra)
     return source, users
+
+
+def portal_users(client: Any, customer: Any, *, show: str) -> str:
+    """The portal's user list as the customer's IT admin sees it (Norwegian, the portal's default)."""
+    login = get_user_model().objects.create(username=f"it@{customer.pk}.no", email=f"it@{customer.pk}.no")
+    PortalMembership.objects.create(user=login, customer=customer, role=PortalMembership.Role.ADMIN)
+    client.force_login(login)
+    response = client.get(reverse("portal:users"), {"vis": show})
+    assert response.status_code == 200
+    return response.content.decode()
 
 
 def tomorrow(hour: int) -> dt.datetime:
@@ -123,7 +135,7 @@ def started(sims: Any, kind: str, prefix: int, captured: Any) -> tuple[CalendarS
 
 @pytest.mark.parametrize("kind", ["graph", "ews", "google"])
 def test_a_user_who_leaves_the_group_is_stopped_after_one_group_refresh(
-    sims: Any, webhook: WebhookStub, kind: str, django_capture_on_commit_callbacks: Any
+    sims: Any, webhook: WebhookStub, kind: str, django_capture_on_commit_callbacks: Any, client: Any
 ) -> None:
     source, users = started(sims, kind, 91, django_capture_on_commit_callbacks)
     leaver, stayer = users
@@ -144,7 +156,9 @@ def test_a_user_who_leaves_the_group_is_stopped_after_one_group_refresh(
     leaver.refresh_from_db()
     assert (leaver.stop_reason, leaver.stopped_at is not None) == (StopReason.LEFT_GROUP, True)
     assert PushedAbsence.objects.filter(service_user=leaver).count() == 0
-    assert str(leaver.service_state) == f"Stopped on {timezone.localdate():%d.%m.%Y} because left the activation group"
+    assert str(leaver.service_state) == f"Stoppet {timezone.localdate():%d.%m.%Y} fordi gikk ut av aktiveringsgruppen"
+    page = portal_users(client, leaver.customer, show="inaktive")
+    assert f"Stoppet {timezone.localdate():%d.%m.%Y} fordi gikk ut av aktiveringsgruppen" in page
 
 
 def test_a_user_who_comes_back_is_synced_in_full(
@@ -215,7 +229,7 @@ def test_mbn_down_while_stopping_is_retried_and_the_user_shown_stopping_until_cl
         assert any("retrying" in answer for answer in demo.run_queued_jobs())
     leaver = ServiceUser.objects.get(pk=users[0].pk)
     assert (leaver.stop_reason, leaver.stopped_at) == (StopReason.LEFT_GROUP, None)
-    assert str(leaver.service_state) == "Stopping: removing our absences from MBN"
+    assert str(leaver.service_state) == "Stoppes: fjerner våre fravær fra MBN"
     assert ours_ahead(sims, leaver), "MBN was down: nothing deleted yet"
 
     sims.set_faults("mbn", rate=0)
@@ -228,7 +242,7 @@ def test_mbn_down_while_stopping_is_retried_and_the_user_shown_stopping_until_cl
 
 
 def test_ending_a_customer_stops_every_user_the_same_night(
-    sims: Any, webhook: WebhookStub, django_capture_on_commit_callbacks: Any
+    sims: Any, webhook: WebhookStub, django_capture_on_commit_callbacks: Any, admin_client: Any
 ) -> None:
     source, users = started(sims, "google", 94, django_capture_on_commit_callbacks)
     Subscription.objects.filter(customer=source.customer).update(
@@ -250,6 +264,9 @@ def test_ending_a_customer_stops_every_user_the_same_night(
         assert jobs.sweep_job() == "0 user(s) queued"  # no schedule touches them again
         jobs.refresh_groups_job()
     assert OrmQ.objects.count() == 0
+    overview = admin_client.get(reverse("admin:customers_customer_overview", args=[source.customer.pk]))
+    assert f"Avsluttet {timezone.localdate():%d.%m.%Y}</strong>:" in overview.content.decode()
+    assert "0 fravær fra oss igjen i MBN" in overview.content.decode()
 
 
 def test_pausing_a_customer_stops_its_users_and_resuming_syncs_them_in_full(
