@@ -30,6 +30,7 @@ from sync.providers.base import (
     ProviderError,
     Throttled,
 )
+from sync.purge import purge_ended_customers
 from sync.services import queue_stops, queue_syncs, served_calendars, stopping_calendars
 from sync.work import SYNC_USERS
 
@@ -298,3 +299,8 @@ def sync_users_job(calendar_user_ids: list[int], attempt: int = 0, at: str | Non
         enqueue(SYNC_USERS, held_up, attempt + 1, at, name=f"sync-retry-{held_up[0]}", delay=outcome.retry_in)
         return f"{len(held_up)} users held up ({outcome.error}); retrying"
     return f"{len(outcome.results)} users synced"
+
+
+def purge_ended_customers_job() -> str:
+    """Daily: the data of customers whose service ended PURGE_AFTER_DAYS ago is deleted (`sync.purge`)."""
+    return f"{len(purge_ended_customers())} ended customer(s) purged"
