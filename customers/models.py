@@ -688,13 +688,16 @@ class ServiceUser(models.Model):
     def is_matched(self) -> bool:
         return bool(self.msisdn)
 
-    def wanted_stop_reason(self) -> str:
+    def wanted_stop_reason(self, *, customer_served: bool | None = None) -> str:
         """Why this user should not be served now ("" when they should), from the user and the customer
-        (`served_customer`). Losing the MBN number is decided by the group refresh, which sees it happen."""
+        (`served_customer`; `customer_served` when the caller has asked already). Losing the MBN number is
+        decided by the group refresh, which sees it happen."""
         customer = self.customer
         if customer.service_paused:
             return StopReason.CUSTOMER_PAUSED
-        if not Customer.objects.served().filter(pk=customer.pk).exists():
+        if customer_served is None:
+            customer_served = Customer.objects.served().filter(pk=customer.pk).exists()
+        if not customer_served:
             return StopReason.CUSTOMER_ENDED
         if self.disabled_by_staff:
             return StopReason.DISABLED_BY_STAFF

@@ -81,8 +81,9 @@ def update_service_states(
     unmatched_ids = set(unmatched)
     stopping: list[int] = []
     resumed: list[int] = []
+    served = Customer.objects.served().filter(pk=customer.pk).exists()
     for user in ServiceUser.objects.filter(customer=customer).select_related("customer"):
-        reason = user.wanted_stop_reason()
+        reason = user.wanted_stop_reason(customer_served=served)
         if not reason and (user.pk in unmatched_ids or (user.stop_reason == StopReason.UNMATCHED and not user.msisdn)):
             reason = StopReason.UNMATCHED
         if reason and not user.stop_reason:
@@ -93,7 +94,7 @@ def update_service_states(
         elif not reason and user.stop_reason:
             ServiceUser.objects.filter(pk=user.pk).update(stop_reason="", stopped_at=None)
             resumed.append(user.pk)
-    ended = not Customer.objects.served().filter(pk=customer.pk).exists() and not customer.service_paused
+    ended = not served and not customer.service_paused
     if ended and customer.ended_at is None:
         Customer.objects.filter(pk=customer.pk).update(ended_at=now)
     elif not ended and customer.ended_at is not None:

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -24,6 +25,7 @@ from sync import jobs
 from sync.models import CalendarSource, CalendarUser, MbnConnection, PushedAbsence
 from sync.reconcile import EXTERNAL_REF_PREFIX
 from tests.factories import make_customer, make_subscription
+from tests.round_trip import post_forms, submitted_pairs
 from tests.sync.webhook_stub import WebhookStub
 
 simulators = pytest.importorskip("devtools.simulators")
@@ -287,3 +289,22 @@ def test_pausing_a_customer_stops_its_users_and_resuming_syncs_them_in_full(
     demo.run_queued_jobs()
     assert [len(ours_ahead(sims, user)) for user in users] == [1, 1]
     assert set(ServiceUser.objects.values_list("stop_reason", flat=True)) == {""}
+
+
+def test_a_user_staff_disable_in_admin_is_stopped_and_shown_so(
+    sims: Any, webhook: WebhookStub, django_capture_on_commit_callbacks: Any, admin_client: Any
+) -> None:
+    _source, users = started(sims, "graph", 91, django_capture_on_commit_callbacks)
+    url = reverse("admin:customers_serviceuser_change", args=[users[0].pk])
+    (form,) = [f for f in post_forms(admin_client.get(url)) if "disabled_by_staff" in f.inputs]
+    pairs = [*submitted_pairs(form), ("disabled_by_staff", "on")]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = admin_client.post(url, urlencode(pairs), content_type="application/x-www-form-urlencoded")
+    demo.run_queued_jobs()
+
+    assert answer.status_code == 302
+    assert ours_ahead(sims, users[0]) == [] and manual(sims, users[0]) == ["Lunch"]
+    assert ours_ahead(sims, users[1]), "only the disabled user is stopped"
+    listing = admin_client.get(reverse("admin:customers_serviceuser_changelist")).content.decode()
+    assert f"Stoppet {timezone.localdate():%d.%m.%Y} fordi deaktivert av Nettsoft" in listing
