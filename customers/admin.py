@@ -15,6 +15,7 @@ from django.utils.translation import gettext_lazy as _
 
 from common.admin import AuditedAdmin, CachedProfileChoicesMixin, DatesInRangeMixin
 from common.formatting import format_date, format_nok
+from customers import services
 from customers.models import (
     NO_SUBSCRIPTION,
     WEEKDAYS,
@@ -107,7 +108,22 @@ class ServiceUserInline(CachedProfileChoicesMixin, admin.TabularInline):
     model = ServiceUser
     extra = 0
     show_change_link = True
-    fields = ["email", "name", "msisdn", "msisdn_set_by_hand", "active", "default_profile", "divert_by_default"]
+    fields = [
+        "email",
+        "name",
+        "msisdn",
+        "msisdn_set_by_hand",
+        "active",
+        "disabled_by_staff",
+        "service_state",
+        "default_profile",
+        "divert_by_default",
+    ]
+    readonly_fields = ["service_state"]
+
+    @admin.display(description=_("service"))
+    def service_state(self, obj: ServiceUser) -> str:
+        return str(obj.service_state) or "–"
 
 
 # --- Customer -------------------------------------------------------------------------------------
@@ -169,18 +185,37 @@ class MatchedFilter(admin.SimpleListFilter):
 
 @admin.register(ServiceUser)
 class ServiceUserAdmin(CachedProfileChoicesMixin, admin.ModelAdmin):
-    list_display = ["email", "name", "customer", "msisdn", "matched", "active", "default_profile", "divert_by_default"]
-    list_filter = ["active", MatchedFilter, "msisdn_set_by_hand"]
+    list_display = [
+        "email",
+        "name",
+        "customer",
+        "msisdn",
+        "matched",
+        "active",
+        "service_state",
+        "default_profile",
+        "divert_by_default",
+    ]
+    list_filter = ["active", MatchedFilter, "msisdn_set_by_hand", "disabled_by_staff", "stop_reason"]
     list_select_related = ["customer", "default_profile"]
     search_fields = ["email", "name", "msisdn", "customer__name"]
     autocomplete_fields = ["customer"]
-    readonly_fields = ["created_at"]
+    readonly_fields = ["created_at", "stop_reason", "stopped_at"]
     show_full_result_count = False
     list_per_page = 100
 
     @admin.display(description=_("matched"), boolean=True)
     def matched(self, obj: ServiceUser) -> bool:
         return obj.is_matched
+
+    @admin.display(description=_("service"), ordering="stopped_at")
+    def service_state(self, obj: ServiceUser) -> str:
+        return str(obj.service_state) or "–"
+
+    def save_model(self, request: HttpRequest, obj: ServiceUser, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if form.has_changed():  # disabled or enabled by staff: stopped or started again
+            services.update_service_states(customer=obj.customer)
 
 
 # --- Price lists ----------------------------------------------------------------------------------

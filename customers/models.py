@@ -12,6 +12,7 @@ from django.core.validators import MinValueValidator
 from django.db import models, transaction
 from django.db.models import Case, CharField, Count, Exists, Max, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
@@ -60,6 +61,10 @@ class CustomerQuerySet(models.QuerySet["Customer"]):
             ),
         )
 
+    def served(self) -> "CustomerQuerySet":
+        """The customers whose calendars are synced (`SERVED_CUSTOMER`)."""
+        return self.filter(served_customer())
+
     def with_subscription_status(self) -> "CustomerQuerySet":
         """Annotated with `subscription_status`."""
         return self.annotate(subscription_status=self._subscription_status())
@@ -79,6 +84,17 @@ class CustomerQuerySet(models.QuerySet["Customer"]):
         counts = dict.fromkeys([*Subscription.Status.values, NO_SUBSCRIPTION], 0)
         counts.update({row["subscription_status"]: row["n"] for row in rows})
         return counts
+
+
+def served_customer(prefix: str = "") -> Q:
+    """The one definition of a served customer: not paused by staff, and a subscription that is pending
+    (onboarding), live or under notice. A customer with no subscription yet counts as onboarding (staff set
+    up the calendars before the contract is registered); one whose subscriptions have all ended is not served.
+    `prefix` is the path to the customer from the model queried, e.g. "customer__"."""
+    customer = OuterRef(f"{prefix}pk" if prefix else "pk")
+    open_subscription = Exists(Subscription.objects.filter(customer=customer).exclude(status=Subscription.Status.ENDED))
+    any_subscription = Exists(Subscription.objects.filter(customer=customer))
+    return Q(**{f"{prefix}service_paused": False}) & (open_subscription | ~any_subscription)
 
 
 class Customer(models.Model):
@@ -111,6 +127,19 @@ class Customer(models.Model):
     buyer_reference = models.CharField(
         _("buyer reference"), max_length=100, blank=True, help_text=_("The customer's reference, printed on invoices.")
     )
+    service_paused = models.BooleanField(
+        _("service paused"),
+        default=False,
+        help_text=_("Paused by staff: every user is stopped as when the subscription ends, until resumed."),
+    )
+    ended_at = models.DateTimeField(
+        _("service ended"),
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_("When the last subscription ended and every user was stopped; the purge counts from here."),
+    )
+    purged_at = models.DateTimeField(_("data purged"), null=True, blank=True, editable=False)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     history = HistoricalRecords()
 
@@ -527,6 +556,27 @@ class UserCounts:
     inactive: int
 
 
+class StopReason(models.TextChoices):
+    """Why a user is no longer served (shown as "stopped on DATE because REASON")."""
+
+    LEFT_GROUP = "left_group", _("left the activation group")
+    DISABLED_BY_STAFF = "disabled_by_staff", _("disabled by Nettsoft")
+    UNMATCHED = "unmatched", _("no longer an MBN subscriber")
+    CUSTOMER_ENDED = "customer_ended", _("the subscription ended")
+    CUSTOMER_PAUSED = "customer_paused", _("the service is paused")
+
+
+def served_user(prefix: str = "", *, matched: bool = True) -> Q:
+    """The one definition of a served user: active (in the activation group), not disabled by staff, not
+    stopped, the customer served (`served_customer`), and matched to an MBN subscriber. With `matched=False`
+    the last condition is left out: the sync reads an unmatched user's calendar (the portal previews it) but
+    pushes nothing until the number is set."""
+    served = Q(**{f"{prefix}active": True, f"{prefix}disabled_by_staff": False, f"{prefix}stop_reason": ""})
+    if matched:
+        served &= ~Q(**{f"{prefix}msisdn": ""})
+    return served & served_customer(f"{prefix}customer__")
+
+
 class ServiceUserQuerySet(models.QuerySet["ServiceUser"]):
     """The states of a service user, defined once for the portal, the staff pages and admin.
 
@@ -536,6 +586,7 @@ class ServiceUserQuerySet(models.QuerySet["ServiceUser"]):
     """
 
     MATCHED = Q(active=True) & ~Q(msisdn="")
+    STOPPING = ~Q(stop_reason="") & Q(stopped_at__isnull=True)
     UNMATCHED = Q(active=True, msisdn="")
     FAILING = MATCHED & Q(calendar__isnull=False) & ~Q(calendar__last_error="")
 
@@ -547,6 +598,14 @@ class ServiceUserQuerySet(models.QuerySet["ServiceUser"]):
 
     def failing(self) -> "ServiceUserQuerySet":
         return self.filter(self.FAILING)
+
+    def served(self) -> "ServiceUserQuerySet":
+        """The users whose calendars are pushed to MBN (`served_user`)."""
+        return self.filter(served_user())
+
+    def stopping(self) -> "ServiceUserQuerySet":
+        """Users being stopped: their absences, subscription or channel are still being removed."""
+        return self.filter(self.STOPPING)
 
     def state_counts(self) -> UserCounts:
         """How many users are in each state: one aggregate query."""
@@ -592,6 +651,18 @@ class ServiceUser(models.Model):
     divert_by_default = models.BooleanField(
         _("divert to voicemail by default"), null=True, blank=True, help_text=_("Empty: the customer's setting.")
     )
+    disabled_by_staff = models.BooleanField(
+        _("disabled by Nettsoft"),
+        default=False,
+        help_text=_("Stopped whatever the activation group says, until unticked."),
+    )
+    stop_reason = models.CharField(_("stopped because"), max_length=20, choices=StopReason.choices, blank=True)
+    stopped_at = models.DateTimeField(
+        _("stopped"),
+        null=True,
+        blank=True,
+        help_text=_("Empty while stopping: our absences on MBN and the change subscription are being removed."),
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     # Who was active when: back-fills usage snapshots for days the daily job missed.
     history = HistoricalRecords()
@@ -616,6 +687,35 @@ class ServiceUser(models.Model):
     @property
     def is_matched(self) -> bool:
         return bool(self.msisdn)
+
+    def wanted_stop_reason(self, *, customer_served: bool | None = None) -> str:
+        """Why this user should not be served now ("" when they should), from the user and the customer
+        (`served_customer`; `customer_served` when the caller has asked already). Losing the MBN number is
+        decided by the group refresh, which sees it happen."""
+        customer = self.customer
+        if customer.service_paused:
+            return StopReason.CUSTOMER_PAUSED
+        if customer_served is None:
+            customer_served = Customer.objects.served().filter(pk=customer.pk).exists()
+        if not customer_served:
+            return StopReason.CUSTOMER_ENDED
+        if self.disabled_by_staff:
+            return StopReason.DISABLED_BY_STAFF
+        if not self.active:
+            return StopReason.LEFT_GROUP
+        return ""
+
+    @property
+    def service_state(self) -> "StrOrPromise":
+        """ "Stopping" or "Stopped on DATE because REASON"; "" for a user that is not stopped."""
+        if not self.stop_reason:
+            return ""
+        if self.stopped_at is None:
+            return _("Stopping: removing our absences from MBN")
+        return _("Stopped on %(date)s because %(reason)s") % {
+            "date": timezone.localtime(self.stopped_at).strftime("%d.%m.%Y"),
+            "reason": self.get_stop_reason_display(),
+        }
 
     def clean(self) -> None:
         self.email = (self.email or "").strip().lower()

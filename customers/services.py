@@ -1,15 +1,18 @@
 """Business actions on customers and subscriptions; each is one transaction and leaves an audit-history row."""
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from simple_history.utils import get_history_manager_for_model
 
-from customers.models import Customer, CustomerSettings, Subscription
+from customers.models import Customer, CustomerSettings, ServiceUser, StopReason, Subscription
+from customers.signals import service_users_changed
 
 User = Any  # the acting staff user; None: the request's user, or nobody for the scheduler
 
@@ -66,8 +69,54 @@ def mark_live(*, subscription: Subscription, go_live: dt.date, by: User = None) 
     return subscription
 
 
+@transaction.atomic
+def update_service_states(
+    *, customer: Customer, unmatched: Iterable[int] = (), now: dt.datetime | None = None
+) -> tuple[list[int], list[int]]:
+    """Stop the customer's users who should no longer be served and start again those who should be; returns
+    (stopping, resumed) service-user ids. `unmatched`: users the group refresh found no MBN subscriber for
+    (their number is kept until their absences on it are deleted). The layers above do the work on MBN and
+    the calendars (`service_users_changed`): a stopping user is shown "stopping" until that is done."""
+    now = now or timezone.now()
+    unmatched_ids = set(unmatched)
+    stopping: list[int] = []
+    resumed: list[int] = []
+    served = Customer.objects.served().filter(pk=customer.pk).exists()
+    for user in ServiceUser.objects.filter(customer=customer).select_related("customer"):
+        reason = user.wanted_stop_reason(customer_served=served)
+        if not reason and (user.pk in unmatched_ids or (user.stop_reason == StopReason.UNMATCHED and not user.msisdn)):
+            reason = StopReason.UNMATCHED
+        if reason and not user.stop_reason:
+            ServiceUser.objects.filter(pk=user.pk).update(stop_reason=reason, stopped_at=None)
+            stopping.append(user.pk)
+        elif reason and reason != user.stop_reason:  # stopped already, for another reason now: say the new one
+            ServiceUser.objects.filter(pk=user.pk).update(stop_reason=reason)
+        elif not reason and user.stop_reason:
+            ServiceUser.objects.filter(pk=user.pk).update(stop_reason="", stopped_at=None)
+            resumed.append(user.pk)
+    ended = not served and not customer.service_paused
+    if ended and customer.ended_at is None:
+        Customer.objects.filter(pk=customer.pk).update(ended_at=now)
+    elif not ended and customer.ended_at is not None:
+        Customer.objects.filter(pk=customer.pk).update(ended_at=None)
+    if stopping or resumed or ended:
+        service_users_changed.send(sender=Customer, customer=customer, stopping=stopping, resumed=resumed, ended=ended)
+    return stopping, resumed
+
+
+@transaction.atomic
+def set_service_paused(*, customer: Customer, paused: bool, by: User = None) -> tuple[list[int], list[int]]:
+    """Pause (every user stopped, as when the subscription ends) or resume (every user synced in full) the
+    customer's service; audited in the customer's history. Returns update_service_states' answer."""
+    customer.service_paused = paused
+    act_as(customer, by=by)
+    customer.save(update_fields=["service_paused"])
+    return update_service_states(customer=customer)
+
+
 def end_subscriptions_past_effective_end(*, today: dt.date) -> int:
-    """Mark as ended every subscription whose effective end lies before `today`; returns how many."""
+    """Mark as ended every subscription whose effective end lies before `today`, and stop the users of every
+    customer left without a subscription that runs (`update_service_states`); returns how many ended."""
     ended = 0
     candidates = Subscription.objects.filter(
         status__in=[Subscription.Status.NOTICE_GIVEN, Subscription.Status.LIVE, Subscription.Status.PENDING],
@@ -81,6 +130,8 @@ def end_subscriptions_past_effective_end(*, today: dt.date) -> int:
                     Q(pk=subscription.pk) & ~Q(status=Subscription.Status.ENDED)
                 ).update(status=Subscription.Status.ENDED)
                 if claimed:
-                    record_history(Subscription.objects.get(pk=subscription.pk))
+                    ended_subscription = Subscription.objects.select_related("customer").get(pk=subscription.pk)
+                    record_history(ended_subscription)
+                    update_service_states(customer=ended_subscription.customer)
             ended += claimed
     return ended

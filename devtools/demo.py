@@ -10,6 +10,9 @@ import random
 from collections.abc import Iterable, Sequence
 from zoneinfo import ZoneInfo
 
+from django.utils.module_loading import import_string
+from django_q.models import OrmQ
+
 from customers.models import Customer, ServiceUser
 from sync.models import CalendarSource, CalendarUser, MbnConnection
 from sync.rules import Event
@@ -245,3 +248,20 @@ def put_events(sims, kind: str, user: ServiceUser, events: Iterable[Event]) -> N
             sims.graph.put_event(graph_user_id(user), event)
         else:
             getattr(sims, kind).put_event(user.email, event)
+
+
+def run_queued_jobs(*, rounds: int = 5) -> list[str]:
+    """Run, in this process, the q2 jobs queued so far (and those they queue, up to `rounds` times), as the
+    cluster would: for tests and benchmarks without a q2 cluster. One-off schedules (retries after a
+    back-off) are left for the caller. Returns what each job answered."""
+    answers: list[str] = []
+    for _round in range(rounds):
+        queued = list(OrmQ.objects.order_by("pk"))
+        if not queued:
+            break
+        OrmQ.objects.filter(pk__in=[task.pk for task in queued]).delete()
+        for task in queued:
+            function = task.task.get("func")
+            run = import_string(function) if isinstance(function, str) else function
+            answers.append(str(run(*(task.args() or ()), **(task.kwargs() or {}))))
+    return answers

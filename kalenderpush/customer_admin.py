@@ -4,9 +4,10 @@ the inlines and filters it shows are the customers app's own (customers.admin)."
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.http import HttpRequest
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from common.admin import AuditedAdmin
@@ -38,7 +39,8 @@ class CustomerAdmin(AuditedAdmin):
     list_display_links = ["number", "name"]
     list_filter = [SubscriptionStatusFilter, "subscriptions__term_months", "send_ehf", "created_at"]
     search_fields = ["name", "org_number", "=customer_number", "invoice_email", "contacts__name", "contacts__email"]
-    readonly_fields = ["number", "created_at", "sync_health"]
+    readonly_fields = ["number", "created_at", "sync_health", "service_paused", "ended_at", "purged_at"]
+    actions = ["pause_service", "resume_service"]
     fieldsets = [
         (None, {"fields": ["number", "name", "org_number"]}),
         (
@@ -55,7 +57,7 @@ class CustomerAdmin(AuditedAdmin):
                 ]
             },
         ),
-        (_("Calendar sync"), {"fields": ["sync_health"]}),
+        (_("Calendar sync"), {"fields": ["sync_health", ("service_paused", "ended_at", "purged_at")]}),
         (_("Record"), {"fields": ["created_at"], "classes": ["collapse"]}),
     ]
     inlines = [CustomerSettingsInline, SubscriptionInline, ContactInline, ServiceUserInline]
@@ -110,3 +112,28 @@ class CustomerAdmin(AuditedAdmin):
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
         services.ensure_customer_settings(customer=form.instance)
+        if any(formset.has_changed() for formset in formsets):  # a user disabled or enabled, a subscription
+            services.update_service_states(customer=form.instance)
+
+    def _set_paused(self, request: HttpRequest, queryset: QuerySet[Customer], *, paused: bool) -> None:
+        changed = 0
+        for customer in queryset:
+            if customer.service_paused != paused:
+                services.set_service_paused(customer=customer, paused=paused, by=request.user)
+                message = gettext("Service paused.") if paused else gettext("Service resumed.")
+                self.log_change(request, customer, message)
+                changed += 1
+        text = (
+            ngettext("%(count)d customer paused.", "%(count)d customers paused.", changed)
+            if paused
+            else ngettext("%(count)d customer resumed.", "%(count)d customers resumed.", changed)
+        )
+        self.message_user(request, text % {"count": changed}, messages.SUCCESS)
+
+    @admin.action(description=_("Pause the service (stop every user)"), permissions=["change"])
+    def pause_service(self, request: HttpRequest, queryset: QuerySet[Customer]) -> None:
+        self._set_paused(request, queryset, paused=True)
+
+    @admin.action(description=_("Resume the service (sync every user in full)"), permissions=["change"])
+    def resume_service(self, request: HttpRequest, queryset: QuerySet[Customer]) -> None:
+        self._set_paused(request, queryset, paused=False)

@@ -18,8 +18,8 @@ from billing import usage
 from billing.core.invoicing import Contract, quarter_invoice
 from billing.models import BillingRun, Invoice, UsageSnapshot
 from billing.quarters import Quarter
-from customers.models import Contact, Customer, ServiceUser, Subscription, UserCounts
-from sync.models import CalendarSource, MbnConnection, SyncRun
+from customers.models import Contact, Customer, ServiceUser, ServiceUserQuerySet, Subscription, UserCounts
+from sync.models import CalendarSource, MbnConnection, PushedAbsence, SyncRun
 
 STALE_AFTER = dt.timedelta(minutes=30)
 BILLING_TASK = "billing.tasks.run_quarterly_billing"
@@ -231,11 +231,45 @@ class CustomerOverview:
     invoices: list[Invoice]  # the most recent
     invoice_count: int
     sync_runs: list[SyncRun]  # the most recent
+    service: "ServiceLifecycle"
 
     @property
     def current_subscription(self) -> Subscription | None:
         """The open subscription, else the newest ended one (`Subscription.current_among`)."""
         return Subscription.current_among(self.subscriptions)
+
+
+@dataclass(frozen=True)
+class ServiceLifecycle:
+    """Whether the customer is served, and what of ours is left on MBN for the users no longer served."""
+
+    paused: bool
+    ended_at: dt.datetime | None
+    stopped: int  # users stopped: their absences on MBN deleted, subscription or channel ended
+    stopping: int  # users still being stopped (MBN or the calendar service is retried)
+    absences_left: int  # future absences of ours on MBN for users no longer served, as last pushed
+
+    @property
+    def ended(self) -> bool:
+        return self.ended_at is not None
+
+
+def service_lifecycle(*, customer: Customer, now: dt.datetime) -> ServiceLifecycle:
+    """The customer's service state for the staff pages: two queries."""
+    users = ServiceUser.objects.filter(customer=customer).aggregate(
+        n_stopped=Count("pk", filter=Q(stopped_at__isnull=False)),
+        n_stopping=Count("pk", filter=ServiceUserQuerySet.STOPPING),
+    )
+    left = PushedAbsence.objects.filter(service_user__customer=customer, end__gt=now).exclude(
+        service_user__stop_reason=""
+    )
+    return ServiceLifecycle(
+        paused=customer.service_paused,
+        ended_at=customer.ended_at,
+        stopped=users["n_stopped"],
+        stopping=users["n_stopping"],
+        absences_left=left.count(),
+    )
 
 
 def customer_overview(*, customer_id: int, today: dt.date, invoices: int = 10, sync_runs: int = 15) -> CustomerOverview:
@@ -259,4 +293,5 @@ def customer_overview(*, customer_id: int, today: dt.date, invoices: int = 10, s
             .select_related("source", "service_user")
             .order_by("-started_at")[:sync_runs]
         ),
+        service=service_lifecycle(customer=customer, now=timezone.now()),
     )

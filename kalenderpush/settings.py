@@ -234,6 +234,8 @@ PORT = env.int("PORT", default=8000)
 # Public base URL of this site, for the webhooks Microsoft Graph calls (https in production).
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default=f"http://127.0.0.1:{PORT}")
 SYNC_HORIZON_DAYS = env.int("SYNC_HORIZON_DAYS", default=14)
+# Days after a customer's service ended before its secrets and personal data are deleted (purge_ended_customers)
+PURGE_AFTER_DAYS = env.int("PURGE_AFTER_DAYS", default=90)
 # A user's sync lock: a sync whose worker died blocks the user's next sync for at most this long.
 SYNC_LOCK_SECONDS = env.int("SYNC_LOCK_SECONDS", default=120)
 # Each process spaces its MBN calls to stay under the enterprise's limit (MBN: 20 requests/s).

@@ -14,12 +14,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from common.queue import enqueue
-from customers.models import ServiceUser
+from customers.models import ServiceUser, served_customer
+from customers.services import update_service_states
 from sync import pipeline
 from sync.attempt import BUSY_RETRY_SECONDS, run_sync_attempt
 from sync.errors import failure_of
 from sync.mbn import match_subscribers
-from sync.models import CalendarSource, CalendarUser, SyncRun
+from sync.models import CalendarSource, CalendarUser, PushedAbsence, SyncRun
 from sync.providers.base import (
     AuthError,
     CalendarProvider,
@@ -29,7 +30,8 @@ from sync.providers.base import (
     ProviderError,
     Throttled,
 )
-from sync.services import queue_syncs
+from sync.purge import purge_ended_customers
+from sync.services import queue_stops, queue_syncs, served_calendars, stopping_calendars
 from sync.work import SYNC_USERS
 
 logger = logging.getLogger(__name__)
@@ -75,8 +77,8 @@ def refresh_group(*, source: CalendarSource) -> dict[str, int]:
         for user in leavers:  # one by one, so the history that billing reads records each change
             user.active = False
             user.save(update_fields=["active"])
-    end_subscriptions(source=source)
     matched = 0
+    unmatched: list[int] = []
     connection = getattr(customer, "mbn_connection", None)
     if connection is not None and settings.MBN_BASE_URL:
         users = list(ServiceUser.objects.filter(customer=customer, active=True))
@@ -89,9 +91,15 @@ def refresh_group(*, source: CalendarSource) -> dict[str, int]:
         for user in users:
             msisdn = found.get(str(user.pk)) or ""
             if not user.msisdn_set_by_hand and user.msisdn != msisdn:
+                if not msisdn and PushedAbsence.objects.filter(service_user=user).exists():
+                    unmatched.append(user.pk)  # keeps the number until our absences on it are deleted
+                    continue
                 user.msisdn = msisdn
                 user.save(update_fields=["msisdn"])
             matched += bool(msisdn)
+    # leavers, the disabled and the unmatched are stopped; who came back is synced in full
+    update_service_states(customer=customer, unmatched=unmatched)
+    end_subscriptions(source=source)
     return {"members": len(members), "matched": matched}
 
 
@@ -116,7 +124,7 @@ def ensure_subscriptions(*, source: CalendarSource, now: dt.datetime | None = No
         url, lifecycle = base + reverse("sync:graph_webhook"), base + reverse("sync:graph_lifecycle")
     changed, lost = 0, []
     failures: list[ProviderError] = []
-    for user in CalendarUser.objects.filter(source=source, service_user__active=True):
+    for user in served_calendars().filter(source=source):
         expires = now + dt.timedelta(minutes=SUBSCRIPTION_MINUTES)
         if (
             user.subscription_id
@@ -191,9 +199,11 @@ def unsubscribe(*, source: CalendarSource, subscription_id: str) -> None:
 
 
 def sweep(*, source: CalendarSource, now: dt.datetime | None = None) -> int:
-    """Queue a sync of every active user of the source (catches anything a webhook missed)."""
+    """Queue a sync of every served user of the source (catches anything a webhook missed), and of every user
+    still being stopped (a stop that gave up after its retries is tried again)."""
     now = now or timezone.now()
-    ids = list(CalendarUser.objects.filter(source=source, service_user__active=True).values_list("pk", flat=True))
+    served = served_calendars().filter(source=source).values_list("pk", flat=True)
+    ids = sorted({*served, *stopping_calendars().filter(source=source).values_list("pk", flat=True)})
     run = SyncRun.objects.create(kind=SyncRun.Kind.CYCLE, source=source, started_at=now)
     for chunk in _chunks(ids):
         enqueue(SYNC_USERS, chunk, name=f"sync-{source.pk}-{chunk[0]}")
@@ -212,7 +222,17 @@ def delete_old_runs(*, now: dt.datetime | None = None) -> int:
 
 
 def _active_sources() -> list[CalendarSource]:
-    return list(CalendarSource.objects.filter(active=True).select_related("customer"))
+    """The sources the schedules work on: active, of a served customer (`customers.models.served_customer`)."""
+    return list(CalendarSource.objects.filter(served_customer("customer__"), active=True).select_related("customer"))
+
+
+def retry_stops() -> int:
+    """Queue the stop of every user still stopping whose source the schedules no longer visit (an ended or
+    paused customer's): the sweep of a served source retries its own. Returns how many were queued."""
+    visited = [source.pk for source in _active_sources()]
+    ids = sorted(stopping_calendars().exclude(source_id__in=visited).values_list("service_user_id", flat=True))
+    queue_stops(service_user_ids=ids)
+    return len(ids)
 
 
 def refresh_groups_job() -> str:
@@ -235,6 +255,7 @@ def sweep_job() -> str:
         last = source.runs.filter(kind=SyncRun.Kind.CYCLE).values_list("started_at", flat=True).first()
         if last is None or now - last >= dt.timedelta(minutes=source.sweep_minutes):
             users += sweep(source=source, now=now)
+    users += retry_stops()
     return f"{users} user(s) queued"
 
 
@@ -278,3 +299,8 @@ def sync_users_job(calendar_user_ids: list[int], attempt: int = 0, at: str | Non
         enqueue(SYNC_USERS, held_up, attempt + 1, at, name=f"sync-retry-{held_up[0]}", delay=outcome.retry_in)
         return f"{len(held_up)} users held up ({outcome.error}); retrying"
     return f"{len(outcome.results)} users synced"
+
+
+def purge_ended_customers_job() -> str:
+    """Daily: the data of customers whose service ended PURGE_AFTER_DAYS ago is deleted (`sync.purge`)."""
+    return f"{len(purge_ended_customers())} ended customer(s) purged"

@@ -158,6 +158,9 @@ class MbnConnection(models.Model):
     client_secret_encrypted = models.TextField(_("client secret (encrypted)"), blank=True, editable=False)
     username = models.CharField(_("API user"), max_length=200)
     password_encrypted = models.TextField(_("password (encrypted)"), blank=True, editable=False)
+    active = models.BooleanField(
+        _("active"), default=True, help_text=_("Set off when the customer's service ends: nothing is pushed any more.")
+    )
 
     class Meta:
         verbose_name = _("MBN connection")

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from customers.models import ServiceUser
+from customers.models import ServiceUser, StopReason
 from customers.validators import parse_msisdn
 from sync import reconcile
 from sync.errors import NO_ERROR, SyncErrorCode, SyncFailure, failure_of
@@ -31,7 +31,7 @@ from sync.providers.ews import EwsProvider
 from sync.providers.google import GoogleProvider
 from sync.providers.graph import GraphProvider
 from sync.rules import Event, compute_absences
-from sync.services import catalogue_from_database, rule_settings_for
+from sync.services import catalogue_from_database, rule_settings_for, served_calendars, stopping_calendars
 
 logger = logging.getLogger(__name__)
 
@@ -293,19 +293,99 @@ def sync_window(now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
 
 
 def sync_users(*, calendar_user_ids: Sequence[int], now: dt.datetime | None = None) -> list[UserResult]:
-    """Sync users of one source together: one batched calendar read, then one reconcile per user."""
+    """Sync users of one source together: one batched calendar read, then one reconcile per user.
+
+    Who is served is decided now, when the sync runs (`sync.services.served_calendars`): a sync queued before
+    a user stopped being served does nothing for them, and a user being stopped is stopped (`stop_user`)."""
     now = now or timezone.now()
-    users = list(
-        CalendarUser.objects.filter(pk__in=calendar_user_ids).select_related(
-            "source",
-            "service_user__customer__settings__default_profile",
-            "service_user__customer__settings__out_of_office_profile",
-            "service_user__default_profile",
-            "service_user__customer__mbn_connection",
-        )
+    related = (
+        "source",
+        "service_user__customer__settings__default_profile",
+        "service_user__customer__settings__out_of_office_profile",
+        "service_user__default_profile",
+        "service_user__customer__mbn_connection",
     )
-    if not users:
-        return []
+    users = list(served_calendars().filter(pk__in=calendar_user_ids).select_related(*related))
+    stopping = list(stopping_calendars().filter(pk__in=calendar_user_ids).select_related(*related))
+    results: list[UserResult] = []
+    retry: list[RetryLater] = []
+    for user in stopping:
+        try:
+            results.append(stop_user(calendar_user=user, now=now))
+        except RetryLater as error:  # MBN or the calendar service is down: retried like any sync
+            error.user_ids = [user.pk]
+            retry.append(error)
+            _record_retry([user], now, failure_of(error))
+    if users:
+        try:
+            results += _sync_served(users, now)
+        except RetryLater as error:
+            retry.append(error)
+    if retry:
+        wait = max((e.retry_after or 0 for e in retry), default=0) or None
+        raise RetryLater(
+            str(retry[0]),
+            wait,
+            [pk for e in retry for pk in e.user_ids],
+            code=retry[0].error_code,
+            params=retry[0].error_params,
+        )
+    return results
+
+
+def stop_user(*, calendar_user: CalendarUser, now: dt.datetime) -> UserResult:
+    """Stop serving a user: delete from MBN every absence of ours (`kp:` reference, read from MBN's own list,
+    not only what we stored) that has not ended yet, never a manual one; end their change subscription or
+    watch channel; forget the stored absences; mark the user stopped. Raises RetryLater when MBN or the
+    calendar service is throttled or down (the user stays "stopping"); MBN refusing the request is recorded
+    on the user, who stays "stopping" until the next sweep tries again."""
+    user = calendar_user
+    service_user = user.service_user
+    if user.subscription_id:
+        try:
+            provider_for(user.source).unsubscribe(user.subscription_id)
+        except (Throttled, TemporaryError) as error:
+            raise RetryLater.because_of(error, [user.pk]) from error
+        except ProviderError as error:  # refused (login, permission): it expires by itself within days
+            logger.warning("the subscription of %s could not be deleted: %s", user, error)
+        CalendarUser.objects.filter(pk=user.pk, subscription_id=user.subscription_id).update(
+            subscription_id="", subscription_expires=None, client_state=""
+        )
+    deleted = requests = 0
+    connection = getattr(service_user.customer, "mbn_connection", None)
+    if service_user.msisdn and connection is not None and settings.MBN_BASE_URL:
+        client = paced_mbn_client_for(connection)
+        try:
+            held = client.absences(service_user.msisdn)
+            requests += 1
+            for absence in held:
+                if absence.is_ours and absence.end > now and absence.id:
+                    with contextlib.suppress(MbnNotFound):  # already gone: fine
+                        client.delete(service_user.msisdn, absence.id)
+                    requests += 1
+                    deleted += 1
+        except (MbnThrottled, MbnUnavailable) as error:
+            raise RetryLater.because_of(error, [user.pk]) from error
+        except MbnNotFound:
+            pass  # the number is no longer an MBN subscriber: nothing of ours is left on it
+        except MbnError as error:
+            refused = failure_of(error)
+            _record_failure(user, now, refused, events_read=0)
+            return _failed(user.pk, 0, refused)
+    with transaction.atomic():
+        PushedAbsence.objects.filter(service_user=service_user).delete()
+        CalendarUser.objects.filter(pk=user.pk).update(
+            mbn_unsure=False, changed_at=None, last_error_at=None, last_synced_at=timezone.now(), **NO_ERROR
+        )
+        stopped: dict[str, Any] = {"stopped_at": timezone.now()}
+        if service_user.stop_reason == StopReason.UNMATCHED and not service_user.msisdn_set_by_hand:
+            stopped["msisdn"] = ""  # the number kept for the deletes is no longer the user's
+        ServiceUser.objects.filter(pk=service_user.pk, stop_reason=service_user.stop_reason).update(**stopped)
+    return UserResult(user.pk, 0, deleted=deleted, mbn_requests=requests)
+
+
+def _sync_served(users: list[CalendarUser], now: dt.datetime) -> list[UserResult]:
+    """Sync served users of one source: one batched calendar read, then one reconcile per user."""
     source = users[0].source
     start, end = sync_window(now)
 

@@ -4,10 +4,11 @@ import datetime as dt
 from collections.abc import Iterable
 
 from django.db import DatabaseError
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from common.queue import enqueue
-from customers.models import WEEKDAYS, CustomerSettings, ServiceUser
+from customers.models import WEEKDAYS, CustomerSettings, ServiceUser, served_user
 from sync.models import AbsenceProfile, CalendarUser
 from sync.rules import DEFAULT_CATALOGUE, Catalogue, Profile, RuleSettings
 from sync.work import SYNC_USERS
@@ -59,15 +60,35 @@ def rule_settings_for(*, customer_settings: CustomerSettings, service_user: Serv
     )
 
 
+def served_calendars() -> "QuerySet[CalendarUser]":
+    """The calendars that are synced: their users are served (`customers.models.served_user`; an unmatched
+    user's calendar is read, nothing is pushed). Every entry point that queues or runs a sync goes through it."""
+    return CalendarUser.objects.filter(served_user("service_user__", matched=False))
+
+
+def stopping_calendars() -> "QuerySet[CalendarUser]":
+    """The calendars of users being stopped (their absences, subscription or channel still to be removed)."""
+    return CalendarUser.objects.filter(service_user__stop_reason__gt="", service_user__stopped_at__isnull=True)
+
+
 def queue_syncs(*, calendar_user_ids: Iterable[int]) -> None:
-    """Mark calendars as changed and queue their syncs after commit.
+    """Mark calendars of served users as changed and queue their syncs after commit; the others are left alone
+    (a webhook for a stopped user queues nothing).
 
     On Celery when a broker is configured; with the embedded default (eager Celery) on the q2 cluster,
     so the caller (a webhook, a portal page) answers at once (`common.queue` decides).
     """
-    user_ids = set(calendar_user_ids)
+    user_ids = set(served_calendars().filter(pk__in=set(calendar_user_ids)).values_list("pk", flat=True))
     if not user_ids:
         return
     CalendarUser.objects.filter(pk__in=user_ids, changed_at__isnull=True).update(changed_at=timezone.now())
     for user_id in sorted(user_ids):
         enqueue(SYNC_USERS, [user_id], name=f"sync-user-{user_id}")
+
+
+def queue_stops(*, service_user_ids: Iterable[int]) -> None:
+    """Queue the sync that stops these users (they are `stopping`): it removes our absences from MBN and ends
+    their subscription or channel, retried after the back-off like any sync when a service is down."""
+    ids = sorted(stopping_calendars().filter(service_user_id__in=set(service_user_ids)).values_list("pk", flat=True))
+    for user_id in ids:
+        enqueue(SYNC_USERS, [user_id], name=f"stop-user-{user_id}")
