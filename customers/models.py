@@ -88,13 +88,11 @@ class CustomerQuerySet(models.QuerySet["Customer"]):
 
 def served_customer(prefix: str = "") -> Q:
     """The one definition of a served customer: not paused by staff, and a subscription that is pending
-    (onboarding), live or under notice. A customer with no subscription yet counts as onboarding (staff set
-    up the calendars before the contract is registered); one whose subscriptions have all ended is not served.
+    (onboarding), live or under notice. A customer without one (none yet, or all ended) is not served.
     `prefix` is the path to the customer from the model queried, e.g. "customer__"."""
     customer = OuterRef(f"{prefix}pk" if prefix else "pk")
     open_subscription = Exists(Subscription.objects.filter(customer=customer).exclude(status=Subscription.Status.ENDED))
-    any_subscription = Exists(Subscription.objects.filter(customer=customer))
-    return Q(**{f"{prefix}service_paused": False}) & (open_subscription | ~any_subscription)
+    return Q(**{f"{prefix}service_paused": False}) & Q(open_subscription)
 
 
 class Customer(models.Model):

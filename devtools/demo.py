@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from django.utils.module_loading import import_string
 from django_q.models import OrmQ
 
-from customers.models import Customer, ServiceUser
+from customers.models import Customer, ServiceUser, Subscription
 from sync.models import CalendarSource, CalendarUser, MbnConnection
 from sync.rules import Event
 
@@ -151,7 +151,10 @@ def wire_ews_customer(
 
 
 def wire_mbn(sims, customer: Customer, users: Sequence[ServiceUser], enterprise_id: str, rate: int) -> None:  # type: ignore[no-untyped-def]
-    """The enterprise and the users' subscribers in the MBN simulator, and the customer's MbnConnection."""
+    """The enterprise and the users' subscribers in the MBN simulator, and the customer's MbnConnection; a
+    customer without an open subscription gets a pending one (onboarding), without which it is not served."""
+    if not customer.subscriptions.exclude(status=Subscription.Status.ENDED).exists():
+        Subscription.objects.create(customer=customer, term_months=0, signed_on=dt.date(2026, 1, 1))
     sims.mbn.add_enterprise(
         enterprise_id, f"mbn-{enterprise_id}", "mbn-secret", f"api-{enterprise_id}", "mbn-pass", rate_per_second=rate
     )

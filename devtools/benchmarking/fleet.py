@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import connection
 from django.test.utils import override_settings
 
-from customers.models import Customer, ServiceUser
+from customers.models import Customer, ServiceUser, Subscription
 from devtools import demo
 from devtools.management.commands import bench_sync
 from sync import pipeline
@@ -61,7 +61,9 @@ class Fleet:
         return [batch for group in itertools.zip_longest(*per_source) for batch in group if batch]
 
     def delete(self) -> None:
-        Customer.objects.filter(pk__in=[c.pk for c in self.customers]).delete()
+        ids = [c.pk for c in self.customers]
+        Subscription.objects.filter(customer_id__in=ids).delete()  # the pending ones demo wiring made
+        Customer.objects.filter(pk__in=ids).delete()
 
 
 def customer_plan(users: int, users_per_customer: int, kinds: Sequence[str]) -> list[tuple[str, int]]:

@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 
-from customers.models import ServiceUser, StopReason, Subscription
+from customers.models import Customer, ServiceUser, StopReason, Subscription, served_customer
 from customers.services import end_subscriptions_past_effective_end, set_service_paused
 from devtools import demo
 from portal.models import PortalMembership
@@ -308,3 +308,12 @@ def test_a_user_staff_disable_in_admin_is_stopped_and_shown_so(
     assert ours_ahead(sims, users[1]), "only the disabled user is stopped"
     listing = admin_client.get(reverse("admin:customers_serviceuser_changelist")).content.decode()
     assert f"Stoppet {timezone.localdate():%d.%m.%Y} fordi deaktivert av Nettsoft" in listing
+
+
+def test_a_customer_without_an_open_subscription_is_not_served() -> None:
+    make_customer(name="Uten avtale AS")
+    make_subscription(make_customer(name="Under oppstart AS"))  # pending
+
+    served = set(Customer.objects.filter(served_customer()).values_list("name", flat=True))
+
+    assert "Under oppstart AS" in served and "Uten avtale AS" not in served

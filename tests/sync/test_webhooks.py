@@ -11,7 +11,7 @@ from django.urls import reverse
 from django_q.models import OrmQ
 
 from sync.models import CalendarSource, CalendarUser
-from tests.factories import make_customer
+from tests.factories import make_customer, make_subscription
 
 pytestmark = pytest.mark.django_db
 
@@ -21,6 +21,7 @@ def calendar_user():
     from customers.models import ServiceUser
 
     customer = make_customer()
+    make_subscription(customer)  # pending: a customer being set up is served
     source = CalendarSource.objects.create(customer=customer, tenant_id="t", client_id="c", activation_group="g")
     user = ServiceUser.objects.create(customer=customer, email="kari@firma.no", msisdn="+4791234567")
     return CalendarUser.objects.create(

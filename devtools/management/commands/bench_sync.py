@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from common.progress import ProgressBar
 from common.queue import celery_takes_sync_work, enqueue_now
-from customers.models import Customer, ServiceUser
+from customers.models import Customer, ServiceUser, Subscription
 from customers.services import ensure_customer_settings
 from customers.validators import org_numbers_from
 from devtools import demo
@@ -180,7 +180,9 @@ class Command(BaseCommand):
                 for _kind, customer, users in built
             )
         finally:
-            Customer.objects.filter(pk__in=[customer.pk for _kind, customer, _users in built]).delete()
+            ids = [customer.pk for _kind, customer, _users in built]
+            Subscription.objects.filter(customer_id__in=ids).delete()  # the pending ones demo wiring made
+            Customer.objects.filter(pk__in=ids).delete()
         return {
             "users": count,
             "concurrency": concurrency,
