@@ -79,6 +79,7 @@ def refresh_group(*, source: CalendarSource) -> dict[str, int]:
             user.save(update_fields=["active"])
     matched = 0
     unmatched: list[int] = []
+    renumbered: list[int] = []  # users whose absences moved off an old number: pushed again to the new one
     connection = getattr(customer, "mbn_connection", None)
     if connection is not None and settings.MBN_BASE_URL:
         users = list(ServiceUser.objects.filter(customer=customer, active=True))
@@ -91,12 +92,25 @@ def refresh_group(*, source: CalendarSource) -> dict[str, int]:
         for user in users:
             msisdn = found.get(str(user.pk)) or ""
             if not user.msisdn_set_by_hand and user.msisdn != msisdn:
-                if not msisdn and PushedAbsence.objects.filter(service_user=user).exists():
+                pushed = PushedAbsence.objects.filter(service_user=user).exists()
+                if not msisdn and pushed:
                     unmatched.append(user.pk)  # keeps the number until our absences on it are deleted
                     continue
+                if (
+                    user.msisdn
+                    and pushed
+                    and not pipeline.withdraw_before_renumbering(service_user=user, connection=connection)
+                ):
+                    continue  # the old number keeps the user until our absences are off it (next refresh)
                 user.msisdn = msisdn
                 user.save(update_fields=["msisdn"])
+                if pushed:
+                    renumbered.append(user.pk)
             matched += bool(msisdn)
+    if renumbered:
+        queue_syncs(
+            calendar_user_ids=CalendarUser.objects.filter(service_user_id__in=renumbered).values_list("pk", flat=True)
+        )
     # leavers, the disabled and the unmatched are stopped; who came back is synced in full
     update_service_states(customer=customer, unmatched=unmatched)
     end_subscriptions(source=source)

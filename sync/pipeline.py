@@ -266,6 +266,27 @@ def withdraw_pushed(*, service_user: ServiceUser, connection: MbnConnection) -> 
     return len(rows)
 
 
+def withdraw_before_renumbering(*, service_user: ServiceUser, connection: MbnConnection) -> bool:
+    """Before the group refresh gives a user another MBN number: delete our absences from the old one, and mark
+    the user's calendars so that the next push reads the new number's MBN state first. False (nothing changed)
+    when one of the user's calendars is being synced or MBN cannot be asked: the next refresh tries again."""
+    calendar_ids = list(CalendarUser.objects.filter(service_user=service_user).values_list("pk", flat=True))
+    claimed = [pk for pk in calendar_ids if claim(calendar_user_id=pk)]
+    try:
+        if len(claimed) < len(calendar_ids):
+            return False
+        try:
+            withdraw_pushed(service_user=service_user, connection=connection)
+        except (MbnError, RetryLater) as error:
+            logger.warning("absences of %s not withdrawn from %s: %s", service_user, service_user.msisdn, error)
+            return False
+        CalendarUser.objects.filter(pk__in=calendar_ids).update(mbn_unsure=True)
+        return True
+    finally:
+        for pk in claimed:
+            release(calendar_user_id=pk)
+
+
 # --- claiming ------------------------------------------------------------------------------------
 
 

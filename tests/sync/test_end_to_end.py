@@ -729,3 +729,25 @@ def test_a_sync_task_queued_by_the_older_signature_still_runs(sims, world):
         sync_users.pop_request()
 
     assert summary["users"] == 3 and summary["errors"] == 0
+
+
+def test_when_the_group_refresh_finds_a_new_number_our_absences_move_off_the_old_one(sims, world):
+    _customer, users, source = world
+    now = local(7, 6)
+    kari = users[0]
+    for event in demo.to_sim_events([Event("m", local(8, 9), local(8, 10), subject="Kundemøte &Eks")]):
+        sims.graph.put_event(demo.graph_user_id(kari), event)
+    calendar = CalendarUser.objects.get(service_user=kari)
+    pipeline.sync_users(calendar_user_ids=[calendar.pk], now=now)
+    old_number, new_number = kari.msisdn, "+4799887766"
+    assert [a["reason"] for a in sims.mbn.absences("fjord", old_number)] == ["Eksternt Møte"]
+    sims.mbn.add_subscriber("fjord", old_number, "ny.ansatt@fjord.no", "Ny ansatt")  # the old number changed hands
+    sims.mbn.add_subscriber("fjord", new_number, kari.email, kari.name)
+
+    jobs.refresh_group(source=source)
+    pipeline.sync_users(calendar_user_ids=[calendar.pk], now=now)
+
+    kari.refresh_from_db()
+    assert kari.msisdn == new_number
+    assert sims.mbn.absences("fjord", old_number) == [], "the new holder of the old number gets none of Kari's"
+    assert [a["reason"] for a in sims.mbn.absences("fjord", new_number)] == ["Eksternt Møte"]
