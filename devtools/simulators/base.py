@@ -18,7 +18,7 @@ import ssl
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -85,12 +85,15 @@ class Request:
 
 @dataclass
 class Reply:
-    """What a route answers. `body` is bytes; use `json_reply`/`empty_reply` to build one."""
+    """What a route answers. `body` is bytes; use `json_reply`/`empty_reply` to build one. A reply with a `stream`
+    is sent chunked instead, one chunk per item as the iterator yields it, and stays open until it ends (or the
+    client hangs up, which closes the iterator)."""
 
     status: int
     body: bytes = b""
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    stream: Iterator[bytes] | None = None
 
     def json(self) -> Any:
         return json.loads(self.body) if self.body else None
@@ -234,10 +237,33 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", reply.content_type)
         for name, value in reply.headers.items():
             self.send_header(name, value)
+        if reply.stream is not None:
+            self._write_stream(reply.stream)
+            return
         self.send_header("Content-Length", str(len(reply.body)))
         self.end_headers()
         self.wfile.write(reply.body)
         self.wfile.flush()
+
+    def _write_stream(self, stream: Iterator[bytes]) -> None:
+        """A chunked body written as the stream yields; the connection closes after it."""
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        try:
+            for chunk in stream:
+                if chunk:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except (ConnectionError, ssl.SSLError, TimeoutError, OSError):
+            pass  # the client hung up
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
 
 
 class SimServer:

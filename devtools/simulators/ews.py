@@ -14,10 +14,13 @@ it follows is listed in README.md. Standard library only.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import threading
 import time
+import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from xml.sax.saxutils import escape, quoteattr
 from zoneinfo import ZoneInfo
 
@@ -60,6 +63,12 @@ FREE_BUSY = {
     "workingElsewhere": "WorkingElsewhere",
     "unknown": "NoData",
 }
+# Streaming notifications (Subscribe with StreamingSubscriptionRequest, GetStreamingEvents, Unsubscribe).
+STREAM_EVENT_TYPES = ("CopiedEvent", "CreatedEvent", "DeletedEvent", "ModifiedEvent", "MovedEvent", "FreeBusyChangedEvent")
+MAX_STREAM_SUBSCRIPTIONS = 200  # subscriptions one GetStreamingEvents may carry (the affinity guidance's group size)
+DEFAULT_KEEPALIVE_SECONDS = 30.0
+CALENDAR_FOLDER_ID = "CALENDAR"
+
 RESPONSE_TYPES = {
     "accepted": "Accept",
     "tentative": "Tentative",
@@ -87,6 +96,19 @@ class DistributionGroup:
     email: str
     name: str
     member_emails: tuple[str, ...]
+
+
+@dataclass
+class StreamingSubscription:
+    """One streaming subscription on a mailbox's calendar: the events not yet delivered, and which open
+    GetStreamingEvents connection (if any) delivers them."""
+
+    id: str
+    mailbox: str  # casefolded address
+    event_types: frozenset[str]
+    pending: list[str] = field(default_factory=list)  # rendered event elements, oldest first
+    watermark: int = 0
+    connection: object | None = None
 
 
 def envelope(body: str) -> bytes:
@@ -151,6 +173,13 @@ class EwsSimulator(SimServer):
         self._events: dict[str, dict[str, EventRecord]] = {}
         self._version = 0
         self._operations: list[tuple[str, str | None]] = []
+        self._subscriptions: dict[str, StreamingSubscription] = {}
+        self._anchors: list[str] = []  # the X-AnchorMailbox of every Subscribe
+        self._streams_changed = threading.Condition(self.lock)
+        self._keepalive_seconds = DEFAULT_KEEPALIVE_SECONDS
+        self._minute_seconds = 60.0
+        self._open_streams = 0
+        self._watermarks = itertools.count(1)
         self.routes = [route("POST", EWS_PATH, self._soap)]
 
     @property
@@ -230,6 +259,7 @@ class EwsSimulator(SimServer):
             now = utc_now()
             self._version += 1
             calendar[event.id] = EventRecord(event, self._version, previous.created if previous else now, now)
+            self._notify(email, "ModifiedEvent" if previous else "CreatedEvent", event.id)
 
     def delete_event(self, email: str, event_id: str) -> None:
         with self.lock:
@@ -237,6 +267,61 @@ class EwsSimulator(SimServer):
             if event_id not in calendar:
                 raise LookupError(f"mailbox {email} has no event {event_id!r}")
             del calendar[event_id]
+            self._notify(email, "DeletedEvent", event_id)
+
+    def stop(self) -> None:
+        super().stop()
+        with self.lock:
+            self._streams_changed.notify_all()  # open streams end at once
+
+    def set_keepalive_seconds(self, seconds: float) -> None:
+        """How often an open GetStreamingEvents connection with nothing to deliver sends ConnectionStatus OK."""
+        with self.lock:
+            self._keepalive_seconds = max(0.01, float(seconds))
+
+    def set_stream_minute_seconds(self, seconds: float) -> None:
+        """How many real seconds one minute of a GetStreamingEvents ConnectionTimeout lasts (60; tests shorten it)."""
+        with self.lock:
+            self._minute_seconds = max(0.01, float(seconds))
+
+    def expire_subscriptions(self, email: str | None = None) -> int:
+        """Exchange no longer holds the mailbox's streaming subscriptions (all of them for None), as after a mailbox
+        move, a server restart or a subscription left without a connection: open connections carrying one end with
+        ConnectionStatus Closed, and asking for one again answers ErrorSubscriptionNotFound. Returns how many."""
+        with self.lock:
+            gone = [s for s in self._subscriptions.values() if email is None or s.mailbox == email.casefold()]
+            for subscription in gone:
+                del self._subscriptions[subscription.id]
+            self._streams_changed.notify_all()
+        return len(gone)
+
+    def subscriptions(self, email: str | None = None) -> list[str]:
+        """The ids of the streaming subscriptions Exchange holds (for one mailbox, or all)."""
+        with self.lock:
+            return [s.id for s in self._subscriptions.values() if email is None or s.mailbox == email.casefold()]
+
+    def subscribe_anchors(self) -> list[str]:
+        """The X-AnchorMailbox header of every Subscribe received (affinity of a group of subscriptions)."""
+        with self.lock:
+            return list(self._anchors)
+
+    def open_streams(self) -> int:
+        """GetStreamingEvents connections open now."""
+        with self.lock:
+            return self._open_streams
+
+    def wait_for_streams(self, count: int, timeout: float = 10.0) -> bool:
+        """Wait until at least `count` GetStreamingEvents connections are open carrying every subscription."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while not (
+                self._open_streams >= count and all(s.connection is not None for s in self._subscriptions.values())
+            ):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._streams_changed.wait(left)
+        return True
 
     def events(self, email: str) -> list[SimEvent]:
         with self.lock:
@@ -342,6 +427,17 @@ class EwsSimulator(SimServer):
             raise HttpError(
                 500, "ErrorImpersonateUserDenied", "The account does not have permission to impersonate the user."
             )
+        if name == "Subscribe":
+            reply = self._ok(self._subscribe(operation, mailbox))
+            if request.header("X-PreferServerAffinity").lower() == "true":  # affinity: the mailbox server's cookie
+                reply.headers["Set-Cookie"] = "X-BackEndOverrideCookie=SIM-MBX01~1; path=/"
+            with self.lock:
+                self._anchors.append(request.header("X-AnchorMailbox"))
+            return reply
+        if name == "GetStreamingEvents":
+            return self._get_streaming_events(operation)
+        if name == "Unsubscribe":
+            return self._ok(self._unsubscribe(operation))
         if name == "GetFolder":
             return self._ok(self._get_folder(operation))
         if name == "FindItem":
@@ -420,6 +516,171 @@ class EwsSimulator(SimServer):
             f'<m:DLExpansion TotalItemsInView="{len(entries)}" IncludesLastItemInRange="true">{mailboxes}'
             "</m:DLExpansion></m:ExpandDLResponseMessage>",
         )
+
+
+    # --- streaming notifications ---------------------------------------------------------------------------------
+
+    def _notify(self, email: str, event_type: str, item_id: str) -> None:
+        """Queue an event on every streaming subscription of the mailbox that asked for its type (lock held)."""
+        key = email.casefold()
+        stamp = _utc(utc_now())
+        for subscription in self._subscriptions.values():
+            if subscription.mailbox != key or event_type not in subscription.event_types:
+                continue
+            subscription.watermark = next(self._watermarks)
+            subscription.pending.append(
+                f"<t:{event_type}><t:Watermark>{_watermark(subscription.watermark)}</t:Watermark>"
+                f"<t:TimeStamp>{stamp}</t:TimeStamp><t:ItemId Id={quoteattr(item_id)} ChangeKey=\"CK{self._version}\"/>"
+                f'<t:ParentFolderId Id="{CALENDAR_FOLDER_ID}" ChangeKey="CK1"/></t:{event_type}>'
+            )
+        self._streams_changed.notify_all()
+
+    def _subscribe(self, operation: ET.Element, mailbox: Mailbox) -> str:
+        request = operation.find(f"{M}StreamingSubscriptionRequest")
+        if request is None:
+            return _error_message(
+                "Subscribe", "ErrorInvalidSubscriptionRequest", "The simulator only serves streaming subscriptions."
+            )
+        folders = request.findall(f"{T}FolderIds/{T}DistinguishedFolderId")
+        if request.get("SubscribeToAllFolders") not in (None, "false") or [f.get("Id") for f in folders] != [
+            "calendar"
+        ]:
+            return _error_message(
+                "Subscribe", "ErrorInvalidSubscriptionRequest", "The simulator subscribes to the calendar folder only."
+            )
+        kinds = frozenset(e.text or "" for e in request.findall(f"{T}EventTypes/{T}EventType"))
+        if not kinds:
+            return _error_message("Subscribe", "ErrorInvalidSubscriptionRequest", "No event types were given.")
+        subscription = StreamingSubscription(uuid.uuid4().hex, mailbox.email.casefold(), kinds)
+        with self.lock:
+            self._subscriptions[subscription.id] = subscription
+        return _response(
+            "Subscribe",
+            '<m:SubscribeResponseMessage ResponseClass="Success"><m:ResponseCode>NoError</m:ResponseCode>'
+            f"<m:SubscriptionId>{subscription.id}</m:SubscriptionId></m:SubscribeResponseMessage>",
+        )
+
+    def _unsubscribe(self, operation: ET.Element) -> str:
+        subscription_id = operation.findtext(f"{M}SubscriptionId") or ""
+        with self.lock:
+            subscription = self._subscriptions.pop(subscription_id, None)
+            self._streams_changed.notify_all()
+        if subscription is None:
+            return _error_message(
+                "Unsubscribe", "ErrorSubscriptionNotFound", "The specified subscription was not found."
+            )
+        return _response(
+            "Unsubscribe",
+            '<m:UnsubscribeResponseMessage ResponseClass="Success"><m:ResponseCode>NoError</m:ResponseCode>'
+            "</m:UnsubscribeResponseMessage>",
+        )
+
+    def _get_streaming_events(self, operation: ET.Element) -> Reply:
+        ids = [e.text or "" for e in operation.findall(f"{M}SubscriptionIds/{T}SubscriptionId")]
+        try:
+            minutes = int(operation.findtext(f"{M}ConnectionTimeout") or "")
+        except ValueError:
+            minutes = 0
+        if not 1 <= minutes <= 30:
+            return self._ok(
+                _error_message(
+                    "GetStreamingEvents", "ErrorInvalidArgument", "ConnectionTimeout must be between 1 and 30 minutes."
+                )
+            )
+        if not 0 < len(ids) <= MAX_STREAM_SUBSCRIPTIONS:
+            return self._ok(
+                _error_message(
+                    "GetStreamingEvents",
+                    "ErrorInvalidArgument",
+                    f"A connection carries 1 to {MAX_STREAM_SUBSCRIPTIONS} subscriptions.",
+                )
+            )
+        with self.lock:
+            missing = [i for i in ids if i not in self._subscriptions]
+        if missing:
+            return Reply(200, b"", "text/xml; charset=utf-8", stream=iter([_subscriptions_not_found(missing)]))
+        return Reply(200, b"", "text/xml; charset=utf-8", stream=self._stream(ids, minutes))
+
+    def _stream(self, ids: list[str], minutes: int) -> Iterator[bytes]:
+        """The open connection: notifications as they happen, ConnectionStatus OK when idle for the keep-alive
+        interval, ConnectionStatus Closed at the connection timeout (or when another connection took over a
+        subscription, or Exchange dropped one). The subscriptions' events wait in them while no connection is open."""
+        connection = object()
+        with self.lock:
+            deadline = time.monotonic() + minutes * self._minute_seconds
+            for subscription_id in ids:
+                if subscription_id in self._subscriptions:  # one dropped meanwhile: the stream closes at once
+                    self._subscriptions[subscription_id].connection = connection
+            self._open_streams += 1
+            self._streams_changed.notify_all()
+        try:
+            last_sent = time.monotonic()
+            while not self._stopping.is_set():
+                with self.lock:
+                    ours = [self._subscriptions.get(i) for i in ids]
+                    lost = any(s is None or s.connection is not connection for s in ours)
+                    notifications = "" if lost else "".join(_notification(s) for s in ours if s and s.pending)
+                    now = time.monotonic()
+                    wake = min(deadline, last_sent + self._keepalive_seconds)
+                    if not notifications and not lost and now < wake:
+                        self._streams_changed.wait(wake - now)
+                        continue
+                if notifications:
+                    yield _streaming_message(f"<m:Notifications>{notifications}</m:Notifications>")
+                elif lost or now >= deadline:
+                    break
+                else:
+                    yield _streaming_message("<m:ConnectionStatus>OK</m:ConnectionStatus>")
+                last_sent = time.monotonic()
+            yield _streaming_message("<m:ConnectionStatus>Closed</m:ConnectionStatus>")
+        finally:
+            with self.lock:
+                for subscription_id in ids:
+                    subscription = self._subscriptions.get(subscription_id)
+                    if subscription is not None and subscription.connection is connection:
+                        subscription.connection = None
+                self._open_streams -= 1
+                self._streams_changed.notify_all()
+
+
+def _watermark(number: int) -> str:
+    return f"AQAAA{number:012d}"
+
+
+def _notification(subscription: StreamingSubscription) -> str:
+    """One `m:Notification` with the subscription's pending events, which it takes (lock held)."""
+    previous = _watermark(max(0, subscription.watermark - len(subscription.pending)))
+    events = "".join(subscription.pending)
+    subscription.pending.clear()
+    return (
+        f"<m:Notification><t:SubscriptionId>{subscription.id}</t:SubscriptionId>"
+        f"<t:PreviousWatermark>{previous}</t:PreviousWatermark><t:MoreEvents>false</t:MoreEvents>"
+        f"{events}</m:Notification>"
+    )
+
+
+def _streaming_message(content: str) -> bytes:
+    return envelope(
+        _response(
+            "GetStreamingEvents",
+            '<m:GetStreamingEventsResponseMessage ResponseClass="Success"><m:ResponseCode>NoError</m:ResponseCode>'
+            f"{content}</m:GetStreamingEventsResponseMessage>",
+        )
+    )
+
+
+def _subscriptions_not_found(ids: list[str]) -> bytes:
+    listed = "".join(f"<m:SubscriptionId>{escape(i)}</m:SubscriptionId>" for i in ids)
+    return envelope(
+        _response(
+            "GetStreamingEvents",
+            '<m:GetStreamingEventsResponseMessage ResponseClass="Error">'
+            "<m:MessageText>The specified subscription was not found.</m:MessageText>"
+            "<m:ResponseCode>ErrorSubscriptionNotFound</m:ResponseCode><m:DescriptiveLinkKey>0</m:DescriptiveLinkKey>"
+            f"<m:ErrorSubscriptionIds>{listed}</m:ErrorSubscriptionIds>"
+            "<m:ConnectionStatus>Closed</m:ConnectionStatus></m:GetStreamingEventsResponseMessage>",
+        )
+    )
 
 
 def _calendar_item(instance: Instance, mailbox: Mailbox) -> str:
