@@ -64,7 +64,6 @@ FREE_BUSY = {
     "unknown": "NoData",
 }
 # Streaming notifications (Subscribe with StreamingSubscriptionRequest, GetStreamingEvents, Unsubscribe).
-STREAM_EVENT_TYPES = ("CopiedEvent", "CreatedEvent", "DeletedEvent", "ModifiedEvent", "MovedEvent", "FreeBusyChangedEvent")
 MAX_STREAM_SUBSCRIPTIONS = 200  # subscriptions one GetStreamingEvents may carry (the affinity guidance's group size)
 DEFAULT_KEEPALIVE_SECONDS = 30.0
 CALENDAR_FOLDER_ID = "CALENDAR"
@@ -517,7 +516,6 @@ class EwsSimulator(SimServer):
             "</m:DLExpansion></m:ExpandDLResponseMessage>",
         )
 
-
     # --- streaming notifications ---------------------------------------------------------------------------------
 
     def _notify(self, email: str, event_type: str, item_id: str) -> None:
@@ -530,7 +528,7 @@ class EwsSimulator(SimServer):
             subscription.watermark = next(self._watermarks)
             subscription.pending.append(
                 f"<t:{event_type}><t:Watermark>{_watermark(subscription.watermark)}</t:Watermark>"
-                f"<t:TimeStamp>{stamp}</t:TimeStamp><t:ItemId Id={quoteattr(item_id)} ChangeKey=\"CK{self._version}\"/>"
+                f'<t:TimeStamp>{stamp}</t:TimeStamp><t:ItemId Id={quoteattr(item_id)} ChangeKey="CK{self._version}"/>'
                 f'<t:ParentFolderId Id="{CALENDAR_FOLDER_ID}" ChangeKey="CK1"/></t:{event_type}>'
             )
         self._streams_changed.notify_all()

@@ -2,8 +2,11 @@
 
 No autodiscover and no version probe: the endpoint and server build come from the settings. A service account
 reads every employee's calendar through ApplicationImpersonation, one `FindItem` with a `CalendarView` per
-mailbox (recurrences expanded by Exchange). EWS offers no push here, so change detection is the periodic sweep;
-`subscribe`/`renew`/`unsubscribe` are not supported.
+mailbox (recurrences expanded by Exchange). Change notifications come from streaming subscriptions (Subscribe with
+a StreamingSubscriptionRequest on the default calendar, GetStreamingEvents over a connection that stays open,
+Unsubscribe), which the `stream_ews` listener (sync/streaming.py) holds open; mailboxes are grouped, up to 200 a
+connection, with the affinity headers Microsoft's "Maintain affinity between a group of subscriptions and the
+Mailbox server" asks for. The webhook-style `subscribe`/`renew`/`unsubscribe` of the other providers do not apply.
 
 Throttling uses exchangelib's default `FailFast` policy: the worker never sleeps; an `ErrorServerBusy` becomes
 `Throttled(retry_after=back_off)`, no further mailbox is asked, and the users not yet read are requeued with that
@@ -35,15 +38,19 @@ from exchangelib import (
 )
 from exchangelib.errors import (
     ErrorAccessDenied,
+    ErrorExpiredSubscription,
     ErrorImpersonateUserDenied,
     ErrorImpersonationDenied,
     ErrorImpersonationFailed,
     ErrorInvalidExchangeImpersonationHeaderData,
+    ErrorInvalidSubscription,
     ErrorMailboxMoveInProgress,
     ErrorMailboxStoreUnavailable,
     ErrorNameResolutionNoResults,
     ErrorNonExistentMailbox,
     ErrorServerBusy,
+    ErrorSubscriptionNotFound,
+    ErrorSubscriptionUnsubsribed,
     ErrorTimeoutExpired,
     EWSError,
     RateLimitError,
@@ -53,7 +60,9 @@ from exchangelib.errors import (
 from exchangelib.folders import Calendar, Root
 from exchangelib.properties import DistinguishedFolderId, Mailbox
 from exchangelib.protocol import Protocol
+from exchangelib.services import GetStreamingEvents, SubscribeToStreaming, Unsubscribe
 from exchangelib.transport import BASIC
+from exchangelib.util import MNS, get_xml_attrs
 
 from sync.errors import SyncErrorCode
 from sync.providers.base import (
@@ -85,7 +94,16 @@ GROUP_TYPES = {"PublicDL", "PrivateDL"}
 # MailboxType values of members without a calendar of their own (contacts, public folders, Microsoft 365 group
 # mailboxes, one-off addresses): not users to activate. "Mailbox" (and an unknown or missing type) is a user.
 NOT_USER_TYPES = {"Contact", "PublicFolder", "GroupMailbox", "OneOff", "ImplicitContact"}
-NO_PUSH = "EWS uses the periodic sweep"
+NO_PUSH = "EWS pushes through streaming subscriptions (sync/streaming.py), not webhooks"
+# The calendar events a streaming subscription asks for: anything that adds, changes or removes an appointment.
+STREAM_EVENT_TYPES = ("CreatedEvent", "DeletedEvent", "ModifiedEvent", "MovedEvent", "CopiedEvent")
+# Errors that say Exchange no longer holds a subscription: subscribe again (and read the calendar in full).
+_SUBSCRIPTION_GONE = (
+    ErrorSubscriptionNotFound,
+    ErrorExpiredSubscription,
+    ErrorInvalidSubscription,
+    ErrorSubscriptionUnsubsribed,
+)
 
 SHOW_AS = {
     "Free": "free",
@@ -172,6 +190,133 @@ def _plain_datetime(value: dt.datetime, zone: ZoneInfo) -> dt.datetime:
 def _server_down(cause: BaseException | None) -> bool:
     """True for an error about reaching the server (or signing in to it), which no other mailbox would escape."""
     return isinstance(cause, _SERVER_DOWN) or type(cause) is TransportError
+
+
+# --- streaming notifications ------------------------------------------------------------------------------------
+
+
+class SubscriptionsLost(ProviderError):
+    """Exchange no longer holds these streaming subscriptions (expired, unknown, unsubscribed): subscribe again."""
+
+    default_code = SyncErrorCode.NOT_FOUND
+
+    def __init__(self, message: str, *, subscription_ids: Sequence[str]) -> None:
+        super().__init__(message)
+        self.subscription_ids = list(subscription_ids)
+
+
+class Affinity:
+    """A group of mailboxes whose subscriptions share one mailbox server: the anchor mailbox (X-AnchorMailbox on
+    every request of the group) and the X-BackEndOverrideCookie the first subscription's answer set."""
+
+    def __init__(self, anchor: str) -> None:
+        self.anchor = anchor
+        self.cookie: str | None = None
+
+
+class _Grouped:
+    """exchangelib's services with the group's affinity headers instead of the impersonated mailbox's own."""
+
+    affinity: Affinity
+
+    def _extra_headers(self) -> dict[str, str]:
+        headers: dict[str, str] = super()._extra_headers()  # type: ignore[misc]
+        headers["X-AnchorMailbox"] = self.affinity.anchor
+        headers["X-PreferServerAffinity"] = "True"
+        headers.pop("X-BackEndOverrideCookie", None)
+        if self.affinity.cookie:
+            headers["X-BackEndOverrideCookie"] = self.affinity.cookie
+        return headers
+
+    def _handle_response_cookies(self, session: Any) -> None:
+        super()._handle_response_cookies(session)  # type: ignore[misc]
+        for cookie in session.cookies:
+            if cookie.name == "X-BackEndOverrideCookie":
+                self.affinity.cookie = cookie.value
+
+
+class _Subscribe(_Grouped, SubscribeToStreaming):
+    def __init__(self, *, account: Account, affinity: Affinity) -> None:
+        self.affinity = affinity
+        super().__init__(account=account)
+
+
+class _Unsubscribe(_Grouped, Unsubscribe):
+    def __init__(self, *, account: Account, affinity: Affinity) -> None:
+        self.affinity = affinity
+        super().__init__(account=account)
+
+
+class _StreamingEvents(_Grouped, GetStreamingEvents):
+    """GetStreamingEvents that also keeps the ErrorSubscriptionIds of an error answer."""
+
+    def __init__(self, *, account: Account, affinity: Affinity) -> None:
+        self.affinity = affinity
+        self.failed_subscription_ids: list[str] = []
+        self.closing = False
+        super().__init__(account=account)
+
+    def _get_response(self, payload: Any, api_version: Any) -> Any:
+        response = super()._get_response(payload, api_version)
+        if self.closing:  # closed while the request was on its way: do not wait for the first message
+            self.stop_streaming()
+        return response
+
+    def _get_element_container(self, message: Any, name: Any = None) -> Any:
+        errors = message.find(f"{{{MNS}}}ErrorSubscriptionIds")
+        if errors is not None:
+            self.failed_subscription_ids = list(get_xml_attrs(errors, f"{{{MNS}}}SubscriptionId"))
+        return super()._get_element_container(message, name)
+
+
+class NotificationStream:
+    """One open GetStreamingEvents connection. Iterating yields the subscription id of each notification as it
+    arrives, and ends when Exchange closes the connection at its timeout (ConnectionStatus Closed); `close()`,
+    from another thread, ends it early (the iteration then ends without an error)."""
+
+    def __init__(self, provider: EwsProvider, service: _StreamingEvents, subscription_ids: list[str], minutes: int):
+        self._provider = provider
+        self._service = service
+        self._ids = subscription_ids
+        self._minutes = minutes
+        self._closed = threading.Event()
+
+    def __iter__(self) -> Iterator[str]:
+        subject = f"the streaming notifications of {len(self._ids)} calendar(s)"
+        if self._closed.is_set():
+            return
+        try:
+            for notification in self._service.call(subscription_ids=self._ids, connection_timeout=self._minutes):
+                if self._closed.is_set():
+                    return
+                if isinstance(notification, Exception):
+                    raise notification
+                if notification.events:
+                    yield notification.subscription_id
+        except Exception as error:
+            if self._closed.is_set():
+                return
+            if isinstance(error, _SUBSCRIPTION_GONE):
+                lost = self._service.failed_subscription_ids or self._ids
+                raise SubscriptionsLost(
+                    f"Exchange no longer holds {len(lost)} streaming subscription(s) ({type(error).__name__}).",
+                    subscription_ids=lost,
+                ) from error
+            raise self._provider._translate(error, subject) from error
+        finally:
+            with suppress(Exception):
+                self._service.stop_streaming()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def close(self) -> None:
+        """End the connection now (safe from any thread; the iterating thread sees the end of the stream)."""
+        self._closed.set()
+        self._service.closing = True
+        with suppress(Exception):
+            self._service.stop_streaming()
 
 
 # --- the provider -------------------------------------------------------------------------------------------------
@@ -431,6 +576,50 @@ class EwsProvider:
             except ValueError as error:
                 raise TemporaryError(f"Exchange sent an event we could not read ({error}).") from error
         return converted
+
+    # --- streaming notifications ---
+
+    def subscribe_streaming(self, smtp: str, *, affinity: Affinity) -> str:
+        """A streaming subscription to the mailbox's default calendar, impersonating its owner, in the group of
+        `affinity`; returns its id. A mailbox that cannot be subscribed raises the same errors as a read."""
+        account = self._account(smtp)
+        calendar = _default_calendar(account, smtp)
+
+        def subscribe() -> str:
+            return str(
+                _Subscribe(account=account, affinity=affinity).get(folders=[calendar], event_types=STREAM_EVENT_TYPES)
+            )
+
+        return self._call(f"the calendar of {smtp}", subscribe)
+
+    def open_stream(self, subscription_ids: Sequence[str], *, affinity: Affinity, minutes: int) -> NotificationStream:
+        """A GetStreamingEvents connection for the group's subscriptions (at most 200), impersonating the anchor,
+        that Exchange keeps open for `minutes` (1–30) and then closes; nothing is sent until it is iterated."""
+        if not 1 <= minutes <= 30:
+            raise ValueError("a streaming connection lasts 1 to 30 minutes")
+        service = _StreamingEvents(account=self._account(affinity.anchor), affinity=affinity)
+        return NotificationStream(self, service, list(subscription_ids), minutes)
+
+    def unsubscribe_streaming(self, smtp: str, subscription_id: str, *, affinity: Affinity) -> None:
+        """End a streaming subscription; one Exchange no longer holds counts as ended."""
+        account = self._account(smtp)
+        try:
+            self._call(
+                f"the subscription of {smtp}",
+                lambda: _Unsubscribe(account=account, affinity=affinity).get(
+                    expect_result=None, subscription_id=subscription_id
+                ),
+            )
+        except ProviderError as error:
+            if not isinstance(error.__cause__, _SUBSCRIPTION_GONE):
+                raise
+
+    @staticmethod
+    def fails_every_mailbox(error: ProviderError) -> bool:
+        """True for an error about the server or the service account (wrong password, unreachable, busy), which
+        no other mailbox would escape; False for one mailbox's own problem (out of scope, missing, being moved)."""
+        cause = error.__cause__
+        return isinstance(error, AuthError) or _server_down(cause) or isinstance(cause, _SERVER_BUSY)
 
     def subscribe(
         self, user_id: str, notification_url: str, client_state: str, expires: dt.datetime, lifecycle_url: str | None

@@ -1,0 +1,349 @@
+"""Exchange on-premises in seconds: the listener that holds EWS streaming subscriptions open (`manage.py stream_ews`).
+
+One long-running process streams every active EWS source of a served customer. Each source's served calendars
+are split into groups of at most 200 mailboxes (one GetStreamingEvents connection each, anchored at the group's
+alphabetically first mailbox, as Microsoft's affinity guidance asks); each group runs in a thread that subscribes
+its mailboxes' default calendars, keeps a connection open, opens the next one when Exchange closes it at the
+connection timeout, and subscribes again when Exchange no longer holds a subscription. Every notification queues
+a sync of its user (`sync.services.queue_syncs`: served users only, after commit). The periodic sweep stays the
+safety net for anything missed while no connection was open.
+
+Where the state lives: subscription ids only in this process's memory. A streaming subscription carries no
+watermark to resume from and lives only while a connection serves it, so a restarted listener subscribes again
+rather than reusing stored ids, and the database is not written for it. Errors stay where they belong: a mailbox
+that cannot be subscribed (outside the impersonation scope, missing) is logged and tried again later while the
+others stream; a server or service-account error holds back that source's groups for the back-off.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from django.db import close_old_connections
+
+from common.backoff import backoff_seconds
+from customers.models import served_customer
+from sync.models import CalendarSource
+from sync.providers.base import ProviderError, Throttled
+from sync.providers.ews import Affinity, EwsProvider, NotificationStream, SubscriptionsLost
+from sync.services import queue_syncs, served_calendars
+
+logger = logging.getLogger(__name__)
+
+GROUP_SIZE = 200  # mailboxes on one connection (Microsoft: split any affinity group larger than 200)
+DEFAULT_CONNECTION_MINUTES = 10  # GetStreamingEvents' ConnectionTimeout (Exchange allows 1–30)
+DEFAULT_REFRESH_SECONDS = 60.0  # how often sources, users and credentials are read again
+RESUBSCRIBE_SECONDS = 300.0  # a mailbox that could not be subscribed is tried again after this long
+STREAM_SESSIONS = 64  # HTTP sessions per Exchange server for the listener (one per open connection, plus subscribes)
+
+
+@dataclass(frozen=True)
+class StreamedUser:
+    """A served calendar whose mailbox is streamed."""
+
+    calendar_user_id: int
+    mailbox: str
+
+
+def _queue_changed(calendar_user_ids: Iterable[int]) -> None:
+    """Queue the syncs of changed calendars from a listener thread (its own database connection)."""
+    close_old_connections()
+    queue_syncs(calendar_user_ids=set(calendar_user_ids))
+
+
+class GroupStream:
+    """Up to GROUP_SIZE mailboxes of one source on one GetStreamingEvents connection, run by its own thread."""
+
+    def __init__(
+        self,
+        provider: EwsProvider,
+        anchor: str,
+        users: Iterable[StreamedUser],
+        *,
+        connection_minutes: int = DEFAULT_CONNECTION_MINUTES,
+        on_change: Callable[[set[int]], None] = _queue_changed,
+        name: str = "",
+    ) -> None:
+        self.provider = provider
+        self.affinity = Affinity(anchor)
+        self.connection_minutes = connection_minutes
+        self._on_change = on_change
+        self._lock = threading.Lock()
+        self._wanted = {user.mailbox.casefold(): user for user in users}
+        self._generation = 0  # counts changes of `_wanted`: a connection opened for an older one is closed
+        self._subscribed: dict[str, tuple[str, StreamedUser]] = {}  # mailbox → (subscription id, user)
+        self._retry_at: dict[str, float] = {}  # mailbox → when to try subscribing it again
+        self._stream: NotificationStream | None = None
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self.connections = 0  # GetStreamingEvents connections opened (for tests and the log)
+        self._thread = threading.Thread(target=self._run, name=name or f"ews-stream-{anchor}", daemon=True)
+
+    @property
+    def anchor(self) -> str:
+        return self.affinity.anchor
+
+    def users(self) -> dict[str, StreamedUser]:
+        with self._lock:
+            return dict(self._wanted)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def set_users(self, users: Iterable[StreamedUser]) -> None:
+        """The group's mailboxes from now on: leavers are unsubscribed and newcomers subscribed, on a new connection."""
+        wanted = {user.mailbox.casefold(): user for user in users}
+        with self._lock:
+            if wanted == self._wanted:
+                return
+            self._wanted = wanted
+            self._generation += 1
+            stream = self._stream
+        if stream is not None:
+            stream.close()  # the thread subscribes and unsubscribes, then reconnects with the new set
+        self._wake.set()
+
+    def request_stop(self) -> None:
+        """Close the connection; the thread then ends every subscription of the group and finishes."""
+        self._stopping.set()
+        self._wake.set()
+        with self._lock:
+            stream = self._stream
+        if stream is not None:
+            stream.close()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """`request_stop` and wait for the thread (at most `timeout` seconds)."""
+        self.request_stop()
+        self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    # --- the thread ---
+
+    def _run(self) -> None:
+        attempt = 0
+        try:
+            while not self._stopping.is_set():
+                try:
+                    generation = self._subscribe_changes()
+                    if not self._stream_once(generation):
+                        self._pause(min(RESUBSCRIBE_SECONDS, DEFAULT_REFRESH_SECONDS))
+                    attempt = 0
+                except SubscriptionsLost as lost:
+                    self._forget(lost.subscription_ids)
+                except ProviderError as error:
+                    if self._stopping.is_set():
+                        break
+                    retry_after = error.retry_after if isinstance(error, Throttled) else None
+                    wait = backoff_seconds(attempt, retry_after=retry_after)
+                    logger.warning("EWS stream of %s's group: %s; trying again in %.0f s", self.anchor, error, wait)
+                    attempt += 1
+                    self._pause(wait)
+                except Exception:  # a bug must not end the stream for good: log it and go on after a pause
+                    logger.exception("EWS stream of %s's group failed", self.anchor)
+                    self._pause(backoff_seconds(attempt))
+                    attempt += 1
+        finally:
+            self._unsubscribe_all()
+            close_old_connections()
+
+    def _pause(self, seconds: float) -> None:
+        self._wake.wait(seconds)
+        self._wake.clear()
+
+    def _subscribe_changes(self) -> int:
+        """Unsubscribe who left the group, subscribe who joined (or lost a subscription); returns the generation of
+        the group it brought about. One mailbox's error is logged and tried again later; an error about the server
+        stops the round (raised)."""
+        with self._lock:
+            wanted = dict(self._wanted)
+            generation = self._generation
+        for mailbox in [m for m in self._subscribed if m not in wanted]:
+            subscription_id, _user = self._subscribed.pop(mailbox)
+            self._unsubscribe(mailbox, subscription_id)
+        now = time.monotonic()
+        for mailbox, user in sorted(wanted.items()):
+            if self._stopping.is_set():
+                return generation
+            if mailbox in self._subscribed or self._retry_at.get(mailbox, 0) > now:
+                continue
+            try:
+                subscription_id = self.provider.subscribe_streaming(user.mailbox, affinity=self.affinity)
+            except ProviderError as error:
+                if self.provider.fails_every_mailbox(error):
+                    raise
+                logger.warning("no streaming notifications for %s: %s", user.mailbox, error)
+                self._retry_at[mailbox] = now + RESUBSCRIBE_SECONDS
+                continue
+            self._retry_at.pop(mailbox, None)
+            self._subscribed[mailbox] = (subscription_id, user)
+        return generation
+
+    def _stream_once(self, generation: int) -> bool:
+        """One connection until Exchange closes it (or the group changes); False when nothing is subscribed."""
+        by_id = {subscription_id: user for subscription_id, user in self._subscribed.values()}
+        if not by_id:
+            return False
+        stream = self.provider.open_stream(list(by_id), affinity=self.affinity, minutes=self.connection_minutes)
+        with self._lock:
+            self._stream = stream
+            changed = generation != self._generation
+        if changed or self._stopping.is_set():
+            stream.close()  # the group changed while subscribing: start over with the new set
+        try:
+            self.connections += 1
+            for subscription_id in stream:
+                user = by_id.get(subscription_id)
+                if user is not None:
+                    self._on_change({user.calendar_user_id})
+        finally:
+            with self._lock:
+                self._stream = None
+        return True
+
+    def _forget(self, subscription_ids: Iterable[str]) -> None:
+        """Subscriptions Exchange dropped: subscribe those mailboxes again, and sync them in full now (changes while
+        the subscription was gone were not notified)."""
+        lost = set(subscription_ids)
+        users = [user for subscription_id, user in self._subscribed.values() if subscription_id in lost]
+        self._subscribed = {m: entry for m, entry in self._subscribed.items() if entry[0] not in lost}
+        logger.info("Exchange dropped %d subscription(s) of %s's group; subscribing again", len(users), self.anchor)
+        if users:
+            self._on_change({user.calendar_user_id for user in users})
+
+    def _unsubscribe(self, mailbox: str, subscription_id: str) -> None:
+        try:
+            self.provider.unsubscribe_streaming(mailbox, subscription_id, affinity=self.affinity)
+        except ProviderError as error:  # it expires by itself once no connection serves it
+            logger.info("the streaming subscription of %s could not be ended: %s", mailbox, error)
+
+    def _unsubscribe_all(self) -> None:
+        for mailbox, (subscription_id, _user) in list(self._subscribed.items()):
+            self._unsubscribe(mailbox, subscription_id)
+        self._subscribed.clear()
+
+
+@dataclass
+class _SourceStreams:
+    key: tuple[str, str, str, str]  # endpoint, service account, encrypted secret, time zone: a change restarts
+    provider: EwsProvider
+    groups: list[GroupStream]
+
+
+def _groups_of(users: list[StreamedUser]) -> list[list[StreamedUser]]:
+    ordered = sorted(users, key=lambda user: user.mailbox.casefold())
+    return [ordered[index : index + GROUP_SIZE] for index in range(0, len(ordered), GROUP_SIZE)]
+
+
+class EwsListener:
+    """Every active EWS source's groups, kept in line with the database by `refresh()` (sources and served users
+    added, removed or changed); `run()` refreshes every `refresh_seconds` until `stopping` is set."""
+
+    def __init__(
+        self,
+        *,
+        connection_minutes: int = DEFAULT_CONNECTION_MINUTES,
+        refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
+        on_change: Callable[[set[int]], None] = _queue_changed,
+    ) -> None:
+        if not 1 <= connection_minutes <= 30:
+            raise ValueError("the connection timeout must be 1 to 30 minutes (Exchange's GetStreamingEvents range)")
+        self.connection_minutes = connection_minutes
+        self.refresh_seconds = refresh_seconds
+        self._on_change = on_change
+        self._sources: dict[int, _SourceStreams] = {}
+
+    def groups(self) -> list[GroupStream]:
+        return [group for streams in self._sources.values() for group in streams.groups]
+
+    def run(self, stopping: threading.Event) -> None:
+        try:
+            while not stopping.is_set():
+                try:
+                    self.refresh()
+                except Exception:  # the database is away for a moment: keep the streams, read again later
+                    logger.exception("the EWS listener could not read the sources")
+                    close_old_connections()
+                stopping.wait(self.refresh_seconds)
+        finally:
+            self.stop()
+
+    def refresh(self) -> None:
+        """Start, change or stop streams to match the active EWS sources and their served calendars."""
+        sources = {
+            source.pk: source
+            for source in CalendarSource.objects.filter(
+                served_customer("customer__"), active=True, kind=CalendarSource.Kind.EWS
+            ).select_related("customer__settings")
+        }
+        for source_id in [pk for pk in self._sources if pk not in sources]:
+            self._stop_source(source_id)
+        for source in sources.values():
+            self._refresh_source(source)
+
+    def _refresh_source(self, source: CalendarSource) -> None:
+        settings = getattr(source.customer, "settings", None)
+        zone = settings.timezone if settings else "Europe/Oslo"
+        key = (source.endpoint, source.username, source.secret_encrypted, zone)
+        current = self._sources.get(source.pk)
+        if current is not None and current.key != key:  # new credentials or address: start again with them
+            self._stop_source(source.pk)
+            current = None
+        users = {
+            mailbox.casefold(): StreamedUser(pk, mailbox)
+            for pk, mailbox in served_calendars().filter(source=source).values_list("pk", "provider_user_id")
+        }
+        if current is None:
+            provider = EwsProvider(
+                source.endpoint, source.username, source.secret(), timezone=zone, max_connections=STREAM_SESSIONS
+            )
+            current = self._sources[source.pk] = _SourceStreams(key, provider, [])
+        placed: set[str] = set()
+        for group in list(current.groups):
+            if group.anchor.casefold() not in users:  # the anchor left: its group starts again around a new one
+                group.stop()
+                current.groups.remove(group)
+                continue
+            kept = [users[m] for m in group.users() if m in users]
+            group.set_users(kept)
+            placed.update(m for m in group.users())
+        newcomers = [user for mailbox, user in users.items() if mailbox not in placed]
+        for group in current.groups:  # fill groups with room first
+            room = GROUP_SIZE - len(group.users())
+            if room > 0 and newcomers:
+                group.set_users([*group.users().values(), *newcomers[:room]])
+                newcomers = newcomers[room:]
+        for members in _groups_of(newcomers):
+            group = GroupStream(
+                current.provider,
+                members[0].mailbox,
+                members,
+                connection_minutes=self.connection_minutes,
+                on_change=self._on_change,
+                name=f"ews-stream-{source.pk}-{members[0].mailbox}",
+            )
+            current.groups.append(group)
+            group.start()
+        if not users and not current.groups:
+            self._stop_source(source.pk)
+
+    def _stop_source(self, source_id: int) -> None:
+        streams = self._sources.pop(source_id, None)
+        if streams is None:
+            return
+        for group in streams.groups:  # all at once, then wait for each
+            group.request_stop()
+        for group in streams.groups:
+            group.stop()
+        streams.provider.close()
+
+    def stop(self) -> None:
+        """Stop every group: connections closed, subscriptions ended."""
+        for source_id in list(self._sources):
+            self._stop_source(source_id)

@@ -1,0 +1,222 @@
+"""Exchange on-premises in seconds: the `stream_ews` listener against the EWS simulator's streaming notifications.
+
+The listener's threads hand changed calendars to `on_change`; here that is a queue this test thread drains into
+`queue_syncs` (the default test database lives in this thread's connection), then runs the queued q2 jobs as the
+cluster would, and looks at what MBN holds.
+"""
+
+import datetime as dt
+import queue
+import time
+from collections.abc import Callable, Iterator
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.test.utils import override_settings
+
+from customers.models import ServiceUser
+from devtools import demo
+from sync.models import CalendarUser, SyncRun
+from sync.rules import Event
+from sync.services import queue_syncs
+from sync.streaming import EwsListener
+from tests.factories import make_customer
+
+simulators = pytest.importorskip("devtools.simulators")
+pytestmark = pytest.mark.django_db
+OSLO = ZoneInfo("Europe/Oslo")
+
+
+@pytest.fixture
+def sims():
+    from exchangelib.protocol import close_connections
+
+    with (
+        simulators.Simulators.start() as running,
+        override_settings(MBN_BASE_URL=running.mbn_url),
+    ):
+        running.ews.set_keepalive_seconds(0.2)
+        yield running
+        close_connections()
+
+
+@pytest.fixture
+def exchange(sims):
+    customer = make_customer(name="Lokal Exchange AS")
+    users = [
+        ServiceUser.objects.create(
+            customer=customer, email=f"ansatt{i}@lokal.no", name=f"Ansatt {i}", msisdn=f"+4793{i:06d}"
+        )
+        for i in range(3)
+    ]
+    source = demo.wire_ews_customer(
+        sims=sims, customer=customer, users=users, enterprise_id="lokal", mbn_rate_per_second=1000
+    )
+    ids = {cu.service_user_id: cu.pk for cu in CalendarUser.objects.filter(source=source)}
+    return source, users, [ids[u.pk] for u in users]
+
+
+@pytest.fixture
+def changes() -> "queue.Queue[set[int]]":
+    return queue.Queue()
+
+
+@pytest.fixture
+def listener(changes) -> Iterator[Callable[..., EwsListener]]:
+    started: list[EwsListener] = []
+
+    def start(**options: object) -> EwsListener:
+        running = EwsListener(on_change=changes.put, **options)  # type: ignore[arg-type]
+        running.refresh()
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.stop()
+
+
+def _meeting(event_id: str, days: int = 2) -> Event:
+    day = dt.datetime.now(OSLO).date() + dt.timedelta(days=days)
+    start = dt.datetime.combine(day, dt.time(10), OSLO)
+    return Event(event_id, start, start + dt.timedelta(hours=1), subject="Kundebesøk &Eks")
+
+
+def _put(sims, user: ServiceUser, event: Event) -> None:  # type: ignore[no-untyped-def]
+    demo.put_events(sims, "ews", user, [event])
+
+
+def _changed(changes: "queue.Queue[set[int]]", timeout: float = 5.0) -> set[int]:
+    """The calendars notified within `timeout` seconds (waiting for the first, then taking what else is queued)."""
+    found = set(changes.get(timeout=timeout))
+    while not changes.empty():
+        found |= changes.get_nowait()
+    return found
+
+
+def _until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_a_change_in_exchange_reaches_mbn_through_the_stream_without_a_sweep(
+    sims, exchange, listener, changes, django_capture_on_commit_callbacks
+):
+    source, users, ids = exchange
+    listener(connection_minutes=1)
+    assert sims.ews.wait_for_streams(1)
+    assert sorted(sims.ews.subscribe_anchors()) == [users[0].email] * 3, "one group, anchored at its first mailbox"
+
+    changed_at = time.monotonic()
+    _put(sims, users[1], _meeting("kunde"))
+    notified = _changed(changes)
+    assert notified == {ids[1]}
+    assert time.monotonic() - changed_at < 2, "a notification, not a sweep"
+    with django_capture_on_commit_callbacks(execute=True):
+        queue_syncs(calendar_user_ids=notified)
+    demo.run_queued_jobs()
+
+    assert [a["reason"] for a in sims.mbn.absences("lokal", users[1].msisdn)] == ["Eksternt Møte"]
+    assert sims.mbn.absences("lokal", users[0].msisdn) == []
+    assert not SyncRun.objects.filter(kind=SyncRun.Kind.CYCLE, source=source).exists(), "no sweep ran"
+    assert sims.ews.operation_count("FindItem") == 1, "only the changed mailbox was read"
+
+
+def test_the_listener_opens_the_next_connection_when_exchange_closes_one_at_its_timeout(
+    sims, exchange, listener, changes
+):
+    _source, users, ids = exchange
+    sims.ews.set_stream_minute_seconds(0.3)  # a one-minute connection lasts 0.3 s here
+    running = listener(connection_minutes=1)
+    (group,) = running.groups()
+    assert _until(lambda: group.connections >= 3), "a new connection after each Closed"
+    assert sims.ews.operation_count("Subscribe") == 3, "the subscriptions outlive their connections"
+
+    _put(sims, users[2], _meeting("etter-tidsavbrudd"))
+    assert _changed(changes) == {ids[2]}
+
+
+def test_a_subscription_exchange_dropped_is_made_again_and_its_calendar_synced_in_full(
+    sims, exchange, listener, changes
+):
+    _source, users, ids = exchange
+    listener(connection_minutes=1)
+    assert sims.ews.wait_for_streams(1)
+    (old,) = sims.ews.subscriptions(users[0].email)
+
+    assert sims.ews.expire_subscriptions(users[0].email) == 1
+    assert _changed(changes) == {ids[0]}, "changes may have been missed: a full sync of that calendar is queued"
+    assert _until(lambda: len(sims.ews.subscriptions(users[0].email)) == 1)
+    assert sims.ews.subscriptions(users[0].email) != [old]
+    assert sims.ews.wait_for_streams(1)
+
+    _put(sims, users[0], _meeting("etter-nytt-abonnement"))
+    assert _changed(changes) == {ids[0]}
+
+
+def test_a_user_who_leaves_is_unsubscribed_and_no_longer_notified(sims, exchange, listener, changes):
+    _source, users, ids = exchange
+    running = listener(connection_minutes=1)
+    assert sims.ews.wait_for_streams(1)
+
+    ServiceUser.objects.filter(pk=users[2].pk).update(active=False)
+    running.refresh()
+    assert _until(lambda: sims.ews.subscriptions(users[2].email) == [])
+    assert sims.ews.operation_count("Unsubscribe") == 1
+    assert sims.ews.wait_for_streams(1)
+    assert len(sims.ews.subscriptions()) == 2
+
+    _put(sims, users[2], _meeting("borte"))
+    _put(sims, users[1], _meeting("her"))
+    assert _changed(changes) == {ids[1]}
+
+
+def test_a_mailbox_outside_the_impersonation_scope_fails_alone(sims, exchange, listener, changes, caplog):
+    _source, users, ids = exchange
+    sims.ews.set_impersonation_scope([users[0].email, users[2].email])
+    listener(connection_minutes=1)
+    assert sims.ews.wait_for_streams(1)
+    assert sims.ews.subscriptions(users[1].email) == []
+    assert "ApplicationImpersonation" in caplog.text and users[1].email in caplog.text
+
+    _put(sims, users[1], _meeting("utenfor"))
+    _put(sims, users[2], _meeting("innenfor"))
+    assert _changed(changes) == {ids[2]}
+
+
+def test_the_listener_stops_cleanly_closing_its_connections_and_ending_its_subscriptions(sims, exchange, listener):
+    running = listener(connection_minutes=30)
+    assert sims.ews.wait_for_streams(1)
+    assert len(sims.ews.subscriptions()) == 3
+
+    started = time.monotonic()
+    running.stop()
+    assert time.monotonic() - started < 5
+    assert not any(group.is_alive() for group in running.groups())
+    assert _until(lambda: sims.ews.open_streams() == 0)
+    assert sims.ews.subscriptions() == []
+    assert running.groups() == []
+
+
+def test_a_source_that_is_switched_off_stops_streaming(sims, exchange, listener):
+    source, _users, _ids = exchange
+    running = listener(connection_minutes=30)
+    assert sims.ews.wait_for_streams(1)
+
+    source.active = False
+    source.save()
+    running.refresh()
+    assert running.groups() == []
+    assert _until(lambda: sims.ews.open_streams() == 0)
+    assert sims.ews.subscriptions() == []
+
+
+def test_stream_ews_refuses_a_connection_timeout_exchange_does_not_allow():
+    with pytest.raises(CommandError, match="between 1 and 30"):
+        call_command("stream_ews", "--connection-minutes", "45")
