@@ -28,6 +28,8 @@ from django.utils.module_loading import import_string
 from django_q.conf import Conf
 
 from common.queue import enqueue_now
+from sync.services import queue_syncs
+from sync.streaming import EwsListener
 
 logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
@@ -193,6 +195,47 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
             os.killpg(process.pid, 0)
         except ProcessLookupError:
             return
+
+
+@contextmanager
+def ews_listener(kind: str, env: dict[str, str], connection_minutes: int) -> Iterator[None]:
+    """The EWS streaming listener beside the worker: `manage.py stream_ews` in its own process, or ("inprocess") an
+    `EwsListener` here whose threads queue through this process's database (shared when it is in memory). The
+    sources are read once, as the listener starts."""
+    if kind != "inprocess":
+        command = [sys.executable, "manage.py", "stream_ews", "--connection-minutes", str(connection_minutes)]
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            time.sleep(0.5)
+            if process.poll() is not None:
+                raise RuntimeError(f"stream_ews exited at once with status {process.returncode}")
+            yield
+        finally:
+            _stop_group(process)
+        return
+    shared = _shared_connection()
+
+    def on_change(calendar_user_ids: set[int]) -> None:
+        with _database_for_thread(shared):
+            queue_syncs(calendar_user_ids=calendar_user_ids)
+            if shared is None:
+                close_old_connections()
+
+    listener = EwsListener(connection_minutes=connection_minutes, on_change=on_change)
+    try:
+        listener.refresh()
+        yield
+    finally:
+        listener.stop()
+        if shared is not None:
+            connection.dec_thread_sharing()
 
 
 def wait_for_q2(timeout: float = 120) -> float:

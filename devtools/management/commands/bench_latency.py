@@ -1,12 +1,17 @@
-"""`bench_latency --users N`: change → MBN latency under load, through the webhooks.
+"""`bench_latency --users N`: change → MBN latency under load, through the webhooks and the EWS stream.
 
 Builds N users as bench_sync does (spread over Graph, Exchange and Google, `--users-per-customer` per
 customer, one MBN enterprise each), syncs them all (bench_sync's threaded cycle), subscribes to change
 notifications with the Django app served over HTTP in this process, starts a worker (a q2 cluster beside
-this process by default; `--worker`), then edits `--changes` calendars of Graph and Google users
-(Exchange on-premises has no notifications) spread evenly over `--over-seconds`. For each edit it
-measures the time from the edit in the simulator to the MBN simulator holding the new absences for that
-day. Prints one JSON object on stdout (progress on stderr); the benchmark's rows are deleted afterwards.
+this process by default; `--worker`), then edits `--changes` calendars of Graph and Google users spread
+evenly over `--over-seconds`. For each edit it measures the time from the edit in the simulator to the MBN
+simulator holding the new absences for that day. Prints one JSON object on stdout (progress on stderr);
+the benchmark's rows are deleted afterwards.
+
+`--providers` (e.g. `ews`, or `graph,google,ews`) builds the users over those providers only and edits
+their calendars; with `ews` among them the EWS streaming listener (`manage.py stream_ews` beside the worker,
+or in this process with `--worker inprocess`) carries Exchange's changes, and the JSON gains `by_provider`
+and `listener`. Without it the run is the one docs/benchmarks.md describes (Graph and Google edited).
 """
 
 import datetime as dt
@@ -29,6 +34,7 @@ from devtools.benchmarking.arrivals import MbnArrivals
 from devtools.benchmarking.changes import CHANGE_KINDS, apply_change, percentile, plan_change
 from devtools.benchmarking.fleet import (
     PUSH_KINDS,
+    Fleet,
     Member,
     build_fleet,
     database_url,
@@ -42,6 +48,7 @@ from devtools.benchmarking.fleet import (
 from devtools.management.commands import bench_sync
 from sync import jobs
 from sync.models import CalendarSource, SyncRun
+from sync.streaming import GROUP_SIZE
 
 WORKERS = ("auto", "q2", "celery", "inprocess")
 
@@ -66,6 +73,14 @@ class Command(BaseCommand):
         )
         parser.add_argument("--wait-seconds", type=float, default=60, help="how long to wait for the last change")
         parser.add_argument("--mbn-rate", type=int, default=20, help="MBN requests per second per enterprise")
+        parser.add_argument(
+            "--providers",
+            default="",
+            help="comma-separated providers to build and edit (graph, google, ews); ews runs the streaming listener",
+        )
+        parser.add_argument(
+            "--connection-minutes", type=int, default=10, help="the EWS listener's GetStreamingEvents timeout (1-30)"
+        )
         parser.add_argument("--seed", type=int, default=2026)
         parser.add_argument("--json", action="store_true", help="print only the JSON object on stdout")
 
@@ -74,6 +89,9 @@ class Command(BaseCommand):
 
         if options["users"] < 1 or options["changes"] < 1 or options["over_seconds"] < 0:
             raise CommandError("--users and --changes must be at least 1, --over-seconds at least 0")
+        options["provider_list"] = _providers(options["providers"])
+        if not 1 <= options["connection_minutes"] <= 30:
+            raise CommandError("--connection-minutes must be between 1 and 30 (Exchange's limit)")
         worker = self._worker(options["worker"])
         with ExitStack() as stack:
             sims = stack.enter_context(Simulators.start())
@@ -100,6 +118,8 @@ class Command(BaseCommand):
         rng = random.Random(options["seed"])
         started = time.perf_counter()
         now = timezone.now()
+        providers = options["provider_list"]
+        edited = providers or PUSH_KINDS
         fleet = build_fleet(
             sims,
             users=options["users"],
@@ -109,6 +129,7 @@ class Command(BaseCommand):
             first_day=now + dt.timedelta(days=1),
             days=10,  # all-day appointments (up to 3 days) end inside the 14-day window, whose end moves
             mbn_rate=options["mbn_rate"],
+            kinds=providers or bench_sync.PROVIDERS,
             progress=ProgressBar("building customers", stream=sys.stderr),
         )
         try:
@@ -121,6 +142,7 @@ class Command(BaseCommand):
             )
             subscribing = time.perf_counter()
             subscriptions = self._subscribe([s for s in fleet.sources if s.kind != CalendarSource.Kind.EWS])
+            streamed = "ews" in providers
             subscribe_s = time.perf_counter() - subscribing
             # a new Google channel posts a "sync" message: let those deliveries finish before the clock starts
             flushing = time.perf_counter()
@@ -130,14 +152,17 @@ class Command(BaseCommand):
             for service in ("login", "graph", "mbn", "ews", "google"):
                 sims.set_latency(service, options["latency_ms"])
             sims.reset_counters()
-            push = [m for m in fleet.members if m.kind in PUSH_KINDS]
+            push = [m for m in fleet.members if m.kind in edited]
             if len(push) < options["changes"]:
-                raise CommandError(f"only {len(push)} Graph/Google users for {options['changes']} changes")
+                raise CommandError(f"only {len(push)} users of {', '.join(edited)} for {options['changes']} changes")
             chosen = rng.sample(push, options["changes"])
             changes = [plan_change(m, CHANGE_KINDS[i % 3], rng, now) for i, m in enumerate(chosen)]
             phase_started_at = timezone.now()
             worker_ready_s = 0.0
+            listener: dict[str, Any] = {}
             with ExitStack() as stack:
+                if streamed:
+                    listener = self._start_listener(stack, sims, fleet, worker, options)
                 if worker == "inprocess":
                     stack.enter_context(workers.InProcessQ2(options["workers"]))
                 else:
@@ -170,6 +195,8 @@ class Command(BaseCommand):
                 deadline = time.monotonic() + options["wait_seconds"]
                 while arrivals.pending() and time.monotonic() < deadline:
                     time.sleep(0.05)
+            if streamed:
+                listener["connections_open_at_end"] = sims.ews.open_streams()
             latencies = [w.arrived_at - w.changed_at for w in watches if w.arrived_at is not None]
             recorded = list(
                 SyncRun.objects.filter(
@@ -195,7 +222,7 @@ class Command(BaseCommand):
             ]
         finally:
             fleet.delete()
-        return {
+        figures = {
             "users": options["users"],
             "customers": len(fleet.customers),
             "providers": {kind: sum(m.kind == kind for m in fleet.members) for kind in bench_sync.PROVIDERS},
@@ -225,6 +252,44 @@ class Command(BaseCommand):
             "mismatches": mismatches,
             "mismatched_examples": wrong,
             "wall_s": round(time.perf_counter() - started, 1),
+        }
+        if providers:  # the figures of the --providers run; the default run's JSON stays as it was
+            figures["providers_edited"] = list(edited)
+            figures["by_provider"] = {
+                kind: _latency_figures([w for c, w in zip(changes, watches, strict=True) if c.member.kind == kind])
+                for kind in edited
+            }
+            figures["listener"] = listener
+        return figures
+
+    def _start_listener(
+        self, stack: ExitStack, sims, fleet: Fleet, worker: str, options: dict[str, Any]
+    ) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+        """The EWS streaming listener (its own process, or threads here with --worker inprocess), once every
+        Exchange mailbox is subscribed and every group's connection is open."""
+        mailboxes = sum(1 for m in fleet.members if m.kind == "ews")
+        groups = sum(
+            -(-sum(1 for m in fleet.members if m.kind == "ews" and m.customer.pk == s.customer_id) // GROUP_SIZE)
+            for s in fleet.sources
+            if s.kind == CalendarSource.Kind.EWS
+        )
+        starting = time.perf_counter()
+        env = {} if worker == "inprocess" else {**simulator_environment(sims), "DATABASE_URL": database_url()}
+        stack.enter_context(workers.ews_listener(worker, env, options["connection_minutes"]))
+        deadline = time.monotonic() + max(60.0, mailboxes / 10)
+        while len(sims.ews.subscriptions()) < mailboxes and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not sims.ews.wait_for_streams(groups, timeout=max(1.0, deadline - time.monotonic())):
+            raise CommandError(
+                f"the EWS listener did not subscribe {mailboxes} mailboxes on {groups} connection(s) in time "
+                f"({len(sims.ews.subscriptions())} subscribed, {sims.ews.open_streams()} connection(s) open)"
+            )
+        return {
+            "mailboxes": mailboxes,
+            "connections": groups,
+            "connection_minutes": options["connection_minutes"],
+            "ready_s": round(time.perf_counter() - starting, 1),
+            "process": "in this process" if worker == "inprocess" else "manage.py stream_ews",
         }
 
     def _subscribe(self, sources: list[CalendarSource]) -> int:
@@ -270,6 +335,26 @@ def _difference(sims, member: Member, now: dt.datetime, changed: bool) -> dict[s
         "changed": changed,
         "only_in_mbn": text(held - wanted),
         "only_wanted": text(wanted - held),
+    }
+
+
+def _providers(value: str) -> tuple[str, ...]:
+    """The --providers list, in bench_sync's order; empty for the default run."""
+    given = {part.strip() for part in value.split(",") if part.strip()}
+    unknown = sorted(given - set(bench_sync.PROVIDERS))
+    if unknown:
+        raise CommandError(f"unknown provider(s) {', '.join(unknown)}: choose from {', '.join(bench_sync.PROVIDERS)}")
+    return tuple(kind for kind in bench_sync.PROVIDERS if kind in given)
+
+
+def _latency_figures(watches: list[Any]) -> dict[str, Any]:
+    latencies = [w.arrived_at - w.changed_at for w in watches if w.arrived_at is not None]
+    return {
+        "changes": len(watches),
+        "p50_s": _round(percentile(latencies, 0.5)),
+        "p95_s": _round(percentile(latencies, 0.95)),
+        "max_s": _round(max(latencies, default=None)),
+        "never_arrived": len(watches) - len(latencies),
     }
 
 
