@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The demo: migrate, seed, then the web server, the django-q2 cluster and (with a broker) a Celery
-# worker, all stopped together on Ctrl-C.
+# The demo: migrate, seed, then the web server, the django-q2 cluster, the EWS streaming listener and
+# (with a broker) a Celery worker, all stopped together on Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=.venv/bin/python
@@ -32,6 +32,9 @@ if [ -z "${MBN_BASE_URL:-}" ] && [ -z "${GRAPH_BASE_URL:-}" ]; then
     set -a; . var/simulators.env; set +a
 fi
 $py manage.py qcluster &
+pids+=($!)
+# Exchange on-premises change notifications (EWS streaming subscriptions); idles while no EWS source exists.
+$py manage.py stream_ews &
 pids+=($!)
 broker=$($py -c 'import django, os; os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kalenderpush.settings"); django.setup(); from django.conf import settings; print("" if settings.CELERY_TASK_ALWAYS_EAGER else settings.CELERY_BROKER_URL)')
 if [ -n "$broker" ]; then

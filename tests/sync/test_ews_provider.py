@@ -73,11 +73,11 @@ def test_the_provider_fits_the_protocol(provider: EwsProvider) -> None:
     checked: CalendarProvider = provider
     assert checked is provider
     assert EwsProvider.supports_push is False
-    with pytest.raises(NotImplementedError, match="periodic sweep"):
+    with pytest.raises(NotImplementedError, match="streaming subscriptions"):
         provider.subscribe(OLA, "https://x", "state", at(30, 0), None)
-    with pytest.raises(NotImplementedError, match="periodic sweep"):
+    with pytest.raises(NotImplementedError, match="streaming subscriptions"):
         provider.renew("sub", at(30, 0))
-    with pytest.raises(NotImplementedError, match="periodic sweep"):
+    with pytest.raises(NotImplementedError, match="streaming subscriptions"):
         provider.unsubscribe("sub")
     assert "secret" not in repr(provider)
 
