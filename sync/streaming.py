@@ -300,10 +300,7 @@ class EwsListener:
             for pk, mailbox in served_calendars().filter(source=source).values_list("pk", "provider_user_id")
         }
         if current is None:
-            provider = EwsProvider(
-                source.endpoint, source.username, source.secret(), timezone=zone, max_connections=STREAM_SESSIONS
-            )
-            current = self._sources[source.pk] = _SourceStreams(key, provider, [])
+            current = self._sources[source.pk] = _SourceStreams(key, self._provider(key, source), [])
         placed: set[str] = set()
         for group in list(current.groups):
             if group.anchor.casefold() not in users:  # the anchor left: its group starts again around a new one
@@ -333,6 +330,16 @@ class EwsListener:
         if not users and not current.groups:
             self._stop_source(source.pk)
 
+    def _provider(self, key: tuple[str, str, str, str], source: CalendarSource) -> EwsProvider:
+        """One provider per Exchange server, account and zone, shared by the sources that have the same (exchangelib
+        keeps one session pool per server and account in any case)."""
+        for streams in self._sources.values():
+            if streams.key == key:
+                return streams.provider
+        return EwsProvider(
+            source.endpoint, source.username, source.secret(), timezone=key[3], max_connections=STREAM_SESSIONS
+        )
+
     def _stop_source(self, source_id: int) -> None:
         streams = self._sources.pop(source_id, None)
         if streams is None:
@@ -341,7 +348,8 @@ class EwsListener:
             group.request_stop()
         for group in streams.groups:
             group.stop()
-        streams.provider.close()
+        if not any(other.provider is streams.provider for other in self._sources.values()):
+            streams.provider.close()
 
     def stop(self) -> None:
         """Stop every group: connections closed, subscriptions ended."""
