@@ -220,3 +220,59 @@ def test_a_source_that_is_switched_off_stops_streaming(sims, exchange, listener)
 def test_stream_ews_refuses_a_connection_timeout_exchange_does_not_allow():
     with pytest.raises(CommandError, match="between 1 and 30"):
         call_command("stream_ews", "--connection-minutes", "45")
+
+
+def _get_streaming_events(sims, mailbox: str, ids: list[str], minutes: int, chunked: bool = True) -> list[str]:  # type: ignore[no-untyped-def]
+    """A raw GetStreamingEvents as exchangelib sends it; the chunks of the answer as they arrived."""
+    import requests
+
+    listed = "".join(f"<t:SubscriptionId>{i}</t:SubscriptionId>" for i in ids)
+    body = (
+        '<?xml version="1.0" encoding="utf-8"?><s:Envelope '
+        'xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" '
+        'xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages" '
+        'xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types"><s:Header>'
+        f"<t:ExchangeImpersonation><t:ConnectingSID><t:PrimarySmtpAddress>{mailbox}</t:PrimarySmtpAddress>"
+        "</t:ConnectingSID></t:ExchangeImpersonation></s:Header><s:Body><m:GetStreamingEvents>"
+        f"<m:SubscriptionIds>{listed}</m:SubscriptionIds><m:ConnectionTimeout>{minutes}</m:ConnectionTimeout>"
+        "</m:GetStreamingEvents></s:Body></s:Envelope>"
+    )
+    with requests.post(
+        sims.ews_url, data=body.encode(), auth=("svc-ews@firma.no", "ews-secret"), stream=True, timeout=10
+    ) as answer:
+        assert answer.status_code == 200
+        assert (answer.headers.get("Transfer-Encoding") == "chunked") is chunked
+        return [chunk.decode() for chunk in answer.iter_content(chunk_size=None)]
+
+
+def test_the_simulator_streams_notifications_keep_alives_and_closed_as_exchange_does(sims, exchange):
+    import threading
+
+    from sync.providers.ews import Affinity, EwsProvider
+
+    _source, users, _ids = exchange
+    provider = EwsProvider(sims.ews_url, "svc-ews@firma.no", "ews-secret")
+    affinity = Affinity(users[0].email)
+    subscription = provider.subscribe_streaming(users[0].email, affinity=affinity)
+    assert affinity.cookie, "the answer sets the affinity cookie the group's next requests carry"
+    sims.ews.set_keepalive_seconds(0.1)
+    sims.ews.set_stream_minute_seconds(0.6)
+    threading.Timer(0.25, _put, (sims, users[0], _meeting("nytt"))).start()
+
+    started = time.monotonic()
+    chunks = _get_streaming_events(sims, users[0].email, [subscription], minutes=1)
+
+    assert 0.5 < time.monotonic() - started < 3, "open until the connection timeout"
+    assert all(chunk.count("<s:Envelope") == 1 for chunk in chunks), "one SOAP envelope per message"
+    assert "<m:ConnectionStatus>OK</m:ConnectionStatus>" in chunks[0], "a keep-alive while nothing happens"
+    (notification,) = [chunk for chunk in chunks if "<m:Notification>" in chunk]
+    for part in (f"<t:SubscriptionId>{subscription}</t:SubscriptionId>", "<t:CreatedEvent><t:Watermark>"):
+        assert part in notification
+    assert '<t:ItemId Id="nytt"' in notification and "<t:ParentFolderId" in notification
+    assert "<m:ConnectionStatus>Closed</m:ConnectionStatus>" in chunks[-1]
+
+    (unknown,) = _get_streaming_events(sims, users[0].email, ["finnes-ikke"], minutes=1)
+    assert "<m:ResponseCode>ErrorSubscriptionNotFound</m:ResponseCode>" in unknown
+    assert "<m:ErrorSubscriptionIds><m:SubscriptionId>finnes-ikke</m:SubscriptionId>" in unknown
+    (too_long,) = _get_streaming_events(sims, users[0].email, [subscription], minutes=31, chunked=False)
+    assert "ErrorInvalidArgument" in too_long
