@@ -28,7 +28,7 @@ from django.db import close_old_connections
 from common.backoff import backoff_seconds
 from customers.models import served_customer
 from sync.models import CalendarSource
-from sync.providers.base import ProviderError, Throttled
+from sync.providers.base import AuthError, ProviderError, Throttled
 from sync.providers.ews import Affinity, EwsProvider, NotificationStream, SubscriptionsLost
 from sync.services import queue_syncs, served_calendars
 
@@ -38,6 +38,9 @@ GROUP_SIZE = 200  # mailboxes on one connection (Microsoft: split any affinity g
 DEFAULT_CONNECTION_MINUTES = 10  # GetStreamingEvents' ConnectionTimeout (Exchange allows 1–30)
 DEFAULT_REFRESH_SECONDS = 60.0  # how often sources, users and credentials are read again
 RESUBSCRIBE_SECONDS = 300.0  # a mailbox that could not be subscribed is tried again after this long
+# A refused password is not tried again for this long (every try counts against the account's lockout); new
+# credentials in the source start its streams again at the next refresh.
+AUTH_RETRY_SECONDS = 900.0
 STREAM_SESSIONS = 64  # HTTP sessions per Exchange server for the listener (one per open connection, plus subscribes)
 
 
@@ -142,6 +145,8 @@ class GroupStream:
                         break
                     retry_after = error.retry_after if isinstance(error, Throttled) else None
                     wait = backoff_seconds(attempt, retry_after=retry_after)
+                    if isinstance(error, AuthError):
+                        wait = AUTH_RETRY_SECONDS
                     logger.warning("EWS stream of %s's group: %s; trying again in %.0f s", self.anchor, error, wait)
                     attempt += 1
                     self._pause(wait)

@@ -276,3 +276,23 @@ def test_the_simulator_streams_notifications_keep_alives_and_closed_as_exchange_
     assert "<m:ErrorSubscriptionIds><m:SubscriptionId>finnes-ikke</m:SubscriptionId>" in unknown
     (too_long,) = _get_streaming_events(sims, users[0].email, [subscription], minutes=31, chunked=False)
     assert "ErrorInvalidArgument" in too_long
+
+
+def test_a_refused_password_holds_back_the_source_until_its_credentials_change(
+    sims, exchange, listener, changes, caplog
+):
+    source, users, ids = exchange
+    sims.ews.set_credentials("svc-ews@firma.no", "nytt-passord")
+    running = listener(connection_minutes=1)
+    assert _until(lambda: "refused the service account" in caplog.text)
+    tries = sims.ews.operation_count("Subscribe")
+    time.sleep(0.5)
+    assert sims.ews.operation_count("Subscribe") == tries == 1, "no retries against the account's lockout"
+    assert sims.ews.subscriptions() == []
+
+    source.set_secret("nytt-passord")
+    source.save()
+    running.refresh()
+    assert sims.ews.wait_for_streams(1)
+    _put(sims, users[0], _meeting("etter-nytt-passord"))
+    assert _changed(changes) == {ids[0]}
