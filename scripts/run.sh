@@ -33,8 +33,9 @@ if [ -z "${MBN_BASE_URL:-}" ] && [ -z "${GRAPH_BASE_URL:-}" ]; then
 fi
 $py manage.py qcluster &
 pids+=($!)
-# Exchange on-premises change notifications (EWS streaming subscriptions); idles while no EWS source exists.
-$py manage.py stream_ews &
+# Exchange on-premises change notifications (EWS streaming subscriptions); it reads the sources every 10 s,
+# so it streams the demo's Exchange customer as soon as demo_sync has wired it.
+$py manage.py stream_ews --refresh-seconds 10 &
 pids+=($!)
 broker=$($py -c 'import django, os; os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kalenderpush.settings"); django.setup(); from django.conf import settings; print("" if settings.CELERY_TASK_ALWAYS_EAGER else settings.CELERY_BROKER_URL)')
 if [ -n "$broker" ]; then

@@ -111,7 +111,7 @@ class Command(BaseCommand):
                 time.sleep(min(error.retry_after or 1, 5))
 
     def _change_something(self, sims, rng: random.Random, users: list[tuple[str, Any]]) -> None:  # type: ignore[no-untyped-def]
-        """Add an appointment for a random user; Graph and Google notify the webhooks, Exchange waits for the sweep."""
+        """Add an appointment for a random user; Graph and Google notify the webhooks, Exchange stream_ews."""
         kind, user = rng.choice(users)
         start = timezone.now() + dt.timedelta(hours=rng.randrange(1, 72))
         prefix = f"{user.pk}-live-{time.time_ns()}-"
