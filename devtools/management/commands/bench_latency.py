@@ -195,8 +195,8 @@ class Command(BaseCommand):
                 deadline = time.monotonic() + options["wait_seconds"]
                 while arrivals.pending() and time.monotonic() < deadline:
                     time.sleep(0.05)
-            if streamed:
-                listener["connections_open_at_end"] = sims.ews.open_streams()
+                if streamed:  # while the listener still runs
+                    listener["connections_open_at_end"] = sims.ews.open_streams()
             latencies = [w.arrived_at - w.changed_at for w in watches if w.arrived_at is not None]
             recorded = list(
                 SyncRun.objects.filter(
