@@ -41,6 +41,7 @@ RESUBSCRIBE_SECONDS = 300.0  # a mailbox that could not be subscribed is tried a
 # A refused password is not tried again for this long (every try counts against the account's lockout); new
 # credentials in the source start its streams again at the next refresh.
 AUTH_RETRY_SECONDS = 900.0
+QUEUE_ATTEMPTS = 5  # tries to queue a notified sync while the database is busy (1, 2, 4, 8 s apart)
 STREAM_SESSIONS = 64  # HTTP sessions per Exchange server for the listener (one per open connection, plus subscribes)
 
 
@@ -206,11 +207,26 @@ class GroupStream:
             for subscription_id in stream:
                 user = by_id.get(subscription_id)
                 if user is not None:
-                    self._on_change({user.calendar_user_id})
+                    self._hand_over({user.calendar_user_id})
         finally:
             with self._lock:
                 self._stream = None
         return True
+
+    def _hand_over(self, calendar_user_ids: set[int]) -> None:
+        """Queue the syncs; the database being busy or away for a moment is retried with the back-off (the
+        connection waits meanwhile), and a change that still cannot be queued is left to the sweep."""
+        for attempt in range(QUEUE_ATTEMPTS):
+            try:
+                self._on_change(calendar_user_ids)
+                return
+            except Exception:
+                if attempt + 1 == QUEUE_ATTEMPTS or self._stopping.is_set():
+                    logger.exception(
+                        "the sync of calendar(s) %s could not be queued; the sweep will", calendar_user_ids
+                    )
+                    return
+                self._stopping.wait(backoff_seconds(attempt))
 
     def _forget(self, subscription_ids: Iterable[str]) -> None:
         """Subscriptions Exchange dropped: subscribe those mailboxes again, and sync them in full now (changes while
@@ -220,7 +236,7 @@ class GroupStream:
         self._subscribed = {m: entry for m, entry in self._subscribed.items() if entry[0] not in lost}
         logger.info("Exchange dropped %d subscription(s) of %s's group; subscribing again", len(users), self.anchor)
         if users:
-            self._on_change({user.calendar_user_id for user in users})
+            self._hand_over({user.calendar_user_id for user in users})
 
     def _unsubscribe(self, mailbox: str, subscription_id: str) -> None:
         try:

@@ -296,3 +296,26 @@ def test_a_refused_password_holds_back_the_source_until_its_credentials_change(
     assert sims.ews.wait_for_streams(1)
     _put(sims, users[0], _meeting("etter-nytt-passord"))
     assert _changed(changes) == {ids[0]}
+
+
+def test_a_notified_change_is_queued_even_when_the_database_is_busy_for_a_moment(sims, exchange, changes):
+    from django.db import OperationalError
+
+    _source, users, ids = exchange
+    tries: list[set[int]] = []
+
+    def busy_once(calendar_user_ids: set[int]) -> None:
+        tries.append(calendar_user_ids)
+        if len(tries) == 1:
+            raise OperationalError("database is locked")
+        changes.put(calendar_user_ids)
+
+    running = EwsListener(on_change=busy_once, connection_minutes=1)
+    running.refresh()
+    try:
+        assert sims.ews.wait_for_streams(1)
+        _put(sims, users[0], _meeting("mens-databasen-er-opptatt"))
+        assert _changed(changes, timeout=8) == {ids[0]}
+        assert tries == [{ids[0]}, {ids[0]}]
+    finally:
+        running.stop()
