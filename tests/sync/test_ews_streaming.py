@@ -319,3 +319,21 @@ def test_a_notified_change_is_queued_even_when_the_database_is_busy_for_a_moment
         assert tries == [{ids[0]}, {ids[0]}]
     finally:
         running.stop()
+
+
+def test_a_user_who_joins_is_subscribed_at_the_next_refresh(sims, exchange, listener, changes):
+    source, _users, _ids = exchange
+    running = listener(connection_minutes=1)
+    assert sims.ews.wait_for_streams(1)
+    newcomer = ServiceUser.objects.create(
+        customer=source.customer, email="ny@lokal.no", name="Ny Ansatt", msisdn="+4793999999"
+    )
+    sims.ews.add_mailbox(newcomer.email, newcomer.name)
+    calendar = CalendarUser.objects.create(service_user=newcomer, source=source, provider_user_id=newcomer.email)
+
+    running.refresh()
+    assert _until(lambda: len(sims.ews.subscriptions(newcomer.email)) == 1)
+    assert sims.ews.wait_for_streams(1)
+    assert len(running.groups()) == 1, "the group had room: the newcomer joined it"
+    _put(sims, newcomer, _meeting("første"))
+    assert _changed(changes) == {calendar.pk}
