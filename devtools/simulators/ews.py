@@ -67,6 +67,8 @@ FREE_BUSY = {
 MAX_STREAM_SUBSCRIPTIONS = 200  # subscriptions one GetStreamingEvents may carry (the affinity guidance's group size)
 DEFAULT_KEEPALIVE_SECONDS = 30.0
 CALENDAR_FOLDER_ID = "CALENDAR"
+AFFINITY_COOKIE = "X-BackEndOverrideCookie"
+AFFINITY_SERVER = "SIM-MBX01~1"  # the cookie's value: the one mailbox server behind this endpoint
 
 RESPONSE_TYPES = {
     "accepted": "Accept",
@@ -173,7 +175,7 @@ class EwsSimulator(SimServer):
         self._version = 0
         self._operations: list[tuple[str, str | None]] = []
         self._subscriptions: dict[str, StreamingSubscription] = {}
-        self._anchors: list[str] = []  # the X-AnchorMailbox of every Subscribe
+        self._affinity_log: list[tuple[str, str, str]] = []  # (operation, X-AnchorMailbox, affinity cookie)
         self._streams_changed = threading.Condition(self.lock)
         self._keepalive_seconds = DEFAULT_KEEPALIVE_SECONDS
         self._minute_seconds = 60.0
@@ -299,10 +301,11 @@ class EwsSimulator(SimServer):
         with self.lock:
             return [s.id for s in self._subscriptions.values() if email is None or s.mailbox == email.casefold()]
 
-    def subscribe_anchors(self) -> list[str]:
-        """The X-AnchorMailbox header of every Subscribe received (affinity of a group of subscriptions)."""
+    def affinity_log(self) -> list[tuple[str, str, str]]:
+        """(operation, X-AnchorMailbox, X-BackEndOverrideCookie cookie) of every Subscribe, GetStreamingEvents and
+        Unsubscribe received: how a group of subscriptions kept its affinity."""
         with self.lock:
-            return list(self._anchors)
+            return list(self._affinity_log)
 
     def open_streams(self) -> int:
         """GetStreamingEvents connections open now."""
@@ -426,12 +429,16 @@ class EwsSimulator(SimServer):
             raise HttpError(
                 500, "ErrorImpersonateUserDenied", "The account does not have permission to impersonate the user."
             )
+        if name in ("Subscribe", "GetStreamingEvents", "Unsubscribe"):
+            cookies = dict(
+                part.strip().partition("=")[::2] for part in request.header("Cookie").split(";") if "=" in part
+            )
+            with self.lock:
+                self._affinity_log.append((name, request.header("X-AnchorMailbox"), cookies.get(AFFINITY_COOKIE, "")))
         if name == "Subscribe":
             reply = self._ok(self._subscribe(operation, mailbox))
             if request.header("X-PreferServerAffinity").lower() == "true":  # affinity: the mailbox server's cookie
-                reply.headers["Set-Cookie"] = "X-BackEndOverrideCookie=SIM-MBX01~1; path=/"
-            with self.lock:
-                self._anchors.append(request.header("X-AnchorMailbox"))
+                reply.headers["Set-Cookie"] = f"{AFFINITY_COOKIE}={AFFINITY_SERVER}; path=/"
             return reply
         if name == "GetStreamingEvents":
             return self._get_streaming_events(operation)

@@ -97,6 +97,7 @@ NOT_USER_TYPES = {"Contact", "PublicFolder", "GroupMailbox", "OneOff", "Implicit
 NO_PUSH = "EWS pushes through streaming subscriptions (sync/streaming.py), not webhooks"
 # The calendar events a streaming subscription asks for: anything that adds, changes or removes an appointment.
 STREAM_EVENT_TYPES = ("CreatedEvent", "DeletedEvent", "ModifiedEvent", "MovedEvent", "CopiedEvent")
+AFFINITY_COOKIE = "X-BackEndOverrideCookie"
 # Errors that say Exchange no longer holds a subscription: subscribe again (and read the calendar in full).
 _SUBSCRIPTION_GONE = (
     ErrorSubscriptionNotFound,
@@ -215,7 +216,10 @@ class Affinity:
 
 
 class _Grouped:
-    """exchangelib's services with the group's affinity headers instead of the impersonated mailbox's own."""
+    """exchangelib's services with the group's affinity headers instead of the impersonated mailbox's own: the
+    anchor's X-AnchorMailbox, X-PreferServerAffinity, and the group's X-BackEndOverrideCookie as a cookie (and as
+    exchangelib's header of that name). The cookie is taken out of the HTTP session's jar, which the groups share
+    through exchangelib's session pool, so no group's request carries another group's cookie."""
 
     affinity: Affinity
 
@@ -226,13 +230,15 @@ class _Grouped:
         headers.pop("X-BackEndOverrideCookie", None)
         if self.affinity.cookie:
             headers["X-BackEndOverrideCookie"] = self.affinity.cookie
+            headers["Cookie"] = f"{AFFINITY_COOKIE}={self.affinity.cookie}"
         return headers
 
     def _handle_response_cookies(self, session: Any) -> None:
         super()._handle_response_cookies(session)  # type: ignore[misc]
-        for cookie in session.cookies:
-            if cookie.name == "X-BackEndOverrideCookie":
+        for cookie in list(session.cookies):
+            if cookie.name == AFFINITY_COOKIE:
                 self.affinity.cookie = cookie.value
+                session.cookies.clear(cookie.domain, cookie.path, cookie.name)
 
 
 class _Subscribe(_Grouped, SubscribeToStreaming):

@@ -111,7 +111,10 @@ def test_a_change_in_exchange_reaches_mbn_through_the_stream_without_a_sweep(
     source, users, ids = exchange
     listener(connection_minutes=1)
     assert sims.ews.wait_for_streams(1)
-    assert sorted(sims.ews.subscribe_anchors()) == [users[0].email] * 3, "one group, anchored at its first mailbox"
+    log = sims.ews.affinity_log()
+    assert {anchor for _operation, anchor, _cookie in log} == {users[0].email}, "one group, anchored at its first"
+    assert [operation for operation, _anchor, _cookie in log] == ["Subscribe"] * 3 + ["GetStreamingEvents"]
+    assert [cookie for _operation, _anchor, cookie in log] == ["", "SIM-MBX01~1", "SIM-MBX01~1", "SIM-MBX01~1"]
 
     changed_at = time.monotonic()
     _put(sims, users[1], _meeting("kunde"))
