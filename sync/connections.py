@@ -732,13 +732,18 @@ def _test_mbn(connection: MbnConnection) -> ConnectionTestResult:
         return ConnectionTestResult.failed(
             ConnectionProblem(ConnectionErrorCode.NOT_CONFIGURED, {"system": "Telenor MBN"})
         )
+    client = _mbn_client(connection)
     try:
-        subscribers = _mbn_client(connection).subscribers()
+        client.sign_in()
     except MbnAuthError:
         return ConnectionTestResult.failed(
             ConnectionProblem(ConnectionErrorCode.MBN_LOGIN_FAILED, {"username": connection.username}, field="password")
         )
-    except MbnNotFound:
+    except MbnError:
+        return ConnectionTestResult.failed(ConnectionProblem(ConnectionErrorCode.MBN_UNREACHABLE))
+    try:
+        subscribers = client.subscribers()
+    except (MbnAuthError, MbnNotFound):  # signed in, but the enterprise is not this API user's (403) or unknown
         return ConnectionTestResult.failed(
             ConnectionProblem(
                 ConnectionErrorCode.MBN_ENTERPRISE_NOT_FOUND,
