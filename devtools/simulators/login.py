@@ -222,6 +222,11 @@ class LoginSimulator(SimServer):
         with self.lock:
             self._apps.pop((tenant_id, client_id), None)
 
+    def has_app(self, tenant_id: str, client_id: str) -> bool:
+        """Whether the app may sign in to the tenant (registered there, or consented to)."""
+        with self.lock:
+            return (tenant_id, client_id) in self._apps
+
     def consents(self) -> list[tuple[str, str]]:
         """(tenant, client id) of every consent given, in order."""
         with self.lock:
