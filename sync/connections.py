@@ -492,12 +492,12 @@ def save_ews(
             },
             field="endpoint",
         ) from None
-    if not username:
-        raise ConnectionProblem(
-            ConnectionErrorCode.INVALID_INPUT,
-            {"message": gettext("Enter the service account's user name.")},
-            field="username",
-        )
+    # exchangelib opens the service account's own mailbox by its address to expand the group: not DOMAIN\user
+    _require_email(
+        username,
+        "username",
+        gettext("Enter the service account's e-mail address (its user principal name, not DOMAIN\\user)."),
+    )
     _require_email(group, "group", gettext("The group's address is not an e-mail address."))
     existing = _first_source(customer, CalendarSource.Kind.EWS)
     if not password and not (existing and existing.secret_encrypted):
