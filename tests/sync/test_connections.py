@@ -5,6 +5,7 @@ MBN), through sync.connections, ending with the customer's absences on the simul
 import datetime as dt
 from urllib.parse import parse_qsl, urlsplit
 
+import msal
 import pytest
 import requests
 from django.contrib.auth import get_user_model
@@ -16,6 +17,7 @@ from devtools import demo
 from sync import connections
 from sync.connections import ConnectionErrorCode, ConnectionProblem
 from sync.models import CalendarSource, ConnectionEvent, ConsentRequest, MbnConnection
+from sync.providers.graph import _LoginSession
 from tests.factories import make_customer, make_subscription
 
 simulators = pytest.importorskip("devtools.simulators")
@@ -460,3 +462,33 @@ def test_the_audit_words_each_event_in_norwegian(sims, customer, admin, onboardi
         sentences = [event.describe() for event in connections.connection_events(customer=customer)]
     assert sentences[0].startswith("En administrator") and onboarding["tenant_id"] in sentences[0]
     assert len(sentences) == 2
+
+
+def test_the_simulated_graph_wants_consistency_level_eventual_for_a_group_search(sims, customer, admin, settings):
+    finish(customer, admin, consent(sims, customer, admin))
+    login_session = _LoginSession(ca_path=sims.ca_path, timeout=10)  # the provider's: trusts the simulators' CA
+    with open(settings.NETTSOFT_GRAPH_CERTIFICATE_KEY_FILE) as key_file:
+        app = msal.ConfidentialClientApplication(
+            settings.NETTSOFT_GRAPH_CLIENT_ID,
+            client_credential={
+                "private_key": key_file.read(),
+                "thumbprint": settings.NETTSOFT_GRAPH_CERTIFICATE_THUMBPRINT,
+            },
+            authority=f"{sims.login_url}/{sim_demo.ONBOARDING_TENANT_ID}",
+            instance_discovery=False,
+            http_client=login_session,
+        )
+        token = app.acquire_token_for_client(scopes=["https://graph.microsoft.com/.default"])["access_token"]
+    url = f'{sims.graph_url}/groups?$search="displayName:kal"'
+    bearer = {"Authorization": f"Bearer {token}"}
+
+    without = requests.get(url, headers=bearer, timeout=10)
+    with_header = requests.get(url, headers={**bearer, "ConsistencyLevel": "eventual"}, timeout=10)
+    by_prefix = requests.get(
+        f"{sims.graph_url}/groups?$filter=startswith(displayName,'Al')", headers=bearer, timeout=10
+    )
+
+    assert not settings.NETTSOFT_GRAPH_CLIENT_SECRET  # the token came from the certificate's client assertion
+    assert (without.status_code, without.json()["error"]["code"]) == (400, "Request_UnsupportedQuery")
+    assert [g["displayName"] for g in with_header.json()["value"]] == ["Kalender Push-brukere"]
+    assert [g["displayName"] for g in by_prefix.json()["value"]] == ["Alle ansatte"]
