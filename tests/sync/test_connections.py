@@ -492,3 +492,29 @@ def test_the_simulated_graph_wants_consistency_level_eventual_for_a_group_search
     assert (without.status_code, without.json()["error"]["code"]) == (400, "Request_UnsupportedQuery")
     assert [g["displayName"] for g in with_header.json()["value"]] == ["Kalender Push-brukere"]
     assert [g["displayName"] for g in by_prefix.json()["value"]] == ["Alle ansatte"]
+
+
+def test_a_source_made_by_staff_is_untested_until_tested_and_failing_when_its_sync_fails(sims, customer, admin):
+    user = ServiceUser.objects.create(customer=customer, email="per@fjord.no", name="Per", msisdn="+4791000001")
+    source = demo.wire_customer(
+        sims=sims,
+        customer=customer,
+        users=[user],
+        tenant_id="12121212-3434-4565-8787-909090909090",
+        enterprise_id="fjord",
+    )
+
+    def state(connection):
+        return next(s for s in connections.customer_connections(customer=customer) if s.connection == connection)
+
+    assert (state("microsoft365").state, state("mbn").state) == ("untested", "untested")
+    result = connections.test_connection(customer=customer, connection="microsoft365", user=admin)
+    assert result.ok and state("microsoft365").state == "working"
+    assert not state("microsoft365").uses_nettsoft_app  # its own app registration, as before
+    CalendarSource.objects.filter(pk=source.pk).update(last_error="x", last_error_code="auth_failed")
+    with translation.override("nb"):
+        failing = state("microsoft365")
+    assert failing.state == "failing" and failing.what and failing.what_to_do
+    with pytest.raises(ConnectionProblem) as nothing:
+        connections.test_connection(customer=customer, connection="ews", user=admin)
+    assert nothing.value.code == ConnectionErrorCode.INVALID_INPUT
