@@ -518,3 +518,26 @@ def test_a_source_made_by_staff_is_untested_until_tested_and_failing_when_its_sy
     with pytest.raises(ConnectionProblem) as nothing:
         connections.test_connection(customer=customer, connection="ews", user=admin)
     assert nothing.value.code == ConnectionErrorCode.INVALID_INPUT
+
+
+def test_users_synced_before_mbn_is_connected_get_their_numbers_and_absences_once_it_is(
+    sims, customer, admin, onboarding, django_capture_on_commit_callbacks
+):
+    source = finish(customer, admin, consent(sims, customer, admin))
+    with django_capture_on_commit_callbacks(execute=True):
+        connections.choose_group(source=source, group_id=sim_demo.ONBOARDING_GROUPS[0][0], user=admin)
+    with django_capture_on_commit_callbacks(execute=True):  # the q2 cluster runs the first sync at once
+        demo.run_queued_jobs(rounds=1)
+    demo.run_queued_jobs()
+    assert set(ServiceUser.objects.filter(customer=customer).values_list("msisdn", flat=True)) == {""}
+
+    with django_capture_on_commit_callbacks(execute=True):
+        mbn = connections.save_mbn(customer=customer, user=admin, **onboarding["mbn"])
+    with django_capture_on_commit_callbacks(execute=True):
+        demo.run_queued_jobs(rounds=1)
+    demo.run_queued_jobs()
+
+    assert (mbn.details["matched"], [u["name"] for u in mbn.details["unmatched"]]) == (3, ["Emil Strand"])
+    numbers = dict(ServiceUser.objects.filter(customer=customer).values_list("email", "msisdn"))
+    assert numbers["jonas.lie@fjellheim-konsult.no"] == "+4790011002"
+    assert sims.mbn.absences("fjellheim", "+4790011002")  # Jonas's appointments reached MBN
