@@ -94,6 +94,8 @@ class CalendarSourceForm(forms.ModelForm):
         for name in required:
             if not data.get(name):
                 self.add_error(name, gettext("Required for this kind of calendar."))
+        if data.get("active") and not data.get("activation_group"):  # blank only while a consent awaits its group
+            self.add_error("activation_group", gettext("An active source needs its activation group."))
         key = data.get("service_account_key")
         if nettsoft:
             return data
