@@ -686,11 +686,17 @@ def _provider_problem(
     """The connection error for a provider's failure, by what was being done (`stage`: "group" or "calendar")."""
     system = SYSTEM_NAMES[connection]
     username = source.username if source is not None else ""
-    delegation = isinstance(error, PermissionMissing) and (error.permission == "domain-wide delegation")
-    if connection == Connection.GOOGLE and isinstance(error, PermissionMissing) and (delegation or stage == "group"):
-        return ConnectionProblem(
-            ConnectionErrorCode.GOOGLE_DELEGATION_MISSING, {"client_id": google_setup_info().client_id}
-        )
+    if connection == Connection.GOOGLE and isinstance(error, PermissionMissing):
+        if error.permission == "domain-wide delegation":  # the token was refused: unauthorized_client
+            return ConnectionProblem(
+                ConnectionErrorCode.GOOGLE_DELEGATION_MISSING, {"client_id": google_setup_info().client_id}
+            )
+        if stage == "group":  # signed in as the address given, which may not read the directory's groups
+            admin = source.admin_subject if source is not None else ""
+            message = gettext(
+                "%(address)s may not read the domain's groups: give the address of a Google Workspace administrator."
+            ) % {"address": admin}
+            return ConnectionProblem(ConnectionErrorCode.INVALID_INPUT, {"message": message}, field="admin_subject")
     if connection == Connection.EWS:
         if isinstance(error, AuthError):
             return ConnectionProblem(ConnectionErrorCode.EWS_LOGIN_FAILED, {"username": username}, field="password")

@@ -541,3 +541,18 @@ def test_users_synced_before_mbn_is_connected_get_their_numbers_and_absences_onc
     numbers = dict(ServiceUser.objects.filter(customer=customer).values_list("email", "msisdn"))
     assert numbers["jonas.lie@fjellheim-konsult.no"] == "+4790011002"
     assert sims.mbn.absences("fjellheim", "+4790011002")  # Jonas's appointments reached MBN
+
+
+def test_google_with_an_address_that_is_no_administrator_points_at_that_field(sims, customer, admin, onboarding):
+    with pytest.raises(ConnectionProblem) as problem:
+        connections.save_google(
+            customer=customer,
+            user=admin,
+            admin_subject="ingrid.berg@fjellheim-konsult.no",
+            group=onboarding["google"]["group"],
+        )
+
+    assert (problem.value.code, problem.value.field) == (ConnectionErrorCode.INVALID_INPUT, "admin_subject")
+    with translation.override("nb"):
+        assert problem.value.what.startswith("ingrid.berg@fjellheim-konsult.no har ikke lov")
+    assert not CalendarSource.objects.exists()
