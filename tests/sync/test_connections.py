@@ -14,7 +14,7 @@ from django.utils import timezone, translation
 
 from customers.models import ServiceUser
 from devtools import demo
-from sync import connections
+from sync import connections, jobs
 from sync.connections import ConnectionErrorCode, ConnectionProblem
 from sync.models import CalendarSource, ConnectionEvent, ConsentRequest, MbnConnection
 from sync.providers.graph import _LoginSession
@@ -556,3 +556,16 @@ def test_google_with_an_address_that_is_no_administrator_points_at_that_field(si
     with translation.override("nb"):
         assert problem.value.what.startswith("ingrid.berg@fjellheim-konsult.no har ikke lov")
     assert not CalendarSource.objects.exists()
+
+
+def test_old_consent_states_are_forgotten_by_the_daily_clean_up(sims, customer, admin):
+    consent(sims, customer, admin)
+    fresh = connections.microsoft_consent_url(customer=customer, user=admin, session_key=SESSION, redirect_uri=REDIRECT)
+    ConsentRequest.objects.exclude(pk=ConsentRequest.objects.latest("pk").pk).update(
+        created_at=timezone.now() - dt.timedelta(days=2)
+    )
+
+    answer = jobs.delete_old_runs_job()
+
+    assert "1 old consent state(s) deleted" in answer
+    assert ConsentRequest.objects.count() == 1 and fresh
