@@ -7,16 +7,22 @@ import datetime as dt
 import json
 import signal
 import sys
+import tempfile
 import threading
+from pathlib import Path
 from types import FrameType
 
-from devtools.simulators.demo import OSLO, load_demo
+from devtools.simulators.demo import OSLO, load_demo, load_onboarding, register_nettsoft
 from devtools.simulators.hub import Simulators
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.simulators", description=__doc__)
-    parser.add_argument("--demo", action="store_true", help="script the demo tenant, users, events and MBN side")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="script the demo tenant, users, events and MBN side, Nettsoft's app and the customer to connect",
+    )
     args = parser.parse_args(argv)
     stopping = threading.Event()
 
@@ -25,8 +31,13 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    with Simulators.start() as sims:
-        described = load_demo(sims, dt.datetime.now(OSLO).date()) if args.demo else sims.urls()
+    with Simulators.start() as sims, tempfile.TemporaryDirectory(prefix="kalenderpush-nettsoft-") as keys:
+        described = sims.urls()
+        if args.demo:
+            today = dt.datetime.now(OSLO).date()
+            described = load_demo(sims, today)
+            described["nettsoft_settings"] = register_nettsoft(sims, Path(keys))
+            described["onboarding"] = load_onboarding(sims, today)
         print(json.dumps(described, ensure_ascii=False, indent=2), flush=True)
         print("Simulators running; Ctrl-C stops them.", file=sys.stderr, flush=True)
         while not stopping.wait(0.5):

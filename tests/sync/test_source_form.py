@@ -38,3 +38,16 @@ def test_a_key_that_is_not_a_key_file_is_refused_in_words(english, key):
 def test_a_key_file_is_accepted(english):
     form = _form(json.dumps({"private_key": "-----BEGIN PRIVATE KEY-----", "client_email": "sa@p.iam.example"}))
     assert form.is_valid(), form.errors
+
+
+def test_a_source_on_nettsofts_app_needs_no_credentials_but_an_active_one_needs_its_group(english):
+    data = {"customer": make_customer().pk, "kind": "graph", "tenant_id": "t-1", "uses_nettsoft_app": "on"}
+    data["sweep_minutes"] = "5"
+    awaiting = CalendarSourceForm(data=data)  # inactive, as a consent leaves it until the group is chosen
+    active_without_group = CalendarSourceForm(data={**data, "active": "on"})
+    working = CalendarSourceForm(data={**data, "active": "on", "activation_group": "g-1"})
+
+    assert awaiting.is_valid(), awaiting.errors
+    assert active_without_group.errors["activation_group"] == ["An active source needs its activation group."]
+    assert working.is_valid(), working.errors
+    assert working.save().secret_encrypted == ""
