@@ -32,3 +32,25 @@ def ago(moment: dt.datetime | None) -> str:
     if now - moment < dt.timedelta(minutes=1):
         return gettext("just now")
     return gettext("%(time)s ago") % {"time": timesince(moment, now, depth=1)}
+
+
+BADGE_OF_STATE = {"working": "ok", "failing": "bad", "untested": "warn", "awaiting_group": "warn"}
+
+
+@register.filter
+def connection_state(state: str) -> str:
+    """A connection's state in words: "virker", "feiler", "ikke testet", "ikke koblet til", "venter på gruppe"."""
+    words = {
+        "working": gettext("works"),
+        "failing": gettext("failing"),
+        "untested": gettext("not tested"),
+        "not_connected": gettext("not connected"),
+        "awaiting_group": gettext("waiting for a group"),
+    }
+    return words.get(state, state)
+
+
+@register.filter
+def connection_badge(state: str) -> str:
+    """The badge colour of a state: ok, bad, warn or none."""
+    return BADGE_OF_STATE.get(state, "")

@@ -19,6 +19,7 @@ OBJECT_OF = {
     "invoice_ehf": "invoice",
     "credit_note_pdf": "credit_note",
     "credit_note_ehf": "credit_note",
+    "microsoft_group": "graph_source",
 }
 
 
