@@ -258,6 +258,21 @@ GOOGLE_DIRECTORY_BASE_URL = env.str("GOOGLE_DIRECTORY_BASE_URL", default="https:
 # Telenor publishes the MBN partner API only to approved partners: no public default.
 MBN_BASE_URL = env.str("MBN_BASE_URL", default="")
 
+# --- Nettsoft's own credentials, shared by the customers that connect through the portal ---------
+# The multi-tenant Entra ID app customers' admins consent to: a certificate (private key file + the
+# certificate's SHA-1 thumbprint in hex), preferred, or a client secret (docs/operations.md).
+NETTSOFT_GRAPH_CLIENT_ID = env.str("NETTSOFT_GRAPH_CLIENT_ID", default="")
+NETTSOFT_GRAPH_CERTIFICATE_KEY_FILE = env.str("NETTSOFT_GRAPH_CERTIFICATE_KEY_FILE", default="")
+NETTSOFT_GRAPH_CERTIFICATE_THUMBPRINT = env.str("NETTSOFT_GRAPH_CERTIFICATE_THUMBPRINT", default="")
+NETTSOFT_GRAPH_CLIENT_SECRET = env.str("NETTSOFT_GRAPH_CLIENT_SECRET", default="")
+# The service-account JSON key customers authorise under Google domain-wide delegation (its client_id).
+NETTSOFT_GOOGLE_SERVICE_ACCOUNT_FILE = env.str("NETTSOFT_GOOGLE_SERVICE_ACCOUNT_FILE", default="")
+# Telenor's OAuth client for Nettsoft as MBN partner, used by connections without their own.
+MBN_PARTNER_CLIENT_ID = env.str("MBN_PARTNER_CLIENT_ID", default="")
+MBN_PARTNER_CLIENT_SECRET = env.str("MBN_PARTNER_CLIENT_SECRET", default="")
+# How long an admin-consent link stays valid (its state), in seconds.
+CONNECTION_CONSENT_MAX_AGE_SECONDS = env.int("CONNECTION_CONSENT_MAX_AGE_SECONDS", default=900)
+
 # --- Billing: the seller (Nettsoft) as printed on invoices, EHF and letters ----------------------
 SELLER_NAME = env.str("SELLER_NAME", default="Nettsoft AS")
 SELLER_ORG_NUMBER = env.str("SELLER_ORG_NUMBER", default="918273646")

@@ -154,3 +154,199 @@ def failure_of(error: BaseException, *, text: str | None = None) -> SyncFailure:
     known = SyncErrorCode(code) if code in SyncErrorCode.values else SyncErrorCode.UNKNOWN
     params = getattr(error, "error_params", None)
     return SyncFailure(known, str(error) if text is None else text, dict(params) if isinstance(params, dict) else {})
+
+
+# --- connecting a calendar system or MBN (sync.connections) ---------------------------------------------------
+
+
+class ConnectionErrorCode(models.TextChoices):
+    """Why connecting a calendar system or MBN failed, as the customer's IT admin can act on it.
+
+    Stored on the connection (`test_error_code`) and the audit (`ConnectionEvent.error_code`) with parameters;
+    worded by `describe_connection_error`. The labels are for staff lists (admin filters)."""
+
+    STATE_INVALID = "state_invalid", _("Consent answer not recognised")
+    STATE_USED = "state_used", _("Consent answer already used")
+    STATE_EXPIRED = "state_expired", _("Consent answer expired")
+    STATE_OTHER_SESSION = "state_other_session", _("Consent answer from another session")
+    CONSENT_REFUSED = "consent_refused", _("Consent refused")
+    CONSENT_FAILED = "consent_failed", _("Consent failed")
+    TENANT_MISMATCH = "tenant_mismatch", _("Consent for another organisation")
+    NOT_CONFIGURED = "not_configured", _("Not set up by Nettsoft")
+    GROUP_NOT_FOUND = "group_not_found", _("Group not found")
+    GROUP_EMPTY = "group_empty", _("Group empty")
+    TOKEN_REFUSED = "token_refused", _("Sign-in refused")
+    PERMISSION_MISSING = "permission_missing", _("Permission missing")
+    CALENDAR_UNREADABLE = "calendar_unreadable", _("Calendar unreadable")
+    EWS_UNREACHABLE = "ews_unreachable", _("Exchange server unreachable")
+    EWS_LOGIN_FAILED = "ews_login_failed", _("Exchange sign-in refused")
+    EWS_IMPERSONATION_DENIED = "ews_impersonation_denied", _("Exchange impersonation denied")
+    GOOGLE_DELEGATION_MISSING = "google_delegation_missing", _("Google domain-wide delegation missing")
+    MBN_LOGIN_FAILED = "mbn_login_failed", _("MBN sign-in refused")
+    MBN_ENTERPRISE_NOT_FOUND = "mbn_enterprise_not_found", _("MBN enterprise not found")
+    MBN_UNREACHABLE = "mbn_unreachable", _("MBN unreachable")
+    TIMEOUT = "timeout", _("No answer in time")
+    INVALID_INPUT = "invalid_input", _("Invalid input")
+    REQUEST_FAILED = "request_failed", _("Request refused")
+
+
+_START_AGAIN = gettext_noop(
+    "Nothing was saved. Start again with “Connect Microsoft 365” on the connections page and finish within "
+    "%(minutes)s minutes, in the same browser."
+)
+
+# (what is wrong, what to do) per code; %(name)s placeholders are filled from the stored parameters.
+CONNECTION_WORDING: dict[ConnectionErrorCode, tuple[str, str]] = {
+    ConnectionErrorCode.STATE_INVALID: (
+        gettext_noop("The answer from Microsoft does not belong to a connection started in Kalender Push."),
+        _START_AGAIN,
+    ),
+    ConnectionErrorCode.STATE_USED: (
+        gettext_noop("This answer from Microsoft has already been used (the page was reloaded or opened twice)."),
+        _START_AGAIN,
+    ),
+    ConnectionErrorCode.STATE_EXPIRED: (
+        gettext_noop("The consent took more than %(minutes)s minutes, so the answer from Microsoft has expired."),
+        _START_AGAIN,
+    ),
+    ConnectionErrorCode.STATE_OTHER_SESSION: (
+        gettext_noop("The consent was started by another user or in another browser session."),
+        _START_AGAIN,
+    ),
+    ConnectionErrorCode.CONSENT_REFUSED: (
+        gettext_noop("The administrator refused access."),
+        gettext_noop(
+            "Nothing was saved. Start again and choose “Accept” on Microsoft's page, signed in as a Global "
+            "Administrator or Privileged Role Administrator of your Microsoft 365 organisation."
+        ),
+    ),
+    ConnectionErrorCode.CONSENT_FAILED: (
+        gettext_noop("Microsoft did not grant access: %(description)s"),
+        gettext_noop(
+            "Nothing was saved. Sign in as a Global Administrator or Privileged Role Administrator and start "
+            "again; if Microsoft gives the same answer, send it to Nettsoft."
+        ),
+    ),
+    ConnectionErrorCode.TENANT_MISMATCH: (
+        gettext_noop(
+            "The consent was given in another Microsoft 365 organisation (%(tenant)s) than the connected one "
+            "(%(expected)s)."
+        ),
+        gettext_noop(
+            "Nothing was changed. Sign in to Microsoft with an administrator of the organisation already "
+            "connected, or ask Nettsoft to remove the old connection first."
+        ),
+    ),
+    ConnectionErrorCode.NOT_CONFIGURED: (
+        gettext_noop("Kalender Push is not yet set up to connect to %(system)s."),
+        gettext_noop("Nothing is wrong on your side: contact Nettsoft, who must finish the set-up."),
+    ),
+    ConnectionErrorCode.GROUP_NOT_FOUND: (
+        gettext_noop("The group “%(group)s” was not found in %(system)s."),
+        gettext_noop(
+            "Check the group's name or address and that it still exists, or pick one from the search; "
+            "nothing was saved."
+        ),
+    ),
+    ConnectionErrorCode.GROUP_EMPTY: (
+        gettext_noop("The group “%(group)s” has no members whose calendars can be read."),
+        gettext_noop("Add the employees whose calendars should be pushed to the group, then try again."),
+    ),
+    ConnectionErrorCode.TOKEN_REFUSED: (
+        gettext_noop("%(system)s refused Kalender Push's sign-in."),
+        gettext_noop(
+            "For Microsoft 365 through Nettsoft's app: connect again so an administrator consents once more "
+            "(the consent may have been removed in Entra ID → Enterprise applications). With your own app "
+            "registration or service account: check its id and secret."
+        ),
+    ),
+    ConnectionErrorCode.PERMISSION_MISSING: (
+        gettext_noop("Kalender Push lacks the permission %(permission)s in %(system)s."),
+        gettext_noop(
+            "Microsoft 365: connect again and accept every permission Microsoft lists. Exchange: see that an "
+            "RBAC scope for the app includes the group's mailboxes. Then test again."
+        ),
+    ),
+    ConnectionErrorCode.CALENDAR_UNREADABLE: (
+        gettext_noop("The calendar of %(user)s could not be read."),
+        gettext_noop(
+            "Check that the user has a mailbox or calendar (a licence), and that no access scope in Exchange "
+            "leaves the user out; or remove the user from the group. Then test again."
+        ),
+    ),
+    ConnectionErrorCode.EWS_UNREACHABLE: (
+        gettext_noop("The Exchange server at %(endpoint)s could not be reached."),
+        gettext_noop(
+            "Check the address (like https://mail.firma.no/EWS/Exchange.asmx) and that the server answers from "
+            "the Internet on HTTPS with a valid certificate; nothing was saved."
+        ),
+    ),
+    ConnectionErrorCode.EWS_LOGIN_FAILED: (
+        gettext_noop("Exchange refused the service account %(username)s."),
+        gettext_noop(
+            "Check the user name (DOMAIN\\user or the address) and the password, and that the account is not "
+            "locked; nothing was saved."
+        ),
+    ),
+    ConnectionErrorCode.EWS_IMPERSONATION_DENIED: (
+        gettext_noop("The service account %(username)s may not open the calendar of %(user)s."),
+        gettext_noop(
+            "Give the service account the ApplicationImpersonation role in Exchange (New-ManagementRoleAssignment "
+            "-Role ApplicationImpersonation -User <account>), wait a few minutes and try again."
+        ),
+    ),
+    ConnectionErrorCode.GOOGLE_DELEGATION_MISSING: (
+        gettext_noop("Google refused Kalender Push's service account: domain-wide delegation is not authorised."),
+        gettext_noop(
+            "In Google Admin → Security → Access and data control → API controls → Manage domain wide "
+            "delegation, add the client id %(client_id)s with exactly the scopes shown, wait a few minutes and "
+            "try again."
+        ),
+    ),
+    ConnectionErrorCode.MBN_LOGIN_FAILED: (
+        gettext_noop("Telenor MBN refused the API user %(username)s."),
+        gettext_noop(
+            "Check the API user's name and password in Min Bedrift (the password may have been changed or have "
+            "expired); nothing was saved."
+        ),
+    ),
+    ConnectionErrorCode.MBN_ENTERPRISE_NOT_FOUND: (
+        gettext_noop("Telenor MBN does not know the enterprise id %(enterprise_id)s for this API user."),
+        gettext_noop(
+            "Copy the enterprise id from Min Bedrift, and check that the API user belongs to the same "
+            "enterprise; nothing was saved."
+        ),
+    ),
+    ConnectionErrorCode.MBN_UNREACHABLE: (
+        gettext_noop("Telenor MBN could not be reached."),
+        gettext_noop("Try again in a few minutes; contact Nettsoft if it lasts more than an hour."),
+    ),
+    ConnectionErrorCode.TIMEOUT: (
+        gettext_noop("%(system)s did not answer in time."),
+        gettext_noop("Try again in a few minutes; contact Nettsoft if it lasts more than an hour."),
+    ),
+    ConnectionErrorCode.INVALID_INPUT: (
+        gettext_noop("%(message)s"),
+        gettext_noop("Correct the field and save again."),
+    ),
+    ConnectionErrorCode.REQUEST_FAILED: (
+        gettext_noop("%(system)s refused a request: %(detail)s"),
+        gettext_noop("Try again; if the same answer comes back, send it to Nettsoft."),
+    ),
+}
+
+
+class _Blank(dict[str, Any]):
+    """Parameters for a worded message: a missing one reads as nothing rather than failing."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def describe_connection_error(code: str, params: Any = None) -> tuple[str, str]:
+    """(what is wrong, what to do) for a stored connection error code, in the active language (Norwegian in
+    the portal). An unknown code words as REQUEST_FAILED."""
+    known = ConnectionErrorCode(code) if code in ConnectionErrorCode.values else ConnectionErrorCode.REQUEST_FAILED
+    what, what_to_do = CONNECTION_WORDING[known]
+    values = _Blank({key: str(value) for key, value in dict(params or {}).items()})
+    return (gettext(what) % values).strip(), (gettext(what_to_do) % values).strip()

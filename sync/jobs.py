@@ -293,6 +293,24 @@ def unsubscribe_job(source_id: int, subscription_id: str) -> str:
     return f"subscription {subscription_id} deleted"
 
 
+def first_sync_job(source_id: int) -> str:
+    """Queued when a source is connected from the portal or admin (`sync.services.queue_first_sync`): read its
+    group (users appear and are matched to MBN), subscribe to their calendars and sync them, without waiting
+    for the schedules."""
+    source = CalendarSource.objects.filter(served_customer("customer__"), pk=source_id, active=True).first()
+    if source is None or not source.activation_group:
+        return "the calendar source is gone, inactive or its customer not served: nothing to sync"
+    try:
+        counts = refresh_group(source=source)
+        ensure_subscriptions(source=source)
+    except Exception as error:  # recorded on the source like the schedules do; the next group refresh retries
+        logger.exception("first sync failed for %s", source)
+        CalendarSource.objects.filter(pk=source.pk).update(**failure_of(error).on_calendar())
+        return f"first sync of {source} failed: {error}"
+    queued = sweep(source=source)
+    return f"{counts['members']} member(s), {counts['matched']} matched to MBN, {queued} user(s) queued"
+
+
 def delete_old_runs_job() -> str:
     return f"{delete_old_runs()} sync record(s) older than {RETENTION_DAYS} days deleted"
 

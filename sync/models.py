@@ -1,16 +1,19 @@
 """The absence-profile catalogue: the `&` codes of calendar-rules.md §1, as editable data."""
 
 import re
+from collections import defaultdict
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Lower
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
 from customers.models import MEETING_PROFILE_KEY, UNAVAILABLE_PROFILE_KEY
 from sync.crypto import decrypt, encrypt
-from sync.errors import SyncErrorCode
+from sync.errors import ConnectionErrorCode, SyncErrorCode, describe_connection_error
 
 _TOKEN = re.compile(r"^[^\W\d_]+( [^\W\d_]+)*$")
 
@@ -77,6 +80,10 @@ class AbsenceProfile(models.Model):
         return self.profile
 
 
+# What the last connection test left on a CalendarSource or MbnConnection (sync.connections writes them).
+TEST_STATE_FIELDS = ("tested_at", "test_ok", "test_error_code", "test_error_params", "test_details")
+
+
 class CalendarSource(models.Model):
     """Where a customer's calendars come from, with its credentials encrypted at rest."""
 
@@ -106,8 +113,19 @@ class CalendarSource(models.Model):
         help_text=_("Google Workspace: an administrator the service account acts as to read group members."),
     )
     secret_encrypted = models.TextField(_("secret (encrypted)"), blank=True, editable=False)
+    uses_nettsoft_app = models.BooleanField(
+        _("uses Nettsoft's app"),
+        default=False,
+        help_text=_(
+            "Signs in with Nettsoft's multi-tenant app (Microsoft 365, by admin consent) or service account "
+            "(Google) from the settings, instead of the client id and secret stored here."
+        ),
+    )
     activation_group = models.CharField(
-        _("activation group"), max_length=200, help_text=_("The group whose members get the service.")
+        _("activation group"),
+        max_length=200,
+        blank=True,
+        help_text=_("The group whose members get the service."),
     )
     active = models.BooleanField(_("active"), default=True)
     sweep_minutes = models.PositiveSmallIntegerField(_("sweep every (minutes)"), default=5)
@@ -115,11 +133,28 @@ class CalendarSource(models.Model):
     last_error = models.TextField(_("last error"), blank=True)
     last_error_code = models.CharField(_("last error code"), max_length=40, choices=SyncErrorCode.choices, blank=True)
     last_error_params = models.JSONField(_("last error parameters"), default=dict, blank=True)
+    tested_at = models.DateTimeField(_("connection tested"), null=True, blank=True, editable=False)
+    test_ok = models.BooleanField(_("connection test passed"), null=True, blank=True, editable=False)
+    test_error_code = models.CharField(
+        _("connection test error"), max_length=40, choices=ConnectionErrorCode.choices, blank=True, editable=False
+    )
+    test_error_params = models.JSONField(
+        _("connection test error parameters"), default=dict, blank=True, editable=False
+    )
+    test_details = models.JSONField(_("connection test details"), default=dict, blank=True, editable=False)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     # Not the secret, not even encrypted; not the sync bookkeeping either (written on every sync with
-    # QuerySet.update, so a history diff would pin the sync's changes on whoever edits the source next).
+    # QuerySet.update, so a history diff would pin the sync's changes on whoever edits the source next);
+    # connection tests are audited in ConnectionEvent.
     history = HistoricalRecords(
-        excluded_fields=["secret_encrypted", "last_success_at", "last_error", "last_error_code", "last_error_params"]
+        excluded_fields=[
+            "secret_encrypted",
+            "last_success_at",
+            "last_error",
+            "last_error_code",
+            "last_error_params",
+            *TEST_STATE_FIELDS,
+        ]
     )
 
     class Meta:
@@ -154,13 +189,27 @@ class MbnConnection(models.Model):
         "customers.Customer", on_delete=models.CASCADE, related_name="mbn_connection", verbose_name=_("customer")
     )
     enterprise_id = models.CharField(_("enterprise id"), max_length=100)
-    client_id = models.CharField(_("client id"), max_length=200)
+    client_id = models.CharField(
+        _("client id"),
+        max_length=200,
+        blank=True,
+        help_text=_("Blank: Nettsoft's MBN partner client id and secret from the settings are used."),
+    )
     client_secret_encrypted = models.TextField(_("client secret (encrypted)"), blank=True, editable=False)
     username = models.CharField(_("API user"), max_length=200)
     password_encrypted = models.TextField(_("password (encrypted)"), blank=True, editable=False)
     active = models.BooleanField(
         _("active"), default=True, help_text=_("Set off when the customer's service ends: nothing is pushed any more.")
     )
+    tested_at = models.DateTimeField(_("connection tested"), null=True, blank=True, editable=False)
+    test_ok = models.BooleanField(_("connection test passed"), null=True, blank=True, editable=False)
+    test_error_code = models.CharField(
+        _("connection test error"), max_length=40, choices=ConnectionErrorCode.choices, blank=True, editable=False
+    )
+    test_error_params = models.JSONField(
+        _("connection test error parameters"), default=dict, blank=True, editable=False
+    )
+    test_details = models.JSONField(_("connection test details"), default=dict, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("MBN connection")
@@ -284,3 +333,107 @@ class SyncRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.started_at:%d.%m.%Y %H:%M:%S}"
+
+
+class ConnectionEvent(models.Model):
+    """One step, success or failure of connecting a customer's calendar system or MBN (append-only audit)."""
+
+    class Connection(models.TextChoices):
+        MICROSOFT365 = "microsoft365", _("Microsoft 365")
+        GOOGLE = "google", _("Google Workspace")
+        EWS = "ews", _("Exchange on-premises")
+        MBN = "mbn", _("Telenor MBN")
+
+    class Action(models.TextChoices):
+        CONSENT_STARTED = "consent_started", _("Consent started")
+        CONSENT_GRANTED = "consent_granted", _("Consent granted")
+        CONSENT_REFUSED = "consent_refused", _("Consent refused")
+        CONSENT_REJECTED = "consent_rejected", _("Consent answer rejected")
+        GROUP_CHOSEN = "group_chosen", _("Group chosen")
+        SAVED = "saved", _("Saved")
+        TEST_PASSED = "test_passed", _("Test passed")
+        TEST_FAILED = "test_failed", _("Test failed")
+        REMOVED = "removed", _("Removed")
+
+    customer = models.ForeignKey(
+        "customers.Customer",
+        on_delete=models.CASCADE,
+        related_name="connection_events",
+        verbose_name=_("customer"),
+    )
+    connection = models.CharField(_("connection"), max_length=20, choices=Connection.choices)
+    action = models.CharField(_("action"), max_length=20, choices=Action.choices)
+    error_code = models.CharField(_("error code"), max_length=40, choices=ConnectionErrorCode.choices, blank=True)
+    params = models.JSONField(_("details"), default=dict, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("by"),
+    )
+    at = models.DateTimeField(_("at"), default=timezone.now, db_index=True)
+
+    class Meta:
+        verbose_name = _("connection event")
+        verbose_name_plural = _("connection events")
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["customer", "-at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_connection_display()}: {self.get_action_display()}"
+
+    def describe(self) -> str:
+        """The event as a sentence people read (Norwegian in the portal), with the error worded when it failed."""
+        values = defaultdict(str, {key: str(value) for key, value in self.params.items()})
+        text = str(_EVENT_SENTENCES.get(self.action, self.get_action_display())) % values
+        if self.error_code:
+            what, _what_to_do = describe_connection_error(self.error_code, self.params)
+            text = f"{text}: {what}"
+        return text
+
+
+_EVENT_SENTENCES = {
+    ConnectionEvent.Action.CONSENT_STARTED: _("Sent an administrator to Microsoft to consent"),
+    ConnectionEvent.Action.CONSENT_GRANTED: _("An administrator consented for the organisation %(tenant)s"),
+    ConnectionEvent.Action.CONSENT_REFUSED: _("The administrator refused consent"),
+    ConnectionEvent.Action.CONSENT_REJECTED: _("An answer from Microsoft was rejected"),
+    ConnectionEvent.Action.GROUP_CHOSEN: _("Chose the group “%(group)s”"),
+    ConnectionEvent.Action.SAVED: _("Saved the connection"),
+    ConnectionEvent.Action.TEST_PASSED: _("The connection test passed"),
+    ConnectionEvent.Action.TEST_FAILED: _("The connection test failed"),
+    ConnectionEvent.Action.REMOVED: _("Removed the connection"),
+}
+
+
+class ConsentRequest(models.Model):
+    """One "Koble til Microsoft 365" click: the state sent to Microsoft's admin-consent page, kept only as its
+    sha256, bound to the customer, the user and the browser session, single use, valid for a short while."""
+
+    customer = models.ForeignKey(
+        "customers.Customer", on_delete=models.CASCADE, related_name="+", verbose_name=_("customer")
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", verbose_name=_("user")
+    )
+    session_key_hash = models.CharField(_("session (sha256)"), max_length=64)
+    state_hash = models.CharField(_("state (sha256)"), max_length=64, unique=True)
+    source = models.ForeignKey(
+        CalendarSource,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("calendar source"),
+        help_text=_("Consent again for this source: its tenant is the one expected."),
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    used_at = models.DateTimeField(_("used"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("consent request")
+        verbose_name_plural = _("consent requests")
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} {self.created_at:%Y-%m-%d %H:%M}"

@@ -8,6 +8,7 @@ Subjects pass through the engine in memory only; nothing but times, reasons and 
 import contextlib
 import datetime as dt
 import functools
+import json
 import logging
 import threading
 import time
@@ -146,14 +147,29 @@ class UserResult:
 
 @functools.lru_cache(maxsize=256)
 def _graph_provider(
-    tenant_id: str, client_id: str, secret_token: str, login_url: str, graph_url: str, ca_path: str | None, zone: str
+    tenant_id: str,
+    client_id: str,
+    credential: tuple[str, str, str],
+    login_url: str,
+    graph_url: str,
+    ca_path: str | None,
+    zone: str,
 ):  # type: ignore[no-untyped-def]
-
-    secret = CalendarSource(secret_encrypted=secret_token).secret()
+    """`credential` is ("secret", encrypted secret, "") for a customer's own app registration, or Nettsoft's app
+    from the settings: ("certificate", key file path, thumbprint) or ("secret", "", secret)."""
+    kind, first, second = credential
+    client_credential: str | dict[str, str]
+    if kind == "certificate":
+        with open(first, encoding="utf-8") as key_file:
+            client_credential = {"private_key": key_file.read(), "thumbprint": second}
+    elif first:
+        client_credential = CalendarSource(secret_encrypted=first).secret()
+    else:
+        client_credential = second
     return GraphProvider(
         tenant_id,
         client_id,
-        secret,
+        client_credential,
         login_base_url=login_url,
         graph_base_url=graph_url,
         ca_path=ca_path,
@@ -161,15 +177,31 @@ def _graph_provider(
     )
 
 
+def graph_credentials(source: CalendarSource) -> tuple[str, tuple[str, str, str]]:
+    """(client id, credential key of `_graph_provider`) a Graph source signs in with: Nettsoft's multi-tenant app
+    (certificate preferred over secret) when it `uses_nettsoft_app`, else its own app registration."""
+    if not source.uses_nettsoft_app:
+        return source.client_id, ("secret", source.secret_encrypted, "")
+    if settings.NETTSOFT_GRAPH_CERTIFICATE_KEY_FILE and settings.NETTSOFT_GRAPH_CERTIFICATE_THUMBPRINT:
+        credential = (
+            "certificate",
+            settings.NETTSOFT_GRAPH_CERTIFICATE_KEY_FILE,
+            settings.NETTSOFT_GRAPH_CERTIFICATE_THUMBPRINT.replace(":", "").strip(),
+        )
+        return settings.NETTSOFT_GRAPH_CLIENT_ID, credential
+    return settings.NETTSOFT_GRAPH_CLIENT_ID, ("secret", "", settings.NETTSOFT_GRAPH_CLIENT_SECRET)
+
+
 def provider_for(source: CalendarSource):  # type: ignore[no-untyped-def]
     """The source's provider, kept per process (token caches, HTTP connections) per credentials and URL."""
     customer_settings = getattr(source.customer, "settings", None)
     zone = customer_settings.timezone if customer_settings else "Europe/Oslo"
     if source.kind == CalendarSource.Kind.GRAPH:
+        client_id, credential = graph_credentials(source)
         return _graph_provider(
             source.tenant_id,
-            source.client_id,
-            source.secret_encrypted,
+            client_id,
+            credential,
             settings.MICROSOFT_LOGIN_BASE_URL,
             settings.GRAPH_BASE_URL,
             settings.MICROSOFT_LOGIN_CA_BUNDLE,
@@ -177,8 +209,12 @@ def provider_for(source: CalendarSource):  # type: ignore[no-untyped-def]
         )
     if source.kind == CalendarSource.Kind.EWS:
         return _ews_provider(source.endpoint, source.username, source.secret_encrypted, zone)
+    if source.uses_nettsoft_app:  # Nettsoft's service account: the key file named in the settings
+        key = ("file", settings.NETTSOFT_GOOGLE_SERVICE_ACCOUNT_FILE)
+    else:
+        key = ("encrypted", source.secret_encrypted)
     return _google_provider(
-        source.secret_encrypted,
+        key,
         source.admin_subject,
         settings.GOOGLE_TOKEN_URL,
         settings.GOOGLE_CALENDAR_BASE_URL,
@@ -196,11 +232,15 @@ def _ews_provider(endpoint: str, username: str, secret_token: str, zone: str):  
 
 @functools.lru_cache(maxsize=256)
 def _google_provider(
-    secret_token: str, admin_subject: str, token_url: str, calendar_url: str, directory_url: str, zone: str
+    key: tuple[str, str], admin_subject: str, token_url: str, calendar_url: str, directory_url: str, zone: str
 ):  # type: ignore[no-untyped-def]
-    import json
-
-    info = json.loads(CalendarSource(secret_encrypted=secret_token).secret())
+    """`key`: ("encrypted", the source's encrypted key JSON) or ("file", the path of Nettsoft's key file)."""
+    kind, value = key
+    if kind == "file":
+        with open(value, encoding="utf-8") as key_file:
+            info = json.load(key_file)
+    else:
+        info = json.loads(CalendarSource(secret_encrypted=value).secret())
     return GoogleProvider(
         info,
         admin_subject,
@@ -213,11 +253,20 @@ def _google_provider(
 
 @functools.lru_cache(maxsize=256)
 def _mbn_client(
-    base_url: str, enterprise_id: str, client_id: str, secret_token: str, username: str, password_token: str
+    base_url: str,
+    enterprise_id: str,
+    client_id: str,
+    secret: str,
+    username: str,
+    password_token: str,
+    secret_encrypted: bool,
 ):  # type: ignore[no-untyped-def]
-
-    connection = MbnConnection(client_secret_encrypted=secret_token, password_encrypted=password_token)
-    return MbnClient(base_url, enterprise_id, client_id, connection.client_secret(), username, connection.password())
+    """`secret` is the connection's encrypted client secret (`secret_encrypted`) or the partner secret."""
+    connection = MbnConnection(
+        client_secret_encrypted=secret if secret_encrypted else "", password_encrypted=password_token
+    )
+    client_secret = connection.client_secret() if secret_encrypted else secret
+    return MbnClient(base_url, enterprise_id, client_id, client_secret, username, connection.password())
 
 
 def mbn_client_for(connection: MbnConnection):  # type: ignore[no-untyped-def]
@@ -226,14 +275,24 @@ def mbn_client_for(connection: MbnConnection):  # type: ignore[no-untyped-def]
             "MBN_BASE_URL is not set: the MBN API address is needed to push absences",
             code=SyncErrorCode.MBN_NOT_CONFIGURED,
         )
+    client_id, _secret = mbn_credentials(connection)
     return _mbn_client(
         settings.MBN_BASE_URL,
         connection.enterprise_id,
-        connection.client_id,
-        connection.client_secret_encrypted,
+        client_id,
+        connection.client_secret_encrypted if connection.client_id else settings.MBN_PARTNER_CLIENT_SECRET,
         connection.username,
         connection.password_encrypted,
+        bool(connection.client_id),
     )
+
+
+def mbn_credentials(connection: MbnConnection) -> tuple[str, str]:
+    """(client id, client secret) the connection signs in to MBN with: its own when it has a client id, else
+    Nettsoft's partner client from the settings (MBN_PARTNER_CLIENT_ID/SECRET)."""
+    if connection.client_id:
+        return connection.client_id, connection.client_secret()
+    return settings.MBN_PARTNER_CLIENT_ID, settings.MBN_PARTNER_CLIENT_SECRET
 
 
 def paced_mbn_client_for(connection: MbnConnection):  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ from common.queue import enqueue
 from customers.models import WEEKDAYS, CustomerSettings, ServiceUser, served_user
 from sync.models import AbsenceProfile, CalendarUser
 from sync.rules import DEFAULT_CATALOGUE, Catalogue, Profile, RuleSettings
-from sync.work import SYNC_USERS
+from sync.work import FIRST_SYNC, SYNC_USERS
 
 
 def catalogue_from_database() -> Catalogue:
@@ -92,3 +92,9 @@ def queue_stops(*, service_user_ids: Iterable[int]) -> None:
     ids = sorted(stopping_calendars().filter(service_user_id__in=set(service_user_ids)).values_list("pk", flat=True))
     for user_id in ids:
         enqueue(SYNC_USERS, [user_id], name=f"stop-user-{user_id}")
+
+
+def queue_first_sync(*, source_id: int) -> None:
+    """Queue a newly connected (or reconnected) source's first sync after commit: its group's members become
+    users and are matched to MBN, their subscriptions are made and their calendars synced (`sync.jobs`)."""
+    enqueue(FIRST_SYNC, source_id, name=f"first-sync-{source_id}")

@@ -7,3 +7,4 @@ from common.queue import Job
 SYNC_USERS = Job(function="sync.jobs.sync_users_job", celery_task="sync.tasks.sync_users")
 UNSUBSCRIBE = "sync.jobs.unsubscribe_job"  # (source_id, subscription_id)
 RENEW_SUBSCRIPTIONS = "sync.jobs.renew_subscriptions_job"
+FIRST_SYNC = "sync.jobs.first_sync_job"  # (source_id,): a newly connected source's group, subscriptions and sync

@@ -18,6 +18,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -229,14 +230,27 @@ class _LoginSession(requests.Session):
         return super().request(method, url, *args, **kwargs)
 
 
+@dataclass(frozen=True)
+class GroupChoice:
+    """A group of the tenant, as the group picker shows it: its object id, display name and address."""
+
+    id: str
+    name: str
+    mail: str
+
+
 class GraphProvider:
-    """One Microsoft 365 tenant, read with an app registration's client credentials (app-only permissions)."""
+    """One Microsoft 365 tenant, read with an app registration's client credentials (app-only permissions).
+
+    `client_credential` is the app's client secret, or its certificate as msal takes it:
+    `{"private_key": <PEM>, "thumbprint": <SHA-1 hex>}` (msal then signs an RFC 7523 client assertion).
+    """
 
     def __init__(
         self,
         tenant_id: str,
         client_id: str,
-        client_secret: str,
+        client_credential: str | Mapping[str, str],
         *,
         login_base_url: str,
         graph_base_url: str,
@@ -248,7 +262,9 @@ class GraphProvider:
         ZoneInfo(timezone)  # fail early on a bad setting
         self.tenant_id = tenant_id
         self.client_id = client_id
-        self._client_secret = client_secret
+        self._client_credential = (
+            dict(client_credential) if isinstance(client_credential, Mapping) else client_credential
+        )
         self.login_base_url = login_base_url.rstrip("/")
         self.graph_base_url = graph_base_url.rstrip("/")
         self.timezone = timezone
@@ -276,7 +292,7 @@ class GraphProvider:
                 try:
                     self._app = msal.ConfidentialClientApplication(
                         self.client_id,
-                        client_credential=self._client_secret,
+                        client_credential=self._client_credential,
                         authority=f"{self.login_base_url}/{self.tenant_id}",
                         instance_discovery=False,
                         azure_region=False,
@@ -489,6 +505,55 @@ class GraphProvider:
                 email = item.get("mail") or item.get("userPrincipalName") or ""
                 users[user_id] = DirectoryUser(id=user_id, email=str(email), name=str(item.get("displayName") or email))
         return list(users.values())
+
+    def search_groups(self, query: str, *, limit: int = 25) -> list[GroupChoice]:
+        """Groups whose display name (or a word of it) starts with `query`, or the first `limit` by name when it
+        is blank. `$search` on displayName tokenises words and needs ConsistencyLevel: eventual (search-query-
+        parameter.md, aad-advanced-queries.md); a blank query lists with `$orderby=displayName`."""
+        select = "id,displayName,mail"
+        if query:
+            quoted = query.replace('"', "").replace("\\", "")
+            params = {"$search": f'"displayName:{quoted}"', "$select": select, "$top": limit, "$count": "true"}
+            headers: Mapping[str, str] | None = ADVANCED_QUERY_HEADERS
+        else:
+            params = {"$select": select, "$top": limit, "$orderby": "displayName"}
+            headers = None
+        page = self._request(
+            "GET",
+            f"{self.graph_base_url}/groups?" + _query(params),
+            permission=GROUP_MEMBERS_READ,
+            not_found="",
+            extra_headers=headers,
+        )
+        groups = [
+            GroupChoice(id=str(item["id"]), name=str(item.get("displayName") or ""), mail=str(item.get("mail") or ""))
+            for item in _values(page)
+            if isinstance(item.get("id"), str)
+        ]
+        return sorted(groups, key=lambda group: group.name.casefold())[:limit]
+
+    def group(self, group_id: str) -> GroupChoice | None:
+        """The group with this object id, or None when the tenant has none (or the id is not a group id)."""
+        if not group_id.strip():
+            return None
+        try:
+            item = self._request(
+                "GET",
+                f"{self.graph_base_url}/groups/{_path_segment(group_id)}?" + _query({"$select": "id,displayName,mail"}),
+                permission=GROUP_MEMBERS_READ,
+                not_found="",
+            )
+        except NotFound:
+            return None
+        except ProviderError as error:
+            if error.error_code == SyncErrorCode.REQUEST_REFUSED and "HTTP 400" in str(error):
+                return None  # Graph answers 400 Request_BadRequest for an id that is not a GUID
+            raise
+        return GroupChoice(
+            id=str(item.get("id") or group_id),
+            name=str(item.get("displayName") or ""),
+            mail=str(item.get("mail") or ""),
+        )
 
     # --- calendars ---
 
