@@ -48,7 +48,7 @@ def customer_connections_view(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 def customer_connection_test_view(request: HttpRequest, pk: int) -> HttpResponse:
-    """"Test again" for staff: the result is stored and audited with the staff member as the actor."""
+    """ "Test again" for staff: the result is stored and audited with the staff member as the actor."""
     customer = _customer(pk)
     if not request.user.has_perm("customers.change_customer"):
         messages.error(request, gettext("Your login may not change customers, so it may not test their connections."))

@@ -210,7 +210,7 @@ class _SecretInput(forms.PasswordInput):
         super().__init__(attrs=attrs, render_value=False)
 
 
-class _ConnectionForm(forms.Form):
+class ConnectionForm(forms.Form):
     """A connection's form. `ConnectionProblem.field` names one of its fields (the service's keyword), so a
     problem is shown where the input is; a blank password keeps the stored one."""
 
@@ -232,7 +232,7 @@ class _ConnectionForm(forms.Form):
         return not self.has_changed()
 
 
-class GoogleConnectionForm(_ConnectionForm):
+class GoogleConnectionForm(ConnectionForm):
     admin_subject = forms.EmailField(
         label=_("Administrator's address"),
         max_length=254,
@@ -245,7 +245,7 @@ class GoogleConnectionForm(_ConnectionForm):
     )
 
 
-class ExchangeConnectionForm(_ConnectionForm):
+class ExchangeConnectionForm(ConnectionForm):
     secret_fields = ("password",)
 
     endpoint = forms.URLField(
@@ -267,7 +267,7 @@ class ExchangeConnectionForm(_ConnectionForm):
     )
 
 
-class MbnConnectionForm(_ConnectionForm):
+class MbnConnectionForm(ConnectionForm):
     secret_fields = ("password",)
 
     enterprise_id = forms.CharField(

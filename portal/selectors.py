@@ -55,7 +55,6 @@ def user_counts(customer: Customer) -> UserCounts:
 
 
 def problems_of(customer: Customer, counts: UserCounts, sources: list[CalendarSource], has_mbn: bool) -> list[Problem]:
-    from django.utils.translation import gettext as _
 
     users_url = reverse("portal:users")
     problems = [
@@ -211,12 +210,3 @@ def settings_changes(customer_settings: CustomerSettings, *, limit: int = 10) ->
             who = (user.get_full_name() or user.email or user.get_username()) if user else "Nettsoft"
             result.append(SettingsChange(newer.history_date, who, changes))
     return result[:limit]
-
-
-def calendar_source(customer: Customer, *, kind: str) -> CalendarSource | None:
-    """The customer's source of this kind (the first made, when staff made more than one)."""
-    return CalendarSource.objects.filter(customer=customer, kind=kind).order_by("pk").first()
-
-
-def mbn_connection(customer: Customer) -> MbnConnection | None:
-    return MbnConnection.objects.filter(customer=customer).first()

@@ -5,12 +5,12 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
@@ -367,7 +367,7 @@ def connections(request: HttpRequest, customer: Customer) -> HttpResponse:
 @require_POST
 @portal_page()
 def connection_test(request: HttpRequest, customer: Customer) -> HttpResponse:
-    """"Test again": test one connection now and say how it went."""
+    """ "Test again": test one connection now and say how it went."""
     form = forms.ConnectionTestForm(request.POST)
     if not form.is_valid():
         messages.error(request, _("Choose a connection to test."))
@@ -416,7 +416,7 @@ def _consent_redirect_uri() -> str:
 @require_POST
 @portal_page()
 def microsoft_connect(request: HttpRequest, customer: Customer) -> HttpResponse:
-    """"Connect Microsoft 365": off to Microsoft, where an administrator of the tenant grants Nettsoft's app."""
+    """ "Connect Microsoft 365": off to Microsoft, where an administrator of the tenant grants Nettsoft's app."""
     if request.session.session_key is None:
         request.session.save()  # the consent is bound to this session
     try:
@@ -455,9 +455,7 @@ def microsoft_callback(request: HttpRequest, customer: Customer) -> HttpResponse
 @portal_page()
 def microsoft_group(request: HttpRequest, customer: Customer, pk: int) -> HttpResponse:
     """Search the tenant's groups and choose the activation group; choosing tests the connection."""
-    source = get_object_or_404(
-        CalendarSource.objects.filter(customer=customer, kind=CalendarSource.Kind.GRAPH), pk=pk
-    )
+    source = get_object_or_404(CalendarSource.objects.filter(customer=customer, kind=CalendarSource.Kind.GRAPH), pk=pk)
     choice = forms.GroupChoiceForm(request.POST if request.method == "POST" else None)
     query = (choice.data.get("q") if choice.is_bound else request.GET.get("q")) or ""
     search = forms.GroupSearchForm({"q": query} if query else None)
@@ -507,20 +505,21 @@ def _connection_form_page(
     customer: Customer,
     *,
     connection: str,
-    form_class: type[forms._ConnectionForm],
-    initial: dict[str, str] | None,
-    secret_stored: bool,
+    form_class: type[forms.ConnectionForm],
     save: Callable[..., ConnectionTestResult],
     template: str,
-    context: dict[str, Any],
+    context: dict[str, Any] | None = None,
 ) -> HttpResponse:
     """One connection's form: shown with what is stored (never a secret), saved and tested by `save`; a
     problem is shown at its field with the input kept, the passwords excepted."""
+    status = _status_of(customer, connection)
+    stored = status.state != "not_connected"
+    initial = {name: value for name, value in status.values.items() if name in form_class.base_fields}
     form = form_class(
-        request.POST if request.method == "POST" else None, initial=initial or {}, secret_stored=secret_stored
+        request.POST if request.method == "POST" else None, initial=initial, secret_stored=status.has_secret
     )
     if request.method == "POST" and form.is_valid():
-        if initial is not None and form.changes_nothing():
+        if stored and form.changes_nothing():
             messages.info(request, _("Nothing was changed. Use “Test again” to test the connection."))
             return redirect(f"{reverse('portal:connections')}#{connection}")
         try:
@@ -528,30 +527,25 @@ def _connection_form_page(
         except ConnectionProblem as problem:
             form.show_problem(field=problem.field, what=problem.what, what_to_do=problem.what_to_do)
         else:
-            if result.ok:
-                messages.success(request, _("Saved and tested: the connection works.") + " " + _details_sentence(result.details))
-                return redirect(f"{reverse('portal:connections')}#{connection}")
-            form.show_problem(field=None, what=result.what, what_to_do=result.what_to_do)
-    status = _status_of(customer, connection)
-    return render(request, template, {"customer": customer, "form": form, "status": status, **context})
+            messages.success(
+                request, _("Saved and tested: the connection works.") + " " + _details_sentence(result.details)
+            )
+            return redirect(f"{reverse('portal:connections')}#{connection}")
+    return render(request, template, {"customer": customer, "form": form, "status": status, **(context or {})})
 
 
-def _status_of(customer: Customer, connection: str) -> Any:
+def _status_of(customer: Customer, connection: str) -> sync_connections.ConnectionStatus:
     return next(c for c in sync_connections.customer_connections(customer=customer) if c.connection == connection)
 
 
 @require_http_methods(["GET", "POST"])
 @portal_page()
 def google_connection(request: HttpRequest, customer: Customer) -> HttpResponse:
-    source = selectors.calendar_source(customer, kind=CalendarSource.Kind.GOOGLE)
-    initial = {"admin_subject": source.admin_subject, "group": source.activation_group} if source else None
     return _connection_form_page(
         request,
         customer,
         connection="google",
         form_class=forms.GoogleConnectionForm,
-        initial=initial,
-        secret_stored=False,
         save=sync_connections.save_google,
         template="portal/connection_google.html",
         context={"setup": sync_connections.google_setup_info()},
@@ -561,40 +555,26 @@ def google_connection(request: HttpRequest, customer: Customer) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @portal_page()
 def exchange_connection(request: HttpRequest, customer: Customer) -> HttpResponse:
-    source = selectors.calendar_source(customer, kind=CalendarSource.Kind.EWS)
-    initial = (
-        {"endpoint": source.endpoint, "username": source.username, "group": source.activation_group}
-        if source
-        else None
-    )
     return _connection_form_page(
         request,
         customer,
         connection="ews",
         form_class=forms.ExchangeConnectionForm,
-        initial=initial,
-        secret_stored=bool(source and source.secret_encrypted),
         save=sync_connections.save_ews,
         template="portal/connection_exchange.html",
-        context={},
     )
 
 
 @require_http_methods(["GET", "POST"])
 @portal_page()
 def mbn_connection(request: HttpRequest, customer: Customer) -> HttpResponse:
-    stored = selectors.mbn_connection(customer)
-    initial = {"enterprise_id": stored.enterprise_id, "username": stored.username} if stored else None
     return _connection_form_page(
         request,
         customer,
         connection="mbn",
         form_class=forms.MbnConnectionForm,
-        initial=initial,
-        secret_stored=bool(stored and stored.password_encrypted),
         save=sync_connections.save_mbn,
         template="portal/connection_mbn.html",
-        context={},
     )
 
 

@@ -9,6 +9,7 @@ from django.utils.timesince import timesince
 from django.utils.translation import gettext
 
 from common.formatting import format_nok, format_number
+from sync.connections import STATE_LABELS
 
 register = template.Library()
 
@@ -39,18 +40,11 @@ BADGE_OF_STATE = {"working": "ok", "failing": "bad", "untested": "warn", "awaiti
 
 @register.filter
 def connection_state(state: str) -> str:
-    """A connection's state in words: "virker", "feiler", "ikke testet", "ikke koblet til", "venter på gruppe"."""
-    words = {
-        "working": gettext("works"),
-        "failing": gettext("failing"),
-        "untested": gettext("not tested"),
-        "not_connected": gettext("not connected"),
-        "awaiting_group": gettext("waiting for a group"),
-    }
-    return words.get(state, state)
+    """A connection's state in words (`sync.connections.STATE_LABELS`): works, failing, never tested, …"""
+    return str(STATE_LABELS.get(state, state))
 
 
 @register.filter
 def connection_badge(state: str) -> str:
-    """The badge colour of a state: ok, bad, warn or none."""
+    """The badge colour of a connection's state: ok, bad, warn or none."""
     return BADGE_OF_STATE.get(state, "")
