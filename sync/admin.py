@@ -14,7 +14,15 @@ from common.json_input import JSONInputError, parse_json
 from customers.admin import AuditedAdmin
 from customers.models import ServiceUser
 from sync.errors import describe
-from sync.models import AbsenceProfile, CalendarSource, CalendarUser, MbnConnection, PushedAbsence, SyncRun
+from sync.models import (
+    AbsenceProfile,
+    CalendarSource,
+    CalendarUser,
+    ConnectionEvent,
+    MbnConnection,
+    PushedAbsence,
+    SyncRun,
+)
 from sync.pipeline import provider_for
 
 
@@ -62,6 +70,7 @@ class CalendarSourceForm(forms.ModelForm):
             "customer",
             "kind",
             "tenant_id",
+            "uses_nettsoft_app",
             "client_id",
             "endpoint",
             "username",
@@ -75,8 +84,10 @@ class CalendarSourceForm(forms.ModelForm):
         data = super().clean() or {}
         kind = data.get("kind")
         has_secret = bool(data.get("secret") or (self.instance.pk and self.instance.secret_encrypted))
+        # Nettsoft's app (Microsoft 365) or service account (Google) from the settings: no credentials here
+        nettsoft = bool(data.get("uses_nettsoft_app")) and kind != CalendarSource.Kind.EWS
         required = {
-            CalendarSource.Kind.GRAPH: ["tenant_id", "client_id"],
+            CalendarSource.Kind.GRAPH: ["tenant_id"] if nettsoft else ["tenant_id", "client_id"],
             CalendarSource.Kind.EWS: ["endpoint", "username"],
             CalendarSource.Kind.GOOGLE: ["admin_subject"],
         }.get(CalendarSource.Kind(kind) if kind else CalendarSource.Kind.GRAPH, [])
@@ -84,6 +95,8 @@ class CalendarSourceForm(forms.ModelForm):
             if not data.get(name):
                 self.add_error(name, gettext("Required for this kind of calendar."))
         key = data.get("service_account_key")
+        if nettsoft:
+            return data
         if kind == CalendarSource.Kind.GOOGLE:
             if key:
                 try:
@@ -115,8 +128,17 @@ class CalendarSourceForm(forms.ModelForm):
 @admin.register(CalendarSource)
 class CalendarSourceAdmin(AuditedAdmin):
     form = CalendarSourceForm
-    list_display = ["customer", "kind", "activation_group", "active", "last_success_at", "short_error", "has_secret"]
-    list_filter = ["kind", "active"]
+    list_display = [
+        "customer",
+        "kind",
+        "activation_group",
+        "active",
+        "uses_nettsoft_app",
+        "last_success_at",
+        "short_error",
+        "has_secret",
+    ]
+    list_filter = ["kind", "active", "uses_nettsoft_app"]
     list_select_related = ["customer"]
     search_fields = ["customer__name", "tenant_id", "activation_group"]
     autocomplete_fields = ["customer"]
@@ -307,3 +329,22 @@ class PushedAbsenceAdmin(ReadOnly, admin.ModelAdmin):
     list_select_related = ["service_user"]
     search_fields = ["service_user__email"]
     show_full_result_count = False
+
+
+@admin.register(ConnectionEvent)
+class ConnectionEventAdmin(ReadOnly, admin.ModelAdmin):
+    """The connection audit (sync.connections writes it): every consent, choice, save and test, never edited."""
+
+    list_display = ["at", "customer", "connection", "action", "error_code", "actor", "sentence"]
+    list_filter = ["connection", "action", "error_code"]
+    list_select_related = ["customer", "actor"]
+    search_fields = ["customer__name"]
+    date_hierarchy = "at"
+    show_full_result_count = False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description=_("what happened"))
+    def sentence(self, obj: ConnectionEvent) -> str:
+        return obj.describe()

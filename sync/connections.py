@@ -18,7 +18,7 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -84,6 +84,7 @@ SYSTEM_NAMES = {
 }
 UNMATCHED_SHOWN = 50  # unmatched users listed in an MBN test's details
 GROUP_SEARCH_LIMIT = 25
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}  # a lab's own Exchange (the simulator) may answer plain http
 _TENANT_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -118,6 +119,7 @@ class ConnectionTestResult:
     code: str = ""
     params: dict[str, Any] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    field: str | None = None  # the form field at fault, when one is (a wrong password: "password")
 
     @property
     def what(self) -> str:
@@ -133,11 +135,11 @@ class ConnectionTestResult:
 
     @classmethod
     def failed(cls, problem: ConnectionProblem) -> ConnectionTestResult:
-        return cls(ok=False, code=problem.code, params=dict(problem.params))
+        return cls(ok=False, code=problem.code, params=dict(problem.params), field=problem.field)
 
     def problem(self) -> ConnectionProblem:
         """The failed result as the exception the `save_*` services raise."""
-        return ConnectionProblem(self.code, self.params)
+        return ConnectionProblem(self.code, self.params, field=self.field)
 
 
 @dataclass(frozen=True)
@@ -477,7 +479,9 @@ def save_ews(
     nothing saved but the audit; on success the source is saved and active and the first sync queued."""
     endpoint, username, group = endpoint.strip(), username.strip(), group.strip().lower()
     try:
-        URLValidator(schemes=["https"])(endpoint)
+        URLValidator(schemes=["https", "http"])(endpoint)
+        if urlsplit(endpoint).scheme != "https" and urlsplit(endpoint).hostname not in _LOOPBACK:
+            raise ValidationError("the password would travel unencrypted")
     except ValidationError:
         raise ConnectionProblem(
             ConnectionErrorCode.INVALID_INPUT,
@@ -732,13 +736,18 @@ def _test_mbn(connection: MbnConnection) -> ConnectionTestResult:
         return ConnectionTestResult.failed(
             ConnectionProblem(ConnectionErrorCode.NOT_CONFIGURED, {"system": "Telenor MBN"})
         )
+    client = _mbn_client(connection)
     try:
-        subscribers = _mbn_client(connection).subscribers()
+        client.sign_in()
     except MbnAuthError:
         return ConnectionTestResult.failed(
             ConnectionProblem(ConnectionErrorCode.MBN_LOGIN_FAILED, {"username": connection.username}, field="password")
         )
-    except MbnNotFound:
+    except MbnError:
+        return ConnectionTestResult.failed(ConnectionProblem(ConnectionErrorCode.MBN_UNREACHABLE))
+    try:
+        subscribers = client.subscribers()
+    except (MbnAuthError, MbnNotFound):  # signed in, but the enterprise is not this API user's (403) or unknown
         return ConnectionTestResult.failed(
             ConnectionProblem(
                 ConnectionErrorCode.MBN_ENTERPRISE_NOT_FOUND,

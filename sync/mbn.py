@@ -223,6 +223,11 @@ class MbnClient:
                 self._token_renew_at = time.monotonic() + max(0.0, lifetime - TOKEN_MARGIN_SECONDS)
             return self._token
 
+    def sign_in(self) -> None:
+        """Log in now (client credentials + the API user): MbnAuthError when MBN refuses them, MbnUnavailable
+        when it cannot be reached. For a connection test, to tell a wrong login from a wrong enterprise."""
+        self._access_token()
+
     def _forget_token(self) -> None:
         with self._token_lock:
             self._token = None

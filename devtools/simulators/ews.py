@@ -164,6 +164,11 @@ class EwsSimulator(SimServer):
         with self.lock:
             self._username, self._password = username, password
 
+    def credentials(self) -> tuple[str, str]:
+        """(user name, password) of the service account Basic auth accepts."""
+        with self.lock:
+            return self._username, self._password
+
     def set_impersonation_allowed(self, allowed: bool) -> None:
         """False: the service account lacks the ApplicationImpersonation role (ErrorImpersonateUserDenied)."""
         with self.lock:

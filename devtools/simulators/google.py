@@ -148,6 +148,8 @@ class GoogleSimulator(SimServer):
         self._pages: dict[str, _Page] = {}
         self._channels: dict[str, Channel] = {}
         self._granted_scopes: frozenset[str] | None = None
+        self._service_accounts: dict[str, str] = {}  # client_email → client_id
+        self._delegations: dict[tuple[str, str], frozenset[str]] = {}  # (domain, client_id) → scopes
         self._batch_rng = random.Random(0)
         self._revoked_keys: set[str] = set()
         self._outbox: queue.Queue[Notification | None] = queue.Queue()
@@ -217,6 +219,22 @@ class GoogleSimulator(SimServer):
         """The scopes domain-wide delegation allows (None: any). Asking for others gets `unauthorized_client`."""
         with self.lock:
             self._granted_scopes = None if scopes is None else frozenset(scopes)
+
+    def add_service_account(self, client_email: str, client_id: str) -> None:
+        """A service account (its key's `client_email` and `client_id`) whose tokens follow per-domain
+        delegation: a domain's admin must authorise its client id for the scopes (`authorise_client`)."""
+        with self.lock:
+            self._service_accounts[client_email.lower()] = client_id
+
+    def authorise_client(self, domain: str, client_id: str, scopes: Iterable[str] | None) -> None:
+        """Google Admin → Security → API controls → Domain-wide delegation of `domain`: the client id may act
+        for the domain's users with `scopes` (None: remove the entry). Asking for a scope not listed, or acting
+        in a domain that has not listed the client, gets `unauthorized_client`, as Google answers."""
+        with self.lock:
+            if scopes is None:
+                self._delegations.pop((domain.lower(), client_id), None)
+            else:
+                self._delegations[(domain.lower(), client_id)] = frozenset(scopes)
 
     def revoke_key(self, private_key_id: str) -> None:
         """Tokens signed with this key id are refused with `invalid_grant: Invalid JWT Signature.`."""
@@ -339,7 +357,13 @@ class GoogleSimulator(SimServer):
                 return _token_error(400, "invalid_scope", "The service account may not act without a subject here.")
             if subject not in self._users:
                 return _token_error(400, "invalid_grant", "Invalid email or User ID")
-            if self._granted_scopes is not None and not scopes <= self._granted_scopes:
+            client_id = self._service_accounts.get(str(claims.get("iss") or "").lower())
+            if client_id is not None:  # per-domain delegation of a registered service account
+                allowed = self._delegations.get((subject.partition("@")[2], client_id), frozenset())
+                refused = not scopes or not scopes <= allowed
+            else:
+                refused = self._granted_scopes is not None and not scopes <= self._granted_scopes
+            if refused:
                 return _token_error(
                     401,
                     "unauthorized_client",

@@ -157,9 +157,24 @@ class GraphGroup:
     tenant_id: str
     display_name: str
     member_ids: tuple[str, ...]
+    mail: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"@odata.type": "#microsoft.graph.group", "id": self.id, "displayName": self.display_name}
+        return {
+            "@odata.type": "#microsoft.graph.group",
+            "id": self.id,
+            "displayName": self.display_name,
+            "mail": self.mail,
+        }
+
+    def matches_search(self, term: str) -> bool:
+        """`$search="displayName:term"`: a word of the display name (split on spaces and punctuation, like
+        Graph's tokenizer) starts with the term, case-insensitively (search-query-parameter.md)."""
+        words = [word for word in re.split(r"[\s\-_.,;:/()]+", self.display_name.casefold()) if word]
+        wanted = term.casefold().strip()
+        return bool(wanted) and (
+            any(word.startswith(wanted) for word in words) or self.display_name.casefold().startswith(wanted)
+        )
 
 
 @dataclass(frozen=True)
@@ -218,6 +233,7 @@ class GraphSimulator(SimServer):
             route("GET", USER, self._get_user),
             route("GET", USER + r"/calendarView", self._calendar_view),
             route("GET", USER + r"/calendarView/delta", self._calendar_view_delta),
+            route("GET", r"/v1\.0/groups", self._list_groups),
             route("GET", GROUP, self._get_group),
             route(
                 "GET",
@@ -248,10 +264,19 @@ class GraphSimulator(SimServer):
     # scripting the directory
 
     def add_tenant(
-        self, tenant_id: str, client_id: str, client_secret: str, permissions: Iterable[str] = DEFAULT_PERMISSIONS
+        self,
+        tenant_id: str,
+        client_id: str = "",
+        client_secret: str = "",
+        permissions: Iterable[str] = DEFAULT_PERMISSIONS,
+        certificates: Iterable[str | bytes] = (),
     ) -> None:
-        """Create a tenant (or add an app to it) and register the app with the login simulator."""
-        self.login.add_app(tenant_id, client_id, client_secret, permissions)
+        """Create a tenant (or add an app to it) and register the app with the login simulator. Without
+        `client_id` the tenant has no app yet: a multi-tenant app gets in by admin consent (login simulator)."""
+        if client_id:
+            self.login.add_app(tenant_id, client_id, client_secret, permissions, certificates)
+        else:
+            self.login.add_tenant(tenant_id)
         with self.lock:
             self._tenants.add(tenant_id)
 
@@ -290,11 +315,13 @@ class GraphSimulator(SimServer):
             self._require_tenant(member.tenant_id)
             self._other_members[member.id] = member
 
-    def add_group(self, tenant_id: str, group_id: str, display_name: str, member_ids: Iterable[str]) -> None:
+    def add_group(
+        self, tenant_id: str, group_id: str, display_name: str, member_ids: Iterable[str], mail: str | None = None
+    ) -> None:
         """Members may be ids of users, devices, org contacts or groups (nested; `transitiveMembers` resolves them)."""
         with self.lock:
             self._require_tenant(tenant_id)
-            self._groups[group_id] = GraphGroup(group_id, tenant_id, display_name, tuple(member_ids))
+            self._groups[group_id] = GraphGroup(group_id, tenant_id, display_name, tuple(member_ids), mail)
 
     def _require_tenant(self, tenant_id: str) -> None:
         if tenant_id not in self._tenants:
@@ -533,6 +560,61 @@ class GraphSimulator(SimServer):
         if user is None or user.tenant_id != grant.tenant_id:
             raise _directory_not_found(match["user"])
         return json_reply(200, _select(user.to_json(), request))
+
+    def _list_groups(self, request: Request, match: re.Match[str]) -> Reply:
+        """`GET /groups` (group-list.md) with `$search="displayName:…"` (an advanced query: 400 without
+        `ConsistencyLevel: eventual`, aad-advanced-queries.md), `$filter=startswith(displayName,'…')`,
+        `$orderby=displayName` (not with `$search`), `$top`, `$select` and `$count=true`."""
+        grant = self._authorize(request, DIRECTORY_PERMISSIONS, "Authorization_RequestDenied")
+        query = request.query
+        eventual = request.header("consistencylevel").lower() == "eventual"
+        with self.lock:
+            groups = [group for group in self._groups.values() if group.tenant_id == grant.tenant_id]
+        search = query.get("$search")
+        if search is not None:
+            if not eventual:
+                raise HttpError(
+                    400,
+                    "Request_UnsupportedQuery",
+                    "Request with $search query parameter only works through MSGraph with a special request header: "
+                    "'ConsistencyLevel: eventual'",
+                )
+            found = re.fullmatch(r'"displayName:(?P<term>[^"]*)"', search.strip())
+            if found is None:
+                raise HttpError(400, "Request_UnsupportedQuery", f"Unsupported or invalid search clause: {search!r}.")
+            groups = [group for group in groups if group.matches_search(found["term"])]
+            if query.get("$orderby"):
+                raise HttpError(
+                    400, "Request_UnsupportedQuery", "Sorting not supported together with $search on groups."
+                )
+        raw_filter = query.get("$filter")
+        if raw_filter is not None:
+            found = re.fullmatch(r"startswith\(displayName,\s*'(?P<prefix>(?:[^']|'')*)'\)", raw_filter.strip())
+            if found is None:
+                raise HttpError(400, "Request_UnsupportedQuery", f"Unsupported query: $filter={raw_filter}.")
+            prefix = found["prefix"].replace("''", "'").casefold()
+            groups = [group for group in groups if group.display_name.casefold().startswith(prefix)]
+        order = query.get("$orderby")
+        if order and order.strip() not in ("displayName", "displayName asc"):
+            raise HttpError(400, "Request_UnsupportedQuery", f"Sorting by {order!r} is not supported.")
+        groups.sort(key=lambda group: group.display_name.casefold() if order else group.id)
+        size = _page_size(request, MEMBER_PAGE)
+        offset = _decode_skiptoken(query.get("$skiptoken"))
+        body: dict[str, Any] = {
+            "@odata.context": f"{self.graph_url}/$metadata#groups",
+            "value": [_select(group.to_json(), request) for group in groups[offset : offset + size]],
+        }
+        if query.get("$count") == "true":
+            if not eventual:
+                raise HttpError(
+                    400,
+                    "Request_BadRequest",
+                    "$count is not currently supported without the ConsistencyLevel: eventual header.",
+                )
+            body["@odata.count"] = len(groups)
+        if offset + size < len(groups):
+            body["@odata.nextLink"] = self._link(request, {"$skiptoken": _encode_skiptoken(offset + size)})
+        return json_reply(200, body)
 
     def _get_group(self, request: Request, match: re.Match[str]) -> Reply:
         grant = self._authorize(request, DIRECTORY_PERMISSIONS, "Authorization_RequestDenied")

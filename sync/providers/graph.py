@@ -380,6 +380,13 @@ class GraphProvider:
                 "The client secret has expired: create a new secret in Entra ID → App registrations → Certificates & "
                 "secrets and paste it here."
             )
+        if codes & {700027, 7000274, 700024, 700023}:  # certificate-credentials.md: the client assertion
+            return AuthError(
+                "Microsoft login refused the app's certificate (AADSTS"
+                f"{min(codes & {700027, 7000274, 700024, 700023})}): the certificate whose thumbprint is configured "
+                "is not registered on the app, or the private key does not belong to it. Upload the certificate under "
+                "Entra ID → App registrations → Certificates & secrets, and set its SHA-1 thumbprint and key file."
+            )
         if codes & {7000215, 7000216} or error == "invalid_client":
             return AuthError(
                 "The client secret is wrong or expired: create a new secret in Entra ID → App registrations and "
