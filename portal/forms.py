@@ -257,7 +257,9 @@ class ExchangeConnectionForm(ConnectionForm):
     username = forms.CharField(
         label=_("Service account"),
         max_length=200,
-        help_text=_("The account with the ApplicationImpersonation role, e.g. FIRMA\\kalenderpush."),
+        help_text=_(
+            "The e-mail address of the account with the ApplicationImpersonation role, e.g. kalenderpush@firma.no."
+        ),
     )
     password = forms.CharField(label=_("Password"), max_length=SECRET_MAX_LENGTH, strip=False)
     group = forms.CharField(

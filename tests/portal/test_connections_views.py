@@ -8,9 +8,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from django.test import Client
 from django.urls import reverse
-from django.utils import translation
+from django.utils import timezone, translation
 
-from sync.connections import STATE_LABELS, google_setup_info
+from sync.connections import STATE_LABELS, ConnectionErrorCode, describe_connection_error, google_setup_info
 from sync.models import CalendarSource, ConnectionEvent, ConsentRequest, MbnConnection
 from tests.factories import make_calendar_source
 
@@ -292,3 +292,118 @@ def test_a_granted_consent_creates_the_source_and_asks_for_the_group(ours, netts
     html = _page(ours.admin, "connections")
     assert re.search(r'id="microsoft365"[^>]*data-state="awaiting_group"', html)
     assert nb("Choose the group") in html
+
+
+# --- against the simulators: the problems a form can meet, and no secret in any answer ---------------------------
+
+
+@pytest.fixture
+def sims(settings, tmp_path):  # type: ignore[no-untyped-def]
+    simulators = pytest.importorskip("devtools.simulators")
+    from devtools.simulators import demo as sim_demo
+
+    with simulators.Simulators.start() as running:
+        nettsoft = sim_demo.register_nettsoft(running, tmp_path / "nettsoft")
+        running.onboarding = sim_demo.load_onboarding(running, timezone.localdate())
+        for name, value in {**running.app_settings(), **nettsoft}.items():
+            setattr(settings, name, value)
+        yield running
+
+
+def _consented_source(ours, sims) -> CalendarSource:  # type: ignore[no-untyped-def]
+    consent_url = ours.admin.post(reverse("portal:microsoft_connect"))["Location"]
+    answer = sims.login.consent_answer(consent_url, ca_path=sims.ca_path)
+    response = ours.admin.get(answer)
+    assert response.status_code == 302, response.content.decode()[:500]
+    return CalendarSource.objects.get(customer=ours.customer)
+
+
+def test_the_group_search_lists_the_tenants_groups_and_an_unknown_group_is_refused(ours, sims):
+    source = _consented_source(ours, sims)
+    url = reverse("portal:microsoft_group", args=[source.pk])
+
+    found = ours.admin.get(url, {"q": "Alle"}).content.decode()
+    assert "Alle ansatte" in found and 'value="33333333-cccc-4ccc-8ccc-000000000002"' in found
+    assert "Salg" not in found
+    nothing = ours.admin.get(url, {"q": "Finnes ikke"}).content.decode()
+    assert 'id="no-groups"' in nothing
+
+    refused = ours.admin.post(url, {"group": "33333333-cccc-4ccc-8ccc-00000000dead", "q": "Alle"})
+    html = refused.content.decode()
+    assert refused.status_code == 200 and 'id="problem"' in html
+    assert "Alle ansatte" in html, "the search is shown again to choose from"
+    source.refresh_from_db()
+    assert (source.activation_group, source.active) == ("", False), "nothing stored"
+
+    empty = ours.admin.post(url, {"group": "33333333-cccc-4ccc-8ccc-000000000004", "q": "Styret"})
+    with translation.override("nb"):
+        what = describe_connection_error(
+            ConnectionErrorCode.GROUP_EMPTY, {"group": "Styret", "system": "Microsoft 365"}
+        )[0]
+    assert what in empty.content.decode()
+    source.refresh_from_db()
+    assert source.activation_group == ""
+
+
+def test_choosing_the_group_tests_it_and_activates_the_source(ours, sims):
+    source = _consented_source(ours, sims)
+    response = ours.admin.post(
+        reverse("portal:microsoft_group", args=[source.pk]), {"group": "33333333-cccc-4ccc-8ccc-000000000001"}
+    )
+    assert response.status_code == 302 and response["Location"].startswith(reverse("portal:connections"))
+    source.refresh_from_db()
+    assert (source.activation_group, source.active, source.test_ok) == (
+        "33333333-cccc-4ccc-8ccc-000000000001",
+        True,
+        True,
+    )
+    html = ours.admin.get(response["Location"]).content.decode()
+    assert re.search(r'id="microsoft365"[^>]*data-state="working"', html)
+    assert "Kalender Push-brukere" in html
+
+
+def test_an_unreachable_exchange_server_is_shown_at_the_address_and_the_password_is_not_sent_back(ours, sims):
+    password = "Hemmelig-EWS-passord-1"
+    data = {
+        "endpoint": "https://127.0.0.1:9/EWS/Exchange.asmx",
+        "username": "svc-kalender@fjellheim-konsult.no",
+        "password": password,
+        "group": "kalenderpush@fjellheim-konsult.no",
+    }
+    response = ours.admin.post(reverse("portal:exchange_connection"), data)
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'id="id_endpoint_error"' in html, re.findall(r'class="(?:errorlist|problem)".*?</(?:ul|div)>', html, re.S)
+    assert password not in html
+    assert 'value="svc-kalender@fjellheim-konsult.no"' in html, "the rest of the input is kept"
+    assert not CalendarSource.objects.filter(customer=ours.customer).exists()
+    assert ConnectionEvent.objects.filter(customer=ours.customer, action="test_failed").count() == 1
+
+
+def test_exchange_saved_keeps_its_password_out_of_every_page(ours, sims):
+    ews = sims.onboarding["ews"]
+    response = ours.admin.post(
+        reverse("portal:exchange_connection"),
+        {"endpoint": ews["endpoint"], "username": ews["username"], "password": ews["password"], "group": ews["group"]},
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    source = CalendarSource.objects.get(customer=ours.customer, kind=CalendarSource.Kind.EWS)
+    assert source.secret() == ews["password"]
+    for name in ("connections", "exchange_connection", "overview"):
+        assert ews["password"] not in _page(ours.admin, name), name
+    assert ews["password"] not in str(list(ConnectionEvent.objects.values("params")))
+
+    retest = ours.admin.post(reverse("portal:connection_test"), {"connection": "ews", "source": source.pk}, follow=True)
+    assert nb("The connection works.") in retest.content.decode()
+    assert ConnectionEvent.objects.filter(customer=ours.customer, action="test_passed").count() == 2
+
+
+def test_test_again_never_tests_another_customers_source(ours, theirs, sims):
+    other = make_calendar_source(theirs.customer, [])
+    response = ours.admin.post(
+        reverse("portal:connection_test"), {"connection": "microsoft365", "source": other.pk}, follow=True
+    )
+    assert response.status_code == 200
+    other.refresh_from_db()
+    assert other.tested_at is None
+    assert not ConnectionEvent.objects.filter(customer=theirs.customer).exists()
