@@ -24,9 +24,10 @@ def _demo_state(settings, tmp_path):
     settings.DEBUG = True
 
 
-def test_it_creates_three_customers_with_terms_none_12_and_36():
+def test_it_creates_three_live_customers_with_terms_none_12_and_36():
     _seed()
-    subscriptions = Subscription.objects.select_related("customer").order_by("term_months")
+    subscriptions = Subscription.objects.select_related("customer").filter(go_live__isnull=False)
+    subscriptions = subscriptions.order_by("term_months")
     assert [s.term_months for s in subscriptions] == [0, 12, 36]
     for subscription in subscriptions:
         assert subscription.status == Subscription.Status.LIVE
@@ -35,6 +36,17 @@ def test_it_creates_three_customers_with_terms_none_12_and_36():
         assert 5 <= users <= 40
         assert CustomerSettings.objects.filter(customer=subscription.customer).exists()
     assert ServiceUser.objects.filter(msisdn="").exists(), "the demo shows unmatched users too"
+
+
+def test_one_customer_has_signed_but_connected_nothing_for_trying_the_connections_page():
+    _seed()
+    customer = Customer.objects.get(name="Fjellheim Konsult AS")
+    [subscription] = customer.subscriptions.all()
+    assert (subscription.status, subscription.go_live) == (Subscription.Status.PENDING, None)
+    assert not customer.service_users.exists()
+    assert not customer.calendar_sources.exists()
+    assert not hasattr(customer, "mbn_connection")
+    assert get_user_model().objects.filter(username="it@fjellheim-konsult.no").exists()
 
 
 def test_running_it_twice_creates_nothing_new():
@@ -57,7 +69,7 @@ def test_the_printed_admin_password_logs_in(client):
 def test_every_demo_customer_gets_a_portal_admin_and_accountant_whose_printed_logins_work(client):
     output = _seed()
     logins = re.findall(r"\s((it|regnskap)@\S+)\s+(\S+)", output)
-    assert len(logins) == 6
+    assert len(logins) == 8
     for email, role, password in logins:
         client.logout()
         response = client.post("/portal/logg-inn/", {"username": email, "password": password})

@@ -1,4 +1,5 @@
-"""Creates the demo: three customers (terms none, 12 and 36 months) with settings, contacts and users.
+"""Creates the demo: three customers (terms none, 12 and 36 months) with settings, contacts and users, and a
+fourth that has signed but connected nothing yet (Fjellheim Konsult AS), for trying the portal's connections.
 
 Idempotent: running it again creates only what is missing and never overwrites what staff changed.
 The staff superuser `admin` and, for every demo customer, a portal admin (it@…) and a portal
@@ -88,6 +89,9 @@ class DemoCustomer:
     contact: str
     send_ehf: bool
     settings: dict[str, object]
+    # Signed but not connected: no users, a pending subscription, nothing in its connections; its calendars and
+    # MBN enterprise exist in the simulators (devtools.simulators.demo.load_onboarding) for the portal's flow.
+    onboarding: bool = False
 
 
 DEMO_CUSTOMERS = [
@@ -135,6 +139,22 @@ DEMO_CUSTOMERS = [
         contact="Ingrid Haugen",
         send_ehf=False,
         settings={"divert_by_default": False, "include_tentative": True},
+    ),
+    DemoCustomer(
+        name="Fjellheim Konsult AS",
+        org_number="913572467",
+        domain="fjellheim-konsult.no",
+        address_line="Dronningens gate 8",
+        postal_code="7011",
+        city="Trondheim",
+        term_months=12,
+        users=0,
+        unmatched=0,
+        go_live_days_ago=0,
+        contact="Ingrid Berg",
+        send_ehf=False,
+        settings={},
+        onboarding=True,
     ),
 ]
 
@@ -202,6 +222,10 @@ class Command(BaseCommand):
         if not CustomerSettings.objects.filter(customer=customer).exists():
             CustomerSettings.objects.create(customer=customer, **spec.settings)
         ensure_customer_settings(customer=customer)
+        if spec.onboarding:  # signed today, live once connected: the portal's connections page is its next step
+            if not customer.subscriptions.exists():
+                Subscription.objects.create(customer=customer, term_months=spec.term_months, signed_on=today)
+            return customer, 0
         if not customer.subscriptions.exists():
             go_live = today - dt.timedelta(days=spec.go_live_days_ago)
             subscription = Subscription.objects.create(
