@@ -43,5 +43,8 @@ fi
 $py manage.py runserver --noreload 127.0.0.1:$PORT &
 pids+=($!)
 # Repeat the demo logins once the servers are up, below their start-up lines.
-( sleep 4; echo; echo "Kalender Push is running. Demo logins:"; grep -E "Admin:|Portal:|^  " <<<"$seeded" || true; echo ) &
+( sleep 4; echo; echo "Kalender Push is running. Demo logins:"; grep -E "Admin:|Portal:|^  " <<<"$seeded" || true
+  echo "Fjellheim Konsult AS has connected nothing yet: log in as its IT admin (it@fjellheim-konsult.no) and open"
+  echo "Tilkoblinger to connect Microsoft 365 by consent, choose a group and connect MBN (docs/user-guide-portal.md)."
+  echo ) &
 wait -n "${pids[@]}"

@@ -76,7 +76,7 @@ KIND_OF = {
     Connection.GOOGLE: CalendarSource.Kind.GOOGLE,
     Connection.EWS: CalendarSource.Kind.EWS,
 }
-SYSTEM_NAMES = {
+SYSTEM_NAMES: dict[str, str] = {
     Connection.MICROSOFT365: "Microsoft 365",
     Connection.GOOGLE: "Google Workspace",
     Connection.EWS: "Exchange",
@@ -492,12 +492,12 @@ def save_ews(
             },
             field="endpoint",
         ) from None
-    if not username:
-        raise ConnectionProblem(
-            ConnectionErrorCode.INVALID_INPUT,
-            {"message": gettext("Enter the service account's user name.")},
-            field="username",
-        )
+    # exchangelib opens the service account's own mailbox by its address to expand the group: not DOMAIN\user
+    _require_email(
+        username,
+        "username",
+        gettext("Enter the service account's e-mail address (its user principal name, not DOMAIN\\user)."),
+    )
     _require_email(group, "group", gettext("The group's address is not an e-mail address."))
     existing = _first_source(customer, CalendarSource.Kind.EWS)
     if not password and not (existing and existing.secret_encrypted):
@@ -685,8 +685,8 @@ def _provider_problem(
     """The connection error for a provider's failure, by what was being done (`stage`: "group" or "calendar")."""
     system = SYSTEM_NAMES[connection]
     username = source.username if source is not None else ""
-    google_refused = connection == Connection.GOOGLE and isinstance(error, PermissionMissing)
-    if google_refused and (error.permission == "domain-wide delegation" or stage == "group"):
+    delegation = isinstance(error, PermissionMissing) and (error.permission == "domain-wide delegation")
+    if connection == Connection.GOOGLE and isinstance(error, PermissionMissing) and (delegation or stage == "group"):
         return ConnectionProblem(
             ConnectionErrorCode.GOOGLE_DELEGATION_MISSING, {"client_id": google_setup_info().client_id}
         )
@@ -893,8 +893,7 @@ def customer_connections(*, customer: Customer) -> list[ConnectionStatus]:
             mbn = MbnConnection.objects.filter(customer=customer).first()
             statuses.append(_mbn_status(mbn, label))
             continue
-        source = sources.get(connection)
-        statuses.append(_source_status(source, connection, label))
+        statuses.append(_source_status(sources.get(connection), connection, label))
     return statuses
 
 

@@ -284,8 +284,8 @@ CONNECTION_WORDING: dict[ConnectionErrorCode, tuple[str, str]] = {
     ConnectionErrorCode.EWS_LOGIN_FAILED: (
         gettext_noop("Exchange refused the service account %(username)s."),
         gettext_noop(
-            "Check the user name (DOMAIN\\user or the address) and the password, and that the account is not "
-            "locked; nothing was saved."
+            "Check the service account's e-mail address and password, and that the account is not locked; nothing "
+            "was saved."
         ),
     ),
     ConnectionErrorCode.EWS_IMPERSONATION_DENIED: (

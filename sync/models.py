@@ -387,13 +387,15 @@ class ConnectionEvent(models.Model):
     def describe(self) -> str:
         """The event as a sentence people read (Norwegian in the portal), with the error worded when it failed."""
         values = defaultdict(str, {key: str(value) for key, value in self.params.items()})
-        text = str(_EVENT_SENTENCES.get(self.action, self.get_action_display())) % values
+        sentence = _EVENT_SENTENCES.get(ConnectionEvent.Action(self.action)) if self.action in _ACTIONS else None
+        text = str(sentence or self.get_action_display()) % values
         if self.error_code:
             what, _what_to_do = describe_connection_error(self.error_code, self.params)
             text = f"{text}: {what}"
         return text
 
 
+_ACTIONS = set(ConnectionEvent.Action.values)
 _EVENT_SENTENCES = {
     ConnectionEvent.Action.CONSENT_STARTED: _("Sent an administrator to Microsoft to consent"),
     ConnectionEvent.Action.CONSENT_GRANTED: _("An administrator consented for the organisation %(tenant)s"),

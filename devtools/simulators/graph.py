@@ -564,7 +564,7 @@ class GraphSimulator(SimServer):
     def _list_groups(self, request: Request, match: re.Match[str]) -> Reply:
         """`GET /groups` (group-list.md) with `$search="displayName:…"` (an advanced query: 400 without
         `ConsistencyLevel: eventual`, aad-advanced-queries.md), `$filter=startswith(displayName,'…')`,
-        `$orderby=displayName` (not with `$search`), `$top`, `$select` and `$count=true`."""
+        `$orderby=displayName`, `$top`, `$select` and `$count=true`."""
         grant = self._authorize(request, DIRECTORY_PERMISSIONS, "Authorization_RequestDenied")
         query = request.query
         eventual = request.header("consistencylevel").lower() == "eventual"
@@ -583,10 +583,6 @@ class GraphSimulator(SimServer):
             if found is None:
                 raise HttpError(400, "Request_UnsupportedQuery", f"Unsupported or invalid search clause: {search!r}.")
             groups = [group for group in groups if group.matches_search(found["term"])]
-            if query.get("$orderby"):
-                raise HttpError(
-                    400, "Request_UnsupportedQuery", "Sorting not supported together with $search on groups."
-                )
         raw_filter = query.get("$filter")
         if raw_filter is not None:
             found = re.fullmatch(r"startswith\(displayName,\s*'(?P<prefix>(?:[^']|'')*)'\)", raw_filter.strip())

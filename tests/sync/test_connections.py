@@ -435,11 +435,13 @@ def test_exchange_on_premises_is_tested_before_it_is_saved(sims, customer, admin
     unreachable = refused(endpoint="https://127.0.0.1:9/EWS/Exchange.asmx")
     wrong_password = refused(password="feil")
     no_user = refused(username="")
+    domain_user = refused(username="FJELLHEIM\\svc-kalender")
     plain_http = refused(endpoint="http://mail.fjellheim-konsult.no/EWS/Exchange.asmx")
 
     assert (unreachable.code, unreachable.field) == (ConnectionErrorCode.EWS_UNREACHABLE, "endpoint")
     assert (wrong_password.code, wrong_password.field) == (ConnectionErrorCode.EWS_LOGIN_FAILED, "password")
     assert (no_user.code, no_user.field) == (ConnectionErrorCode.INVALID_INPUT, "username")
+    assert (domain_user.code, domain_user.field) == (ConnectionErrorCode.INVALID_INPUT, "username")
     assert (plain_http.code, plain_http.field) == (ConnectionErrorCode.INVALID_INPUT, "endpoint")
     assert not CalendarSource.objects.exists()
     with translation.override("nb"):

@@ -1,8 +1,11 @@
 """`demo_sync --env-file FILE`: the simulators for `make run`, wired to the demo customers, with a living day.
 
 Starts the login, Graph and MBN simulators; gives every demo customer a Microsoft 365 tenant with its
-users and two weeks of appointments, and an MBN enterprise with its subscribers; writes the simulators'
-addresses to FILE (the web server and the q2 cluster read them); subscribes to change notifications;
+users and two weeks of appointments, and an MBN enterprise with its subscribers; registers Nettsoft's
+multi-tenant app (a certificate whose key is written under DEMO_STATE_DIR), service account and MBN partner
+client, and scripts the tenant, groups, calendars and enterprise of the customer still to be connected
+through the portal; writes the simulators' addresses and Nettsoft's settings to FILE (the web server and
+the q2 cluster read them); subscribes to change notifications;
 syncs once; then changes a few appointments every `--interval` seconds, so absences move in admin and on
 the simulated MBN within seconds. Runs until Ctrl-C.
 """
@@ -14,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.test.utils import override_settings
 from django.utils import timezone
@@ -33,6 +37,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         from devtools.simulators import Simulators
+        from devtools.simulators.demo import load_onboarding, register_nettsoft
 
         signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop at once, like Ctrl-C
         with Simulators.start() as sims:
@@ -40,12 +45,21 @@ class Command(BaseCommand):
             # accepts that only with its lab switch (real Graph, and the simulator by default, want https).
             sims.graph.allow_http_webhooks_on_loopback()
             urls = sims.app_settings()
+            urls.update(register_nettsoft(sims, Path(settings.DEMO_STATE_DIR)))
+            onboarding = load_onboarding(sims, timezone.localdate())
+            self._consent_again(sims)
             with override_settings(**urls):
                 rng = random.Random(2026)
                 users = self._wire(sims, rng)
                 options["env_file"].parent.mkdir(parents=True, exist_ok=True)
                 options["env_file"].write_text("".join(f"{key}={value}\n" for key, value in urls.items()))
                 self.stdout.write(f"Simulators: Graph {sims.graph_url}, MBN {sims.mbn_url} ({len(users)} users)")
+                groups = ", ".join(group["name"] for group in onboarding["groups"])
+                self.stdout.write(
+                    f"To connect in the portal: Microsoft 365 tenant {onboarding['tenant_id']} (groups: {groups}); "
+                    f"MBN enterprise {onboarding['mbn']['enterprise_id']}, API user {onboarding['mbn']['username']}, "
+                    f"password {onboarding['mbn']['password']}"
+                )
                 self._first_sync()
                 try:
                     while True:
@@ -82,6 +96,17 @@ class Command(BaseCommand):
                 demo.put_events(sims, kind, user, demo.as_provider_can_hold(kind, events))
                 everyone.append((kind, user))
         return everyone
+
+    def _consent_again(self, sims) -> None:  # type: ignore[no-untyped-def]
+        """The simulators forget consents when they stop: a customer connected by consent in an earlier run of
+        the demo consents again, so its source keeps working."""
+        from devtools.simulators.demo import NETTSOFT_CLIENT_ID
+        from sync.models import CalendarSource
+
+        consented = CalendarSource.objects.filter(kind=CalendarSource.Kind.GRAPH, uses_nettsoft_app=True)
+        for tenant_id in consented.values_list("tenant_id", flat=True).distinct():
+            sims.graph.add_tenant(tenant_id)
+            sims.login.grant_consent(tenant_id, NETTSOFT_CLIENT_ID)
 
     def _first_sync(self) -> None:
         from sync.models import CalendarSource
