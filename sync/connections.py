@@ -458,6 +458,7 @@ def save_google(*, customer: Customer, user: Any, admin_subject: str, group: str
     candidate = _unsaved_copy(
         existing or CalendarSource(customer=customer, kind=CalendarSource.Kind.GOOGLE),
         uses_nettsoft_app=True,
+        secret_encrypted="",  # a key of its own, from before, is no longer used: not kept either
         admin_subject=admin_subject,
         activation_group=group,
     )

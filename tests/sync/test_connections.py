@@ -5,6 +5,7 @@ MBN), through sync.connections, ending with the customer's absences on the simul
 import datetime as dt
 from urllib.parse import parse_qsl, urlsplit
 
+import msal
 import pytest
 import requests
 from django.contrib.auth import get_user_model
@@ -16,6 +17,7 @@ from devtools import demo
 from sync import connections
 from sync.connections import ConnectionErrorCode, ConnectionProblem
 from sync.models import CalendarSource, ConnectionEvent, ConsentRequest, MbnConnection
+from sync.providers.graph import _LoginSession
 from tests.factories import make_customer, make_subscription
 
 simulators = pytest.importorskip("devtools.simulators")
@@ -460,3 +462,82 @@ def test_the_audit_words_each_event_in_norwegian(sims, customer, admin, onboardi
         sentences = [event.describe() for event in connections.connection_events(customer=customer)]
     assert sentences[0].startswith("En administrator") and onboarding["tenant_id"] in sentences[0]
     assert len(sentences) == 2
+
+
+def test_the_simulated_graph_wants_consistency_level_eventual_for_a_group_search(sims, customer, admin, settings):
+    finish(customer, admin, consent(sims, customer, admin))
+    login_session = _LoginSession(ca_path=sims.ca_path, timeout=10)  # the provider's: trusts the simulators' CA
+    with open(settings.NETTSOFT_GRAPH_CERTIFICATE_KEY_FILE) as key_file:
+        app = msal.ConfidentialClientApplication(
+            settings.NETTSOFT_GRAPH_CLIENT_ID,
+            client_credential={
+                "private_key": key_file.read(),
+                "thumbprint": settings.NETTSOFT_GRAPH_CERTIFICATE_THUMBPRINT,
+            },
+            authority=f"{sims.login_url}/{sim_demo.ONBOARDING_TENANT_ID}",
+            instance_discovery=False,
+            http_client=login_session,
+        )
+        token = app.acquire_token_for_client(scopes=["https://graph.microsoft.com/.default"])["access_token"]
+    url = f'{sims.graph_url}/groups?$search="displayName:kal"'
+    bearer = {"Authorization": f"Bearer {token}"}
+
+    without = requests.get(url, headers=bearer, timeout=10)
+    with_header = requests.get(url, headers={**bearer, "ConsistencyLevel": "eventual"}, timeout=10)
+    by_prefix = requests.get(
+        f"{sims.graph_url}/groups?$filter=startswith(displayName,'Al')", headers=bearer, timeout=10
+    )
+
+    assert not settings.NETTSOFT_GRAPH_CLIENT_SECRET  # the token came from the certificate's client assertion
+    assert (without.status_code, without.json()["error"]["code"]) == (400, "Request_UnsupportedQuery")
+    assert [g["displayName"] for g in with_header.json()["value"]] == ["Kalender Push-brukere"]
+    assert [g["displayName"] for g in by_prefix.json()["value"]] == ["Alle ansatte"]
+
+
+def test_a_source_made_by_staff_is_untested_until_tested_and_failing_when_its_sync_fails(sims, customer, admin):
+    user = ServiceUser.objects.create(customer=customer, email="per@fjord.no", name="Per", msisdn="+4791000001")
+    source = demo.wire_customer(
+        sims=sims,
+        customer=customer,
+        users=[user],
+        tenant_id="12121212-3434-4565-8787-909090909090",
+        enterprise_id="fjord",
+    )
+
+    def state(connection):
+        return next(s for s in connections.customer_connections(customer=customer) if s.connection == connection)
+
+    assert (state("microsoft365").state, state("mbn").state) == ("untested", "untested")
+    result = connections.test_connection(customer=customer, connection="microsoft365", user=admin)
+    assert result.ok and state("microsoft365").state == "working"
+    assert not state("microsoft365").uses_nettsoft_app  # its own app registration, as before
+    CalendarSource.objects.filter(pk=source.pk).update(last_error="x", last_error_code="auth_failed")
+    with translation.override("nb"):
+        failing = state("microsoft365")
+    assert failing.state == "failing" and failing.what and failing.what_to_do
+    with pytest.raises(ConnectionProblem) as nothing:
+        connections.test_connection(customer=customer, connection="ews", user=admin)
+    assert nothing.value.code == ConnectionErrorCode.INVALID_INPUT
+
+
+def test_users_synced_before_mbn_is_connected_get_their_numbers_and_absences_once_it_is(
+    sims, customer, admin, onboarding, django_capture_on_commit_callbacks
+):
+    source = finish(customer, admin, consent(sims, customer, admin))
+    with django_capture_on_commit_callbacks(execute=True):
+        connections.choose_group(source=source, group_id=sim_demo.ONBOARDING_GROUPS[0][0], user=admin)
+    with django_capture_on_commit_callbacks(execute=True):  # the q2 cluster runs the first sync at once
+        demo.run_queued_jobs(rounds=1)
+    demo.run_queued_jobs()
+    assert set(ServiceUser.objects.filter(customer=customer).values_list("msisdn", flat=True)) == {""}
+
+    with django_capture_on_commit_callbacks(execute=True):
+        mbn = connections.save_mbn(customer=customer, user=admin, **onboarding["mbn"])
+    with django_capture_on_commit_callbacks(execute=True):
+        demo.run_queued_jobs(rounds=1)
+    demo.run_queued_jobs()
+
+    assert (mbn.details["matched"], [u["name"] for u in mbn.details["unmatched"]]) == (3, ["Emil Strand"])
+    numbers = dict(ServiceUser.objects.filter(customer=customer).values_list("email", "msisdn"))
+    assert numbers["jonas.lie@fjellheim-konsult.no"] == "+4790011002"
+    assert sims.mbn.absences("fjellheim", "+4790011002")  # Jonas's appointments reached MBN
