@@ -6,7 +6,10 @@ import re
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone, translation
 
@@ -407,3 +410,45 @@ def test_test_again_never_tests_another_customers_source(ours, theirs, sims):
     other.refresh_from_db()
     assert other.tested_at is None
     assert not ConnectionEvent.objects.filter(customer=theirs.customer).exists()
+
+
+def test_the_page_costs_the_same_queries_with_a_long_audit_by_many_people(ours):
+    make_calendar_source(ours.customer, [])
+    url = reverse("portal:connections")
+
+    def record(count: int) -> None:
+        for index in range(count):
+            actor = get_user_model().objects.create_user(f"ansatt{ConnectionEvent.objects.count()}-{index}")
+            ConnectionEvent.objects.create(
+                customer=ours.customer, connection="mbn", action=ConnectionEvent.Action.TEST_PASSED, actor=actor
+            )
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert ours.admin.get(url).status_code == 200
+        return len(captured.captured_queries)
+
+    record(2)
+    queries()  # warm the per-process caches
+    few = queries()
+    record(40)
+    assert queries() == few
+
+
+def test_a_failing_consented_source_offers_to_give_access_again(ours):
+    source = ours.graph_source
+    CalendarSource.objects.filter(pk=source.pk).update(
+        activation_group="33333333-cccc-4ccc-8ccc-000000000001",
+        active=True,
+        tested_at=timezone.now(),
+        test_ok=False,
+        test_error_code=ConnectionErrorCode.TOKEN_REFUSED,
+        test_error_params={"system": "Microsoft 365"},
+    )
+    html = _page(ours.admin, "connections")
+    microsoft = re.search(r'<section class="card connection" id="microsoft365".*?</section>', html, re.S)[0]  # type: ignore[index]
+    assert 'data-state="failing"' in microsoft
+    with translation.override("nb"):
+        what = describe_connection_error(ConnectionErrorCode.TOKEN_REFUSED, {"system": "Microsoft 365"})[0]
+    assert what in microsoft
+    assert nb("Give access again") in microsoft and f'action="{reverse("portal:microsoft_connect")}"' in microsoft
