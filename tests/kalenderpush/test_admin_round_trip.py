@@ -64,7 +64,7 @@ def every_admin_table(settings, admin_user):  # type: ignore[no-untyped-def]
         connection=ConnectionEvent.Connection.MBN,
         action=ConnectionEvent.Action.TEST_FAILED,
         error_code="mbn_login_failed",
-        params={"username": "api"},
+        params={"username": "api@nordlys-regnskap.no"},
         actor=admin_user,
     )
     accountants, _created = Group.objects.get_or_create(name="Accountants")
