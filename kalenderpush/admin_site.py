@@ -16,7 +16,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpRespons
 from django.urls import path
 from django_otp.admin import OTPAdminAuthenticationForm, OTPAdminSite
 
-from kalenderpush import dashboard
+from kalenderpush import customer_connections, dashboard
 
 _View = TypeVar("_View", bound=Callable[..., HttpResponseBase])
 
@@ -79,6 +79,16 @@ class KalenderPushAdminSite(admin.AdminSite):
                 "customers/customer/<int:pk>/overview/",
                 self.admin_view(dashboard.customer_overview_view),
                 name="customers_customer_overview",
+            ),
+            path(
+                "customers/customer/<int:pk>/connections/",
+                self.admin_view(customer_connections.customer_connections_view),
+                name="customers_customer_connections",
+            ),
+            path(
+                "customers/customer/<int:pk>/connections/test/",
+                self.admin_view(customer_connections.customer_connection_test_view),
+                name="customers_customer_connections_test",
             ),
             *super().get_urls(),
         ]

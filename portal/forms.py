@@ -192,3 +192,111 @@ class MobileNumberForm(forms.Form):
             "Leave it empty to have the user matched by e-mail address again."
         ),
     )
+
+
+# --- connections ------------------------------------------------------------------------------------
+
+SECRET_MAX_LENGTH = 256
+
+
+class _SecretInput(forms.PasswordInput):
+    """A password box that never shows what is stored: empty on every page, "stored" as its placeholder when
+    there is one (a blank box then keeps it)."""
+
+    def __init__(self, *, stored: bool) -> None:
+        attrs = {"autocomplete": "new-password"}
+        if stored:
+            attrs["placeholder"] = str(_("stored – leave empty to keep it"))
+        super().__init__(attrs=attrs, render_value=False)
+
+
+class ConnectionForm(forms.Form):
+    """A connection's form. `ConnectionProblem.field` names one of its fields (the service's keyword), so a
+    problem is shown where the input is; a blank password keeps the stored one."""
+
+    secret_fields: tuple[str, ...] = ()
+
+    def __init__(self, *args: Any, secret_stored: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in self.secret_fields:
+            field = self.fields[name]
+            field.widget = _SecretInput(stored=secret_stored)
+            field.required = not secret_stored
+
+    def show_problem(self, *, field: str | None, what: str, what_to_do: str) -> None:
+        message = f"{what} {what_to_do}".strip()
+        self.add_error(field if field in self.fields else None, message)
+
+    def changes_nothing(self) -> bool:
+        """Posted as shown: the stored values and no new secret (saving it would only test again)."""
+        return not self.has_changed()
+
+
+class GoogleConnectionForm(ConnectionForm):
+    admin_subject = forms.EmailField(
+        label=_("Administrator's address"),
+        max_length=254,
+        help_text=_("A Google Workspace administrator the service acts as to read the group's members."),
+    )
+    group = forms.EmailField(
+        label=_("Activation group"),
+        max_length=200,
+        help_text=_("The address of the Google group whose members get Kalender Push, e.g. kalenderpush@firma.no."),
+    )
+
+
+class ExchangeConnectionForm(ConnectionForm):
+    secret_fields = ("password",)
+
+    endpoint = forms.URLField(
+        label=_("EWS address"),
+        max_length=200,
+        assume_scheme="https",
+        help_text=_("Your Exchange server's EWS address, e.g. https://mail.firma.no/EWS/Exchange.asmx."),
+    )
+    username = forms.CharField(
+        label=_("Service account"),
+        max_length=200,
+        help_text=_(
+            "The e-mail address of the account with the ApplicationImpersonation role, e.g. kalenderpush@firma.no."
+        ),
+    )
+    password = forms.CharField(label=_("Password"), max_length=SECRET_MAX_LENGTH, strip=False)
+    group = forms.CharField(
+        label=_("Activation group"),
+        max_length=200,
+        help_text=_("The address of the distribution group whose members get Kalender Push."),
+    )
+
+
+class MbnConnectionForm(ConnectionForm):
+    secret_fields = ("password",)
+
+    enterprise_id = forms.CharField(
+        label=_("Enterprise id"),
+        max_length=100,
+        help_text=_("Your company's enterprise id in Telenor MBN (shown in Min Bedrift)."),
+    )
+    username = forms.CharField(
+        label=_("API user"), max_length=200, help_text=_("The API user you created in Min Bedrift for Kalender Push.")
+    )
+    password = forms.CharField(label=_("Password"), max_length=SECRET_MAX_LENGTH, strip=False)
+
+
+CONNECTION_CHOICES = [("microsoft365", "Microsoft 365"), ("google", "Google"), ("ews", "Exchange"), ("mbn", "MBN")]
+
+
+class ConnectionTestForm(forms.Form):
+    """The "Test again" button: which connection, and for a calendar, which source."""
+
+    connection = forms.ChoiceField(choices=CONNECTION_CHOICES)
+    source = forms.IntegerField(required=False, min_value=1, max_value=2**31 - 1)
+
+
+class GroupSearchForm(forms.Form):
+    q = forms.CharField(label=_("Search for the group"), max_length=100)
+
+
+class GroupChoiceForm(forms.Form):
+    group = forms.CharField(max_length=200, error_messages={"required": _("Choose one of the groups found.")})
+    q = forms.CharField(max_length=100, required=False)

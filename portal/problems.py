@@ -21,6 +21,7 @@ class Problem:
     count: int = 0
     link: str = ""
     severity: str = "error"  # "error": something failed; "warning": waiting for someone to act
+    link_text: str = ""  # the link's words, when it leads elsewhere than to users
 
 
 def explain(code: str, *, detail: str = "", count: int = 0, link: str = "") -> Problem:
@@ -54,13 +55,26 @@ def not_connected(*, count: int = 0, link: str = "") -> Problem:
     )
 
 
-def mbn_not_connected() -> Problem:
+def mbn_not_connected(*, link: str = "") -> Problem:
     """The customer has no MBN access yet: nothing reaches the switchboard, and no retry changes that."""
     return Problem(
         _("Telenor MBN is not connected yet"),
         _(
-            "Order the API subscription “Tilknytning Nettsoft Calendar Push” from Telenor and send "
-            "Nettsoft the access details."
+            "Order the API subscription “Tilknytning Nettsoft Calendar Push” from Telenor, create an API user "
+            "in Min Bedrift and connect it under Connections."
         ),
         severity="warning",
+        link=link,
+        link_text=_("Go to Connections") if link else "",
+    )
+
+
+def no_calendar_connected(*, link: str) -> Problem:
+    """The customer has connected no calendar system yet: nobody gets the service."""
+    return Problem(
+        _("No calendar system is connected yet"),
+        _("Connect your company's Microsoft 365, Google Workspace or Exchange under Connections."),
+        severity="warning",
+        link=link,
+        link_text=_("Go to Connections"),
     )

@@ -16,7 +16,7 @@ from billing.estimates import estimate_quarter_invoice
 from billing.models import CreditNote, Invoice
 from billing.quarters import Quarter
 from customers.models import Customer, CustomerSettings, ServiceUser, Subscription, UserCounts
-from portal.problems import Problem, explain, mbn_not_connected, not_connected
+from portal.problems import Problem, explain, mbn_not_connected, no_calendar_connected, not_connected
 from sync.models import AbsenceProfile, CalendarSource, MbnConnection, PushedAbsence
 
 
@@ -55,7 +55,6 @@ def user_counts(customer: Customer) -> UserCounts:
 
 
 def problems_of(customer: Customer, counts: UserCounts, sources: list[CalendarSource], has_mbn: bool) -> list[Problem]:
-    from django.utils.translation import gettext as _
 
     users_url = reverse("portal:users")
     problems = [
@@ -73,15 +72,11 @@ def problems_of(customer: Customer, counts: UserCounts, sources: list[CalendarSo
         problems.append(explain(code, detail=text, count=counts.failing, link=f"{users_url}?vis=feil"))
     if counts.unmatched and has_mbn:  # without MBN access nobody can be matched: the problem below says so
         problems.append(not_connected(count=counts.unmatched, link=f"{users_url}?vis=umatchet"))
+    connections_url = reverse("portal:connections")
     if not sources:
-        problems.append(
-            Problem(
-                _("No calendar system is connected yet"),
-                _("Nettsoft sets up the connection with you before go-live."),
-            )
-        )
+        problems.append(no_calendar_connected(link=connections_url))
     if not has_mbn:
-        problems.append(mbn_not_connected())
+        problems.append(mbn_not_connected(link=connections_url))
     return problems
 
 

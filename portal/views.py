@@ -5,6 +5,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
@@ -12,10 +13,10 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse_lazy
+from django.urls import reverse, reverse_lazy
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from billing.exports import ExportedDocument
 from billing.services import document_for_credit_note, document_for_invoice, termination_for
@@ -24,7 +25,9 @@ from customers.services import ensure_customer_settings
 from portal import forms, selectors, services, timeline
 from portal.models import PortalMembership
 from portal.preview import preview_subject
-from sync.models import AbsenceProfile
+from sync import connections as sync_connections
+from sync.connections import ConnectionProblem, ConnectionTestResult
+from sync.models import AbsenceProfile, CalendarSource
 
 TIMELINE_DAYS = 7
 USERS_PER_PAGE = 50
@@ -340,6 +343,239 @@ def credit_note_pdf(request: HttpRequest, customer: Customer, pk: int) -> HttpRe
 def credit_note_ehf(request: HttpRequest, customer: Customer, pk: int) -> HttpResponse:
     note = get_object_or_404(selectors.credit_notes(customer), pk=pk)
     return ExportedDocument(document_for_credit_note(note)).ehf_download()
+
+
+# --- connections ----------------------------------------------------------------------------------
+# The IT admin connects the calendar system and Telenor MBN here; sync.connections does the work (each step
+# tested and audited, nothing saved half-done) and words what went wrong. Secrets are never shown again.
+
+
+@require_GET
+@portal_page()
+def connections(request: HttpRequest, customer: Customer) -> HttpResponse:
+    return render(
+        request,
+        "portal/connections.html",
+        {
+            "customer": customer,
+            "connections": sync_connections.customer_connections(customer=customer),
+            "events": sync_connections.connection_events(customer=customer, limit=50),
+        },
+    )
+
+
+@require_POST
+@portal_page()
+def connection_test(request: HttpRequest, customer: Customer) -> HttpResponse:
+    """ "Test again": test one connection now and say how it went."""
+    form = forms.ConnectionTestForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("Choose a connection to test."))
+        return redirect("portal:connections")
+    try:
+        result = sync_connections.test_connection(
+            customer=customer,
+            connection=form.cleaned_data["connection"],
+            user=request.user,
+            source_id=form.cleaned_data["source"],
+        )
+    except ConnectionProblem as problem:
+        messages.error(request, f"{problem.what} {problem.what_to_do}")
+    else:
+        _report_result(request, result)
+    return redirect(f"{reverse('portal:connections')}#{form.cleaned_data['connection']}")
+
+
+def _report_result(request: HttpRequest, result: ConnectionTestResult) -> None:
+    if result.ok:
+        messages.success(request, _("The connection works.") + " " + _details_sentence(result.details))
+    else:
+        messages.error(request, _("The test failed.") + f" {result.what} {result.what_to_do}")
+
+
+def _details_sentence(details: dict[str, Any]) -> str:
+    """What a passed test found, in words: the group and its members, or the MBN subscribers matched."""
+    if "matched" in details:
+        unmatched = len(details.get("unmatched") or [])
+        return _(
+            "%(matched)s of your users were found in Telenor MBN; %(unmatched)s were not (listed under Telenor MBN)."
+        ) % {"matched": details["matched"], "unmatched": unmatched}
+    if "group_name" in details:
+        return _("The group “%(group)s” has %(members)s members.") % {
+            "group": details["group_name"],
+            "members": details.get("members", 0),
+        }
+    return ""
+
+
+def _consent_redirect_uri() -> str:
+    """Where Microsoft sends the administrator back: the public address, as registered in Nettsoft's app."""
+    return settings.PUBLIC_BASE_URL.rstrip("/") + reverse("portal:microsoft_callback")
+
+
+@require_POST
+@portal_page()
+def microsoft_connect(request: HttpRequest, customer: Customer) -> HttpResponse:
+    """ "Connect Microsoft 365": off to Microsoft, where an administrator of the tenant grants Nettsoft's app."""
+    if request.session.session_key is None:
+        request.session.save()  # the consent is bound to this session
+    try:
+        url = sync_connections.microsoft_consent_url(
+            customer=customer,
+            user=request.user,
+            session_key=request.session.session_key or "",
+            redirect_uri=_consent_redirect_uri(),
+        )
+    except ConnectionProblem as problem:
+        return render(request, "portal/connection_problem.html", {"customer": customer, "problem": problem})
+    return redirect(url)
+
+
+@require_GET
+@portal_page()
+def microsoft_callback(request: HttpRequest, customer: Customer) -> HttpResponse:
+    """Microsoft's answer: the consent given (then on to the group), or refused or not to be trusted (why, and
+    what to do, with a button to try again)."""
+    try:
+        source = sync_connections.finish_microsoft_consent(
+            customer=customer,
+            user=request.user,
+            session_key=request.session.session_key or "",
+            query=request.GET.dict(),
+        )
+    except ConnectionProblem as problem:
+        return render(request, "portal/connection_problem.html", {"customer": customer, "problem": problem})
+    messages.success(
+        request, _("Microsoft 365 gave Kalender Push access. Now choose the group whose members get the service.")
+    )
+    return redirect("portal:microsoft_group", pk=source.pk)
+
+
+@require_http_methods(["GET", "POST"])
+@portal_page()
+def microsoft_group(request: HttpRequest, customer: Customer, pk: int) -> HttpResponse:
+    """Search the tenant's groups and choose the activation group; choosing tests the connection."""
+    source = get_object_or_404(CalendarSource.objects.filter(customer=customer, kind=CalendarSource.Kind.GRAPH), pk=pk)
+    choice = forms.GroupChoiceForm(request.POST if request.method == "POST" else None)
+    query = (choice.data.get("q") if choice.is_bound else request.GET.get("q")) or ""
+    search = forms.GroupSearchForm({"q": query} if query else None)
+    problem: ConnectionProblem | ConnectionTestResult | None = None
+    if choice.is_valid():
+        try:
+            result = sync_connections.choose_group(
+                source=source, group_id=choice.cleaned_data["group"], user=request.user
+            )
+        except ConnectionProblem as refusal:
+            problem = refusal
+        else:
+            if result.ok:
+                messages.success(
+                    request,
+                    _("Microsoft 365 works.")
+                    + " "
+                    + _details_sentence(result.details)
+                    + " "
+                    + _("The first sync has started: the users appear under Users within a few minutes."),
+                )
+                return redirect(f"{reverse('portal:connections')}#microsoft365")
+            problem = result
+    groups: list[Any] = []
+    if search.is_valid():
+        try:
+            groups = sync_connections.search_groups(source=source, query=search.cleaned_data["q"])
+        except ConnectionProblem as refusal:
+            problem = problem or refusal
+    return render(
+        request,
+        "portal/connection_group.html",
+        {
+            "customer": customer,
+            "source": source,
+            "search": search,
+            "choice": choice,
+            "groups": groups,
+            "searched": search.is_valid(),
+            "problem": problem,
+        },
+    )
+
+
+def _connection_form_page(
+    request: HttpRequest,
+    customer: Customer,
+    *,
+    connection: str,
+    form_class: type[forms.ConnectionForm],
+    save: Callable[..., ConnectionTestResult],
+    template: str,
+    context: dict[str, Any] | None = None,
+) -> HttpResponse:
+    """One connection's form: shown with what is stored (never a secret), saved and tested by `save`; a
+    problem is shown at its field with the input kept, the passwords excepted."""
+    status = _status_of(customer, connection)
+    stored = status.state != "not_connected"
+    initial = {name: value for name, value in status.values.items() if name in form_class.base_fields}
+    form = form_class(
+        request.POST if request.method == "POST" else None, initial=initial, secret_stored=status.has_secret
+    )
+    if request.method == "POST" and form.is_valid():
+        if stored and form.changes_nothing():
+            messages.info(request, _("Nothing was changed. Use “Test again” to test the connection."))
+            return redirect(f"{reverse('portal:connections')}#{connection}")
+        try:
+            result = save(customer=customer, user=request.user, **form.cleaned_data)
+        except ConnectionProblem as problem:
+            form.show_problem(field=problem.field, what=problem.what, what_to_do=problem.what_to_do)
+        else:
+            messages.success(
+                request, _("Saved and tested: the connection works.") + " " + _details_sentence(result.details)
+            )
+            return redirect(f"{reverse('portal:connections')}#{connection}")
+    return render(request, template, {"customer": customer, "form": form, "status": status, **(context or {})})
+
+
+def _status_of(customer: Customer, connection: str) -> sync_connections.ConnectionStatus:
+    return next(c for c in sync_connections.customer_connections(customer=customer) if c.connection == connection)
+
+
+@require_http_methods(["GET", "POST"])
+@portal_page()
+def google_connection(request: HttpRequest, customer: Customer) -> HttpResponse:
+    return _connection_form_page(
+        request,
+        customer,
+        connection="google",
+        form_class=forms.GoogleConnectionForm,
+        save=sync_connections.save_google,
+        template="portal/connection_google.html",
+        context={"setup": sync_connections.google_setup_info()},
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@portal_page()
+def exchange_connection(request: HttpRequest, customer: Customer) -> HttpResponse:
+    return _connection_form_page(
+        request,
+        customer,
+        connection="ews",
+        form_class=forms.ExchangeConnectionForm,
+        save=sync_connections.save_ews,
+        template="portal/connection_exchange.html",
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@portal_page()
+def mbn_connection(request: HttpRequest, customer: Customer) -> HttpResponse:
+    return _connection_form_page(
+        request,
+        customer,
+        connection="mbn",
+        form_class=forms.MbnConnectionForm,
+        save=sync_connections.save_mbn,
+        template="portal/connection_mbn.html",
+    )
 
 
 def forbidden(request: HttpRequest, reason: str) -> HttpResponse:

@@ -9,6 +9,7 @@ from django.utils.timesince import timesince
 from django.utils.translation import gettext
 
 from common.formatting import format_nok, format_number
+from sync.connections import STATE_LABELS
 
 register = template.Library()
 
@@ -32,3 +33,18 @@ def ago(moment: dt.datetime | None) -> str:
     if now - moment < dt.timedelta(minutes=1):
         return gettext("just now")
     return gettext("%(time)s ago") % {"time": timesince(moment, now, depth=1)}
+
+
+BADGE_OF_STATE = {"working": "ok", "failing": "bad", "untested": "warn", "awaiting_group": "warn"}
+
+
+@register.filter
+def connection_state(state: str) -> str:
+    """A connection's state in words (`sync.connections.STATE_LABELS`): works, failing, never tested, …"""
+    return str(STATE_LABELS.get(state, state))
+
+
+@register.filter
+def connection_badge(state: str) -> str:
+    """The badge colour of a connection's state: ok, bad, warn or none."""
+    return BADGE_OF_STATE.get(state, "")

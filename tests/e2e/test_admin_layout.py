@@ -47,7 +47,8 @@ SOURCES = [
 
 
 def demo_like_data() -> Customer:
-    """The demo's three customers with their users, an issued invoice each, calendars, sync runs, a notice."""
+    """The demo's three live customers with their users, an issued invoice each, calendars, sync runs, a notice
+    (the fourth, a newcomer that has connected nothing, stays as it is)."""
     call_command("seed_demo", stdout=io.StringIO())
     quarter = Quarter.last_finished(today())
     billing_services.run_billing(quarter=quarter, today=today())
@@ -55,7 +56,8 @@ def demo_like_data() -> Customer:
     billing_services.issue_drafts(invoice_ids=drafts, today=today())
     rng = random.Random(13)
     now = timezone.now()
-    for customer, source_fields in zip(Customer.objects.order_by("customer_number"), SOURCES, strict=True):
+    live = Customer.objects.filter(service_users__isnull=False).distinct().order_by("customer_number")
+    for customer, source_fields in zip(live, SOURCES, strict=True):
         source = CalendarSource.objects.create(customer=customer, last_success_at=now, **source_fields)
         users = list(customer.service_users.all())
         for user in users:

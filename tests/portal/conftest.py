@@ -1,6 +1,7 @@
 """Two customers with portal logins, and an issued invoice and credit note each, for the portal tests."""
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
 import pytest
@@ -12,6 +13,7 @@ from billing.models import CreditNote, Invoice
 from billing.quarters import Quarter
 from customers.models import Customer, ServiceUser
 from portal.models import PortalMembership
+from sync.models import CalendarSource
 from tests.billing.factories import live_subscription
 from tests.factories import make_users
 
@@ -26,6 +28,13 @@ class Tenant:
     user: ServiceUser
     invoice: Invoice
     credit_note: CreditNote
+
+    @functools.cached_property
+    def graph_source(self) -> CalendarSource:
+        """A Microsoft 365 source made by admin consent, waiting for its group (made when a test asks)."""
+        return CalendarSource.objects.create(
+            customer=self.customer, tenant_id=f"tenant-{self.customer.pk}", uses_nettsoft_app=True, active=False
+        )
 
 
 def portal_client(customer: Customer, email: str, role: str) -> Client:

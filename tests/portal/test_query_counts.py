@@ -12,7 +12,7 @@ from tests.portal.conftest import make_tenant, portal_client
 pytestmark = pytest.mark.django_db
 CEILING = 25
 
-PORTAL_LISTS = ["overview", "users", "invoices", "settings", "subscription", "codes"]
+PORTAL_LISTS = ["overview", "users", "invoices", "settings", "subscription", "codes", "connections"]
 ADMIN_LISTS = [
     "admin:customers_customer_changelist",
     "admin:customers_subscription_changelist",

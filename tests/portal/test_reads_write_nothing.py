@@ -32,6 +32,10 @@ PORTAL_PAGES = [
     ("subscription", {"notice": "2027-01-15"}),
     ("terminate", {}),
     ("invoices", {}),
+    ("connections", {}),
+    ("google_connection", {}),
+    ("exchange_connection", {}),
+    ("mbn_connection", {}),
 ]
 
 
