@@ -11,6 +11,7 @@ import functools
 import logging
 import threading
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -22,7 +23,7 @@ from django.utils import timezone
 
 from customers.models import ServiceUser, StopReason
 from customers.validators import parse_msisdn
-from sync import reconcile
+from sync import event_state, reconcile
 from sync.errors import NO_ERROR, SyncErrorCode, SyncFailure, failure_of
 from sync.mbn import Diversion, MbnAbsence, MbnClient, MbnConflict, MbnError, MbnNotFound, MbnThrottled, MbnUnavailable
 from sync.models import CalendarSource, CalendarUser, MbnConnection, PushedAbsence, SyncRun
@@ -396,7 +397,14 @@ def stop_user(*, calendar_user: CalendarUser, now: dt.datetime) -> UserResult:
     with transaction.atomic():
         PushedAbsence.objects.filter(service_user=service_user).delete()
         CalendarUser.objects.filter(pk=user.pk).update(
-            mbn_unsure=False, changed_at=None, last_error_at=None, last_synced_at=timezone.now(), **NO_ERROR
+            mbn_unsure=False,
+            changed_at=None,
+            last_error_at=None,
+            last_synced_at=timezone.now(),
+            delta_cursor="",  # served again one day, the calendar is read in full
+            event_state=None,
+            full_read_at=None,
+            **NO_ERROR,
         )
         stopped: dict[str, Any] = {"stopped_at": timezone.now()}
         if service_user.stop_reason == StopReason.UNMATCHED and not service_user.msisdn_set_by_hand:
@@ -405,13 +413,79 @@ def stop_user(*, calendar_user: CalendarUser, now: dt.datetime) -> UserResult:
     return UserResult(user.pk, 0, deleted=deleted, mbn_requests=requests)
 
 
+# Incremental reads: the window a full read covers reaches this far past the horizon, so that the cursor made
+# by one daily full read still covers the horizon until the next (12 to 36 hours later, see full_read_due).
+READ_MARGIN = dt.timedelta(days=2)
+FULL_READ_GAP = dt.timedelta(hours=12)  # the least time between two scheduled full reads of a user
+_DAY_SECONDS = 24 * 3600
+
+
+def full_read_due(*, calendar_user_id: int, full_read_at: dt.datetime | None, now: dt.datetime) -> bool:
+    """Whether the user's daily full read is due: at the user's own second of the UTC day (from a hash of the id,
+    so the reads spread over the whole day), the first such moment at least FULL_READ_GAP after the last full
+    read. A full read catches whatever the increments missed and moves the read window with the horizon."""
+    if full_read_at is None:
+        return True
+    offset = zlib.crc32(str(calendar_user_id).encode()) % _DAY_SECONDS
+    earliest = full_read_at + FULL_READ_GAP
+    day = dt.datetime.combine(earliest.astimezone(dt.UTC).date(), dt.time(), dt.UTC)
+    slot = day + dt.timedelta(seconds=offset)
+    if slot < earliest:
+        slot += dt.timedelta(days=1)
+    return now >= slot
+
+
+@dataclass
+class _Calendar:
+    """One user's calendar after the read: the events for the engine, what to store, and whether to run it."""
+
+    events: list[Event]
+    state: event_state.CalendarState
+    cursor: str
+    full: bool
+    run_engine: bool
+    rules: Any = None
+    settled: str = ""
+
+
+def _cursor_for(
+    user: CalendarUser, now: dt.datetime, end: dt.datetime, catalogue: Any
+) -> tuple[str | None, event_state.CalendarState | None]:
+    """The user's delta cursor and stored state, or (None, None) when the calendar is to be read in full: no
+    cursor or state yet, a state that cannot be used, a read window the horizon has outgrown, or the daily
+    full read is due."""
+    if not user.delta_cursor or user.event_state is None:
+        return None, None
+    if full_read_due(calendar_user_id=user.pk, full_read_at=user.full_read_at, now=now):
+        return None, None
+    try:
+        state = event_state.decode(user.event_state, catalogue)
+    except event_state.StateUnusable:
+        return None, None
+    if state.window_end < end:
+        return None, None
+    return user.delta_cursor, state
+
+
 def _sync_served(users: list[CalendarUser], now: dt.datetime) -> list[UserResult]:
-    """Sync served users of one source: one batched calendar read, then one reconcile per user."""
+    """Sync served users of one source: one batched incremental read, then one reconcile per user that changed.
+
+    Each user's calendar is read from their delta cursor (`read_changes`): what changed since the last read is
+    applied to the stored events (`sync.event_state`) and the engine runs on them. A user with no change, whose
+    last result is on MBN under the same settings, number and catalogue, and whose result time alone does not
+    change yet, costs the delta request and nothing else: no engine, no MBN, no stored absences read. A user
+    without a usable cursor, or whose daily full read is due, is read in full (a new cursor) over the horizon
+    plus READ_MARGIN."""
     source = users[0].source
     start, end = sync_window(now)
+    catalogue = catalogue_from_database()
+    cursors: dict[str, str | None] = {}
+    states: dict[int, event_state.CalendarState | None] = {}
+    for user in users:
+        cursors[user.provider_user_id], states[user.pk] = _cursor_for(user, now, end, catalogue)
 
     try:
-        events = provider_for(source).read_events([u.provider_user_id for u in users], start, end)
+        reads = provider_for(source).read_changes(cursors, start, end + READ_MARGIN)
     except (Throttled, TemporaryError) as error:
         _record_retry(users, now, failure_of(error), source=source)
         raise RetryLater.because_of(error, [u.pk for u in users]) from error
@@ -420,18 +494,67 @@ def _sync_served(users: list[CalendarUser], now: dt.datetime) -> list[UserResult
         CalendarUser.objects.filter(pk__in=[u.pk for u in users]).update(**refused.on_calendar(), last_error_at=now)
         CalendarSource.objects.filter(pk=source.pk).update(**refused.on_calendar())
         return [_failed(u.pk, 0, refused) for u in users]
-    catalogue = catalogue_from_database()
-    stored: dict[int, list[PushedAbsence]] = {user.service_user_id: [] for user in users}
-    for row in PushedAbsence.objects.filter(service_user_id__in=list(stored), end__gt=start):
-        stored[row.service_user_id].append(row)
+    key = event_state.catalogue_key(catalogue)
+    horizon = end - start
+    calendars: dict[int, _Calendar] = {}
+    for user in users:
+        changes = reads.get(user.provider_user_id)
+        if changes is None:
+            continue
+        state = states[user.pk]
+        if changes.full or state is None:
+            stored = event_state.apply({}, changed=changes.events, removed=(), catalogue=catalogue)
+            window_end = end + READ_MARGIN
+        else:
+            stored = event_state.apply(
+                state.events, changed=changes.events, removed=changes.removed, catalogue=catalogue
+            )
+            window_end = state.window_end
+        stored = event_state.current(stored, now)
+        service_user: ServiceUser = user.service_user
+        rules = rule_settings_for(customer_settings=service_user.customer.settings, service_user=service_user)
+        settled = event_state.settled_key(
+            rules=rules,
+            catalogue=key,
+            msisdn=service_user.msisdn,
+            connected=hasattr(service_user.customer, "mbn_connection"),
+        )
+        unchanged = state is not None and not changes.full and not changes.events and not changes.removed
+        is_quiet = (
+            unchanged
+            and state is not None
+            and state.settled == settled
+            and (state.due is None or now < state.due)
+            and not user.mbn_unsure
+        )
+        calendars[user.pk] = _Calendar(
+            events=list(stored.values()),
+            state=event_state.CalendarState(
+                key,
+                window_end,
+                stored,
+                state.settled if is_quiet and state is not None else "",
+                event_state.due_after(stored.values(), end, horizon),
+            ),
+            cursor=changes.cursor,
+            full=changes.full or state is None,
+            run_engine=not is_quiet,
+            rules=rules,
+            settled=settled,
+        )
+    engine_users = [user.service_user_id for user in users if user.pk in calendars and calendars[user.pk].run_engine]
+    stored_absences: dict[int, list[PushedAbsence]] = {pk: [] for pk in engine_users}
+    for row in PushedAbsence.objects.filter(service_user_id__in=engine_users, end__gt=start):
+        stored_absences[row.service_user_id].append(row)
     results = []
     unchanged: list[int] = []
+    quiet: list[CalendarUser] = []
     retry: list[RetryLater] = []
     read_retry: list[RetryLater] = []
-    failures: dict[str, ProviderError] = getattr(events, "failures", {})  # why a user could not be read
     for user in users:
-        if user.provider_user_id not in events:  # never treat an unread calendar as an empty one
-            failure = failures.get(user.provider_user_id)
+        calendar = calendars.get(user.pk)
+        if calendar is None:  # never treat an unread calendar as an empty one
+            failure = reads.failures.get(user.provider_user_id)
             if isinstance(failure, Throttled | TemporaryError):  # only this user waits for the back-off
                 read_retry.append(RetryLater.because_of(failure, [user.pk]))
                 _record_retry([user], now, failure_of(failure))
@@ -440,9 +563,17 @@ def _sync_served(users: list[CalendarUser], now: dt.datetime) -> list[UserResult
             CalendarUser.objects.filter(pk=user.pk).update(**missing.on_calendar(), last_error_at=now)
             results.append(_failed(user.pk, 0, missing))
             continue
-        user_events = events[user.provider_user_id]
+        user_events = calendar.events
+        if not calendar.run_engine:
+            user.delta_cursor = calendar.cursor
+            quiet.append(user)
+            results.append(UserResult(user.pk, 0))
+            continue
+        _store_read(user, calendar, now, settled=False)  # read, not yet pushed: the engine runs again next time
         try:
-            result = _reconcile_user(user, user_events, catalogue, start, end, now, stored[user.service_user_id])
+            result = _reconcile_user(
+                user, user_events, calendar.rules, catalogue, start, end, now, stored_absences[user.service_user_id]
+            )
         except RetryLater as error:  # the others go on; this one is retried after the back-off
             error.user_ids = [user.pk]
             retry.append(error)
@@ -456,7 +587,12 @@ def _sync_served(users: list[CalendarUser], now: dt.datetime) -> list[UserResult
         if result is None:
             unchanged.append(user.pk)
             result = UserResult(user.pk, len(user_events))
+        if not result.error:
+            _store_read(user, calendar, now, settled=True)
         results.append(result)
+    if quiet:  # nothing changed: the new cursors, in one statement per few hundred users
+        CalendarUser.objects.bulk_update(quiet, ["delta_cursor"], batch_size=500)
+        unchanged += [user.pk for user in quiet]
     if unchanged:  # nothing to push: no sync record, one UPDATE for all of them
         CalendarUser.objects.filter(pk__in=unchanged).update(
             last_synced_at=timezone.now(), changed_at=None, last_error_at=None, **NO_ERROR
@@ -485,6 +621,17 @@ def _sync_served(users: list[CalendarUser], now: dt.datetime) -> list[UserResult
             params=first.error_params,
         )
     return results
+
+
+def _store_read(user: CalendarUser, calendar: _Calendar, now: dt.datetime, *, settled: bool) -> None:
+    """Keep the read: the cursor, the events without subjects, and whether their result is on MBN."""
+    state = calendar.state
+    if settled:
+        state = event_state.CalendarState(state.catalogue, state.window_end, state.events, calendar.settled, state.due)
+    fields: dict[str, Any] = {"delta_cursor": calendar.cursor, "event_state": event_state.encode(state)}
+    if calendar.full:
+        fields["full_read_at"] = now
+    CalendarUser.objects.filter(pk=user.pk).update(**fields)
 
 
 def _failed(calendar_user_id: int, events_read: int, failure: SyncFailure) -> UserResult:
@@ -565,11 +712,10 @@ def sync_claimed(
 
 
 def _reconcile_user(  # type: ignore[no-untyped-def]
-    user: CalendarUser, events: Sequence[Event], catalogue, start, end, now, stored: list[PushedAbsence]
+    user: CalendarUser, events: Sequence[Event], rules, catalogue, start, end, now, stored: list[PushedAbsence]
 ) -> UserResult | None:
     """Push what changed and record the sync; None when MBN already holds what the engine wants."""
     service_user: ServiceUser = user.service_user
-    rules = rule_settings_for(customer_settings=service_user.customer.settings, service_user=service_user)
     absences = compute_absences(settings=rules, window_start=start, window_end=end, events=events, catalogue=catalogue)
     wanted = reconcile.wanted_absences(user_key=service_user.pk, absences=absences)
     if reconcile.unchanged(wanted, stored):
