@@ -432,10 +432,16 @@ class EwsSimulator(SimServer):
                 except ValueError:
                     seen_generation, seen_mailbox, seen = -1, "", 0
                 if seen_generation != generation or seen_mailbox != key:
-                    return _error_message(
+                    # Exchange's error message carries an empty SyncState and IncludesLastItemInRange, as the
+                    # schema's SyncFolderItemsResponseMessageType has them (exchangelib reads both first).
+                    return _response(
                         "SyncFolderItems",
-                        "ErrorInvalidSyncStateData",
-                        "Synchronization state data is corrupt or invalid.",
+                        '<m:SyncFolderItemsResponseMessage ResponseClass="Error">'
+                        "<m:MessageText>Synchronization state data is corrupt or otherwise invalid.</m:MessageText>"
+                        "<m:ResponseCode>ErrorInvalidSyncStateData</m:ResponseCode>"
+                        "<m:DescriptiveLinkKey>0</m:DescriptiveLinkKey><m:SyncState/>"
+                        "<m:IncludesLastItemInRange>true</m:IncludesLastItemInRange>"
+                        "</m:SyncFolderItemsResponseMessage>",
                     )
                 latest: dict[str, tuple[int, str, str]] = {}
                 for version, kind, item_id, change_key in self._changes.get(key, []):
