@@ -103,13 +103,34 @@ def encode(state: CalendarState) -> dict[str, Any]:
     }
 
 
-def decode(data: Any, catalogue: Catalogue) -> CalendarState:
-    """The stored JSON back as a state; raises StateUnusable when it cannot be used with this catalogue."""
+@dataclass(frozen=True)
+class StoredHeader:
+    """The stored state without its events: enough to tell that nothing needs recomputing."""
+
+    window_end: dt.datetime
+    settled: str
+    due: dt.datetime | None
+
+
+def header(data: Any, catalogue: str) -> StoredHeader:
+    """The stored JSON's window, settled key and due instant; raises StateUnusable when it cannot be used with the
+    catalogue whose key is `catalogue` (another version, another catalogue, damaged)."""
     if not isinstance(data, Mapping) or data.get("v") != STATE_VERSION:
         raise StateUnusable("no state of this version")
-    key = catalogue_key(catalogue)
-    if data.get("c") != key:
+    if data.get("c") != catalogue:
         raise StateUnusable("the catalogue changed")
+    try:
+        window_end = dt.datetime.fromtimestamp(data["w"], dt.UTC)
+        due = dt.datetime.fromtimestamp(data["d"], dt.UTC) if data.get("d") is not None else None
+        return StoredHeader(window_end, str(data.get("s") or ""), due)
+    except (KeyError, TypeError, ValueError, OverflowError) as error:
+        raise StateUnusable("the stored state is damaged") from error
+
+
+def decode(data: Any, catalogue: Catalogue) -> CalendarState:
+    """The stored JSON back as a state; raises StateUnusable when it cannot be used with this catalogue."""
+    key = catalogue_key(catalogue)
+    head = header(data, key)
     events: dict[str, Event] = {}
     try:
         for event_id, start, end, show_as, response, flags, profile_name, divert in data["e"]:
@@ -131,14 +152,11 @@ def decode(data: Any, catalogue: Catalogue) -> CalendarState:
                 if explicit
                 else SubjectCode(),
             )
-        window_end = dt.datetime.fromtimestamp(data["w"], dt.UTC)
-        due = dt.datetime.fromtimestamp(data["d"], dt.UTC) if data.get("d") is not None else None
-        settled = str(data.get("s") or "")
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, OverflowError) as error:
         if isinstance(error, StateUnusable):
             raise
         raise StateUnusable("the stored state is damaged") from error
-    return CalendarState(key, window_end, events, settled, due)
+    return CalendarState(key, head.window_end, events, head.settled, head.due)
 
 
 def without_subject(event: Event, catalogue: Catalogue) -> Event:
