@@ -315,8 +315,8 @@ def claim_all(*, calendar_user_ids: Sequence[int], now: dt.datetime | None = Non
     quote = connection.ops.quote_name
     table, pk, locked = (
         quote(CalendarUser._meta.db_table),
-        quote(CalendarUser._meta.pk.column),  # type: ignore[union-attr]
-        quote(CalendarUser._meta.get_field("locked_until").column),
+        quote("id"),
+        quote(str(CalendarUser._meta.get_field("locked_until").column)),
     )
     adapt = connection.ops.adapt_datetimefield_value
     with connection.cursor() as cursor:
