@@ -187,16 +187,20 @@ def apply(
     return result
 
 
-def _utc_start(event: Event) -> dt.datetime:
+def _utc_start(event: Event, zone: dt.tzinfo | None = None) -> dt.datetime:
     if isinstance(event.start, dt.datetime):
         return event.start.astimezone(dt.UTC)
-    # an all-day event starts at local midnight somewhere between UTC-12 and UTC+14: the earliest is safe
+    if zone is not None:  # an all-day event starts at midnight in the customer's zone
+        return dt.datetime.combine(event.start, dt.time(), zone).astimezone(dt.UTC)
+    # in an unknown zone, local midnight lies between UTC-12 and UTC+14: the earliest is safe
     return dt.datetime.combine(event.start, dt.time(), dt.UTC) - dt.timedelta(hours=14)
 
 
-def _utc_end(event: Event) -> dt.datetime:
+def _utc_end(event: Event, zone: dt.tzinfo | None = None) -> dt.datetime:
     if isinstance(event.end, dt.datetime):
         return event.end.astimezone(dt.UTC)
+    if zone is not None:
+        return dt.datetime.combine(event.end, dt.time(), zone).astimezone(dt.UTC)
     return dt.datetime.combine(event.end, dt.time(), dt.UTC) + dt.timedelta(hours=12)
 
 
@@ -205,8 +209,11 @@ def current(events: Mapping[str, Event], now: dt.datetime) -> dict[str, Event]:
     return {event_id: event for event_id, event in events.items() if _utc_end(event) > now}
 
 
-def due_after(events: Iterable[Event], window_end: dt.datetime, horizon: dt.timedelta) -> dt.datetime | None:
+def due_after(
+    events: Iterable[Event], window_end: dt.datetime, horizon: dt.timedelta, zone: dt.tzinfo
+) -> dt.datetime | None:
     """When time alone changes the engine's result: the first event reaching past the window's end enters (or
-    grows inside) the horizon when `now + horizon` passes its start. None when every event ends inside it."""
-    starts = [_utc_start(event) for event in events if _utc_end(event) > window_end]
+    grows inside) the horizon when `now + horizon` passes its start. None when every event ends inside it.
+    All-day events run from midnight to midnight in `zone`, the customer's (the engine's office calendar)."""
+    starts = [_utc_start(event, zone) for event in events if _utc_end(event, zone) > window_end]
     return min(starts) - horizon if starts else None

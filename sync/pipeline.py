@@ -15,6 +15,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -565,7 +566,11 @@ def _sync_served(users: list[CalendarUser], now: dt.datetime) -> list[UserResult
         calendars[user.pk] = _Calendar(
             events=list(stored.values()),
             state=event_state.CalendarState(
-                key, window_end, stored, "", event_state.due_after(stored.values(), end, horizon)
+                key,
+                window_end,
+                stored,
+                "",
+                event_state.due_after(stored.values(), end, horizon, ZoneInfo(rules.timezone)),
             ),
             cursor=cursor,
             full=full,
