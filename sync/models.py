@@ -254,6 +254,12 @@ class CalendarUser(models.Model):
     last_error_code = models.CharField(_("last error code"), max_length=40, choices=SyncErrorCode.choices, blank=True)
     last_error_params = models.JSONField(_("last error parameters"), default=dict, blank=True)
     last_error_at = models.DateTimeField(_("last error at"), null=True, blank=True)
+    # Incremental reads (sync.event_state): the provider's cursor (a Graph deltaLink, a Google sync token, an EWS
+    # sync state), the calendar's events as the engine needs them (no subjects), and the last full read, which
+    # comes back once a day at an hour of the user's own (`sync.pipeline.full_read_due`).
+    delta_cursor = models.TextField(_("delta cursor"), blank=True, editable=False)
+    event_state = models.JSONField(_("stored calendar state"), null=True, blank=True, editable=False)
+    full_read_at = models.DateTimeField(_("last full read"), null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("calendar user")

@@ -12,18 +12,20 @@ import json
 import logging
 import threading
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from customers.models import ServiceUser, StopReason
 from customers.validators import parse_msisdn
-from sync import reconcile
+from sync import event_state, reconcile
 from sync.errors import NO_ERROR, SyncErrorCode, SyncFailure, failure_of
 from sync.mbn import Diversion, MbnAbsence, MbnClient, MbnConflict, MbnError, MbnNotFound, MbnThrottled, MbnUnavailable
 from sync.models import CalendarSource, CalendarUser, MbnConnection, PushedAbsence, SyncRun
@@ -359,6 +361,34 @@ def claim(*, calendar_user_id: int, now: dt.datetime | None = None) -> bool:
     )
 
 
+def claim_all(*, calendar_user_ids: Sequence[int], now: dt.datetime | None = None) -> list[int]:
+    """Take the sync lock of every user no other sync holds, in one statement; the ids taken.
+
+    `claim` for a batch: one conditional UPDATE … RETURNING (PostgreSQL, and SQLite since 3.35) instead of one
+    UPDATE per user, which was most of a quiet sweep's database work. The statement is atomic, so two syncs
+    never both take a user."""
+    ids = list(dict.fromkeys(calendar_user_ids))
+    if not ids:
+        return []
+    now = now or timezone.now()
+    until = now + dt.timedelta(seconds=settings.SYNC_LOCK_SECONDS)
+    quote = connection.ops.quote_name
+    table, pk, locked = (
+        quote(CalendarUser._meta.db_table),
+        quote("id"),
+        quote(str(CalendarUser._meta.get_field("locked_until").column)),
+    )
+    adapt = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET {locked} = %s WHERE {pk} IN ({', '.join(['%s'] * len(ids))}) "
+            f"AND ({locked} IS NULL OR {locked} < %s) RETURNING {pk}",
+            [adapt(until), *ids, adapt(now)],
+        )
+        taken = {row[0] for row in cursor.fetchall()}
+    return [pk for pk in ids if pk in taken]
+
+
 def release(*, calendar_user_id: int) -> None:
     CalendarUser.objects.filter(pk=calendar_user_id).update(locked_until=None)
 
@@ -455,7 +485,14 @@ def stop_user(*, calendar_user: CalendarUser, now: dt.datetime) -> UserResult:
     with transaction.atomic():
         PushedAbsence.objects.filter(service_user=service_user).delete()
         CalendarUser.objects.filter(pk=user.pk).update(
-            mbn_unsure=False, changed_at=None, last_error_at=None, last_synced_at=timezone.now(), **NO_ERROR
+            mbn_unsure=False,
+            changed_at=None,
+            last_error_at=None,
+            last_synced_at=timezone.now(),
+            delta_cursor="",  # served again one day, the calendar is read in full
+            event_state=None,
+            full_read_at=None,
+            **NO_ERROR,
         )
         stopped: dict[str, Any] = {"stopped_at": timezone.now()}
         if service_user.stop_reason == StopReason.UNMATCHED and not service_user.msisdn_set_by_hand:
@@ -464,13 +501,80 @@ def stop_user(*, calendar_user: CalendarUser, now: dt.datetime) -> UserResult:
     return UserResult(user.pk, 0, deleted=deleted, mbn_requests=requests)
 
 
+# Incremental reads: the window a full read covers reaches this far past the horizon, so that the cursor made
+# by one daily full read still covers the horizon until the next (12 to 36 hours later, see full_read_due).
+READ_MARGIN = dt.timedelta(days=2)
+FULL_READ_GAP = dt.timedelta(hours=12)  # the least time between two scheduled full reads of a user
+_DAY_SECONDS = 24 * 3600
+
+
+def full_read_due(*, calendar_user_id: int, full_read_at: dt.datetime | None, now: dt.datetime) -> bool:
+    """Whether the user's daily full read is due: at the user's own second of the UTC day (from a hash of the id,
+    so the reads spread over the whole day), the first such moment at least FULL_READ_GAP after the last full
+    read. A full read catches whatever the increments missed and moves the read window with the horizon."""
+    if full_read_at is None:
+        return True
+    offset = zlib.crc32(str(calendar_user_id).encode()) % _DAY_SECONDS
+    earliest = full_read_at + FULL_READ_GAP
+    day = dt.datetime.combine(earliest.astimezone(dt.UTC).date(), dt.time(), dt.UTC)
+    slot = day + dt.timedelta(seconds=offset)
+    if slot < earliest:
+        slot += dt.timedelta(days=1)
+    return now >= slot
+
+
+@dataclass
+class _Calendar:
+    """One user's calendar after the read: the events for the engine, what to store, and whether to run it."""
+
+    events: list[Event]
+    state: event_state.CalendarState | None  # None: nothing changed, the stored state stays as it is
+    cursor: str
+    full: bool
+    run_engine: bool
+    rules: Any = None
+    settled: str = ""
+
+
+def _cursor_for(
+    user: CalendarUser, now: dt.datetime, end: dt.datetime, catalogue_key: str
+) -> tuple[str | None, event_state.StoredHeader | None]:
+    """The user's delta cursor and stored state's header, or (None, None) when the calendar is to be read in full:
+    no cursor or state yet, a state that cannot be used, a read window the horizon has outgrown, or the daily
+    full read is due."""
+    if not user.delta_cursor or user.event_state is None:
+        return None, None
+    if full_read_due(calendar_user_id=user.pk, full_read_at=user.full_read_at, now=now):
+        return None, None
+    try:
+        head = event_state.header(user.event_state, catalogue_key)
+    except event_state.StateUnusable:
+        return None, None
+    if head.window_end < end:
+        return None, None
+    return user.delta_cursor, head
+
+
 def _sync_served(users: list[CalendarUser], now: dt.datetime) -> list[UserResult]:
-    """Sync served users of one source: one batched calendar read, then one reconcile per user."""
+    """Sync served users of one source: one batched incremental read, then one reconcile per user that changed.
+
+    Each user's calendar is read from their delta cursor (`read_changes`): what changed since the last read is
+    applied to the stored events (`sync.event_state`) and the engine runs on them. A user with no change, whose
+    last result is on MBN under the same settings, number and catalogue, and whose result time alone does not
+    change yet, costs the delta request and nothing else: no engine, no MBN, no stored events or absences
+    decoded. A user without a usable cursor, or whose daily full read is due, is read in full (a new cursor) over
+    the horizon plus READ_MARGIN."""
     source = users[0].source
     start, end = sync_window(now)
+    catalogue = catalogue_from_database()
+    key = event_state.catalogue_key(catalogue)
+    cursors: dict[str, str | None] = {}
+    heads: dict[int, event_state.StoredHeader | None] = {}
+    for user in users:
+        cursors[user.provider_user_id], heads[user.pk] = _cursor_for(user, now, end, key)
 
     try:
-        events = provider_for(source).read_events([u.provider_user_id for u in users], start, end)
+        reads = provider_for(source).read_changes(cursors, start, end + READ_MARGIN)
     except (Throttled, TemporaryError) as error:
         _record_retry(users, now, failure_of(error), source=source)
         raise RetryLater.because_of(error, [u.pk for u in users]) from error
@@ -479,18 +583,73 @@ def _sync_served(users: list[CalendarUser], now: dt.datetime) -> list[UserResult
         CalendarUser.objects.filter(pk__in=[u.pk for u in users]).update(**refused.on_calendar(), last_error_at=now)
         CalendarSource.objects.filter(pk=source.pk).update(**refused.on_calendar())
         return [_failed(u.pk, 0, refused) for u in users]
-    catalogue = catalogue_from_database()
-    stored: dict[int, list[PushedAbsence]] = {user.service_user_id: [] for user in users}
-    for row in PushedAbsence.objects.filter(service_user_id__in=list(stored), end__gt=start):
-        stored[row.service_user_id].append(row)
+    horizon = end - start
+    calendars: dict[int, _Calendar] = {}
+    for user in users:
+        changes = reads.get(user.provider_user_id)
+        if changes is None:
+            continue
+        head = heads[user.pk]
+        service_user: ServiceUser = user.service_user
+        rules = rule_settings_for(customer_settings=service_user.customer.settings, service_user=service_user)
+        settled = event_state.settled_key(
+            rules=rules,
+            catalogue=key,
+            msisdn=service_user.msisdn,
+            connected=hasattr(service_user.customer, "mbn_connection"),
+        )
+        full = changes.full or head is None
+        if (
+            head is not None
+            and not full
+            and not changes.events
+            and not changes.removed
+            and head.settled == settled
+            and (head.due is None or now < head.due)
+            and not user.mbn_unsure
+        ):  # nothing changed and nothing is due: the cursor is all there is to keep
+            calendars[user.pk] = _Calendar([], None, changes.cursor, False, False)
+            continue
+        cursor = changes.cursor
+        if full:
+            stored = event_state.apply({}, changed=changes.events, removed=(), catalogue=catalogue)
+            window_end = end + READ_MARGIN
+        else:
+            try:
+                known = event_state.decode(user.event_state, catalogue).events
+            except event_state.StateUnusable:  # its header was fine, its events are not: read in full next time
+                known, cursor = {}, ""
+            stored = event_state.apply(known, changed=changes.events, removed=changes.removed, catalogue=catalogue)
+            window_end = head.window_end if head is not None else end + READ_MARGIN
+        stored = event_state.current(stored, now)
+        calendars[user.pk] = _Calendar(
+            events=list(stored.values()),
+            state=event_state.CalendarState(
+                key,
+                window_end,
+                stored,
+                "",
+                event_state.due_after(stored.values(), end, horizon, ZoneInfo(rules.timezone)),
+            ),
+            cursor=cursor,
+            full=full,
+            run_engine=True,
+            rules=rules,
+            settled=settled,
+        )
+    engine_users = [user.service_user_id for user in users if user.pk in calendars and calendars[user.pk].run_engine]
+    stored_absences: dict[int, list[PushedAbsence]] = {pk: [] for pk in engine_users}
+    for row in PushedAbsence.objects.filter(service_user_id__in=engine_users, end__gt=start):
+        stored_absences[row.service_user_id].append(row)
     results = []
     unchanged: list[int] = []
+    quiet: list[CalendarUser] = []
     retry: list[RetryLater] = []
     read_retry: list[RetryLater] = []
-    failures: dict[str, ProviderError] = getattr(events, "failures", {})  # why a user could not be read
     for user in users:
-        if user.provider_user_id not in events:  # never treat an unread calendar as an empty one
-            failure = failures.get(user.provider_user_id)
+        calendar = calendars.get(user.pk)
+        if calendar is None:  # never treat an unread calendar as an empty one
+            failure = reads.failures.get(user.provider_user_id)
             if isinstance(failure, Throttled | TemporaryError):  # only this user waits for the back-off
                 read_retry.append(RetryLater.because_of(failure, [user.pk]))
                 _record_retry([user], now, failure_of(failure))
@@ -499,23 +658,37 @@ def _sync_served(users: list[CalendarUser], now: dt.datetime) -> list[UserResult
             CalendarUser.objects.filter(pk=user.pk).update(**missing.on_calendar(), last_error_at=now)
             results.append(_failed(user.pk, 0, missing))
             continue
-        user_events = events[user.provider_user_id]
+        user_events = calendar.events
+        if not calendar.run_engine:
+            user.delta_cursor = calendar.cursor
+            quiet.append(user)
+            results.append(UserResult(user.pk, 0))
+            continue
         try:
-            result = _reconcile_user(user, user_events, catalogue, start, end, now, stored[user.service_user_id])
+            result = _reconcile_user(
+                user, user_events, calendar.rules, catalogue, start, end, now, stored_absences[user.service_user_id]
+            )
         except RetryLater as error:  # the others go on; this one is retried after the back-off
+            _store_read(user, calendar, now, settled=False)  # read but not pushed: the engine runs again next time
             error.user_ids = [user.pk]
             retry.append(error)
             _record_retry([user], now, failure_of(error), events_read=len(user_events))
             continue
         except MbnError as error:  # refused for this user (login, number, request): no retry fixes it
+            _store_read(user, calendar, now, settled=False)
             refused = failure_of(error)
             _record_failure(user, now, refused, events_read=len(user_events))
             results.append(_failed(user.pk, len(user_events), refused))
             continue
+        # Stored after the push: a crash before it leaves the old cursor, whose changes come again next time.
+        _store_read(user, calendar, now, settled=not result or not result.error)
         if result is None:
             unchanged.append(user.pk)
             result = UserResult(user.pk, len(user_events))
         results.append(result)
+    if quiet:  # nothing changed: the new cursors, in one statement per few hundred users
+        CalendarUser.objects.bulk_update(quiet, ["delta_cursor"], batch_size=500)
+        unchanged += [user.pk for user in quiet]
     if unchanged:  # nothing to push: no sync record, one UPDATE for all of them
         CalendarUser.objects.filter(pk__in=unchanged).update(
             last_synced_at=timezone.now(), changed_at=None, last_error_at=None, **NO_ERROR
@@ -544,6 +717,18 @@ def _sync_served(users: list[CalendarUser], now: dt.datetime) -> list[UserResult
             params=first.error_params,
         )
     return results
+
+
+def _store_read(user: CalendarUser, calendar: _Calendar, now: dt.datetime, *, settled: bool) -> None:
+    """Keep the read: the cursor, the events without subjects, and whether their result is on MBN."""
+    state = calendar.state
+    assert state is not None  # only calendars the engine ran for are stored whole
+    if settled:
+        state = event_state.CalendarState(state.catalogue, state.window_end, state.events, calendar.settled, state.due)
+    fields: dict[str, Any] = {"delta_cursor": calendar.cursor, "event_state": event_state.encode(state)}
+    if calendar.full:
+        fields["full_read_at"] = now
+    CalendarUser.objects.filter(pk=user.pk).update(**fields)
 
 
 def _failed(calendar_user_id: int, events_read: int, failure: SyncFailure) -> UserResult:
@@ -612,23 +797,22 @@ def sync_claimed(
 
     Users that no longer exist are dropped. Raises RetryLater (with the held-up users) as sync_users does.
     """
-    claimed = [pk for pk in calendar_user_ids if claim(calendar_user_id=pk)]
+    claimed = claim_all(calendar_user_ids=calendar_user_ids)
     others = [pk for pk in calendar_user_ids if pk not in claimed]
     busy = list(CalendarUser.objects.filter(pk__in=others).values_list("pk", flat=True)) if others else []
     try:
         results = sync_users(calendar_user_ids=claimed, now=now) if claimed else []
     finally:
-        for pk in claimed:
-            release(calendar_user_id=pk)
+        if claimed:
+            CalendarUser.objects.filter(pk__in=claimed).update(locked_until=None)
     return results, busy
 
 
 def _reconcile_user(  # type: ignore[no-untyped-def]
-    user: CalendarUser, events: Sequence[Event], catalogue, start, end, now, stored: list[PushedAbsence]
+    user: CalendarUser, events: Sequence[Event], rules, catalogue, start, end, now, stored: list[PushedAbsence]
 ) -> UserResult | None:
     """Push what changed and record the sync; None when MBN already holds what the engine wants."""
     service_user: ServiceUser = user.service_user
-    rules = rule_settings_for(customer_settings=service_user.customer.settings, service_user=service_user)
     absences = compute_absences(settings=rules, window_start=start, window_end=end, events=events, catalogue=catalogue)
     wanted = reconcile.wanted_absences(user_key=service_user.pk, absences=absences)
     if reconcile.unchanged(wanted, stored):

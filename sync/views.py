@@ -101,7 +101,8 @@ def graph_lifecycle(request: HttpRequest) -> HttpResponse:
         CalendarUser.objects.filter(pk__in=reauthorize).update(subscription_expires=timezone.now())
     if removed or reauthorize:  # the renewal job subscribes again / renews at once
         enqueue(RENEW_SUBSCRIPTIONS, name="renew-graph-subscriptions")
-    queue_syncs(calendar_user_ids={user.pk for user, _item in valid})  # "missed" and the others: sync in full now
+    # "missed" and the others: sync now; the delta read catches up on whatever the lost notifications said
+    queue_syncs(calendar_user_ids={user.pk for user, _item in valid})
     return HttpResponse(status=202)
 
 

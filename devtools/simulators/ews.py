@@ -13,6 +13,7 @@ it follows is listed in README.md. Standard library only.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import itertools
 import threading
@@ -181,6 +182,10 @@ class EwsSimulator(SimServer):
         self._minute_seconds = 60.0
         self._open_streams = 0
         self._watermarks = itertools.count(1)
+        # SyncFolderItems: each mailbox's calendar changes in order (version, "Create"/"Update"/"Delete", item id,
+        # change key); a sync state names the mailbox, the generation and the last version the client has seen.
+        self._changes: dict[str, list[tuple[int, str, str, str]]] = {}
+        self._sync_generation = 0
         self.routes = [route("POST", EWS_PATH, self._soap)]
 
     @property
@@ -266,6 +271,7 @@ class EwsSimulator(SimServer):
             self._version += 1
             calendar[event.id] = EventRecord(event, self._version, previous.created if previous else now, now)
             self._notify(email, "ModifiedEvent" if previous else "CreatedEvent", event.id)
+            self._log_change(email, "Update" if previous else "Create", event.id)
 
     def delete_event(self, email: str, event_id: str) -> None:
         with self.lock:
@@ -273,6 +279,8 @@ class EwsSimulator(SimServer):
             if event_id not in calendar:
                 raise LookupError(f"mailbox {email} has no event {event_id!r}")
             del calendar[event_id]
+            self._version += 1
+            self._log_change(email, "Delete", event_id)
             self._notify(email, "DeletedEvent", event_id)
 
     def stop(self) -> None:
@@ -333,6 +341,15 @@ class EwsSimulator(SimServer):
     def events(self, email: str) -> list[SimEvent]:
         with self.lock:
             return [record.event for record in self._calendar(email).values()]
+
+    def expire_sync_states(self) -> None:
+        """Forget every SyncFolderItems sync state: the next call with one gets ErrorInvalidSyncStateData."""
+        with self.lock:
+            self._sync_generation += 1
+
+    def _log_change(self, email: str, kind: str, item_id: str) -> None:
+        """Record a calendar change for SyncFolderItems (lock held)."""
+        self._changes.setdefault(email.casefold(), []).append((self._version, kind, item_id, f"sim{self._version:08d}"))
 
     def operations(self) -> list[tuple[str, str | None]]:
         """Every SOAP call received, faulted ones included: (operation, impersonated mailbox or None)."""
@@ -457,6 +474,8 @@ class EwsSimulator(SimServer):
             if unavailable:
                 return self._ok(_error_message("FindItem", unavailable, MAILBOX_UNAVAILABLE_CODES[unavailable]))
             return self._ok(self._find_item(operation, mailbox))
+        if name == "SyncFolderItems":
+            return self._ok(self._sync_folder_items(operation, mailbox))
         raise HttpError(500, "ErrorInvalidRequest", f"The simulator does not implement {name}.")
 
     @staticmethod
@@ -499,6 +518,67 @@ class EwsSimulator(SimServer):
             '<m:FindItemResponseMessage ResponseClass="Success"><m:ResponseCode>NoError</m:ResponseCode>'
             f'<m:RootFolder TotalItemsInView="{len(instances)}" IncludesLastItemInRange="true">'
             f"<t:Items>{items}</t:Items></m:RootFolder></m:FindItemResponseMessage>",
+        )
+
+    def _sync_folder_items(self, operation: ET.Element, mailbox: Mailbox) -> str:
+        """SyncFolderItems on the calendar: without a SyncState every item as a Create, with one the changes since
+        (the last change of each item: Create, Update or Delete), at most MaxChangesReturned per answer with
+        IncludesLastItemInRange false while more wait. Items are the stored events (recurring masters, not their
+        occurrences), returned IdOnly. A sync state the server no longer knows is ErrorInvalidSyncStateData."""
+        key = mailbox.email.casefold()
+        state = (operation.findtext(f"{M}SyncState") or "").strip()
+        try:
+            limit = max(1, min(512, int(operation.findtext(f"{M}MaxChangesReturned") or "512")))
+        except ValueError:
+            return _error_message("SyncFolderItems", "ErrorInvalidRequest", "MaxChangesReturned is not a number.")
+        with self.lock:
+            generation = self._sync_generation
+            if state:
+                try:
+                    seen_generation, seen_mailbox, seen = _decode_sync_state(state)
+                except ValueError:
+                    seen_generation, seen_mailbox, seen = -1, "", 0
+                if seen_generation != generation or seen_mailbox != key:
+                    # Exchange's error message carries an empty SyncState and IncludesLastItemInRange, as the
+                    # schema's SyncFolderItemsResponseMessageType has them (exchangelib reads both first).
+                    return _response(
+                        "SyncFolderItems",
+                        '<m:SyncFolderItemsResponseMessage ResponseClass="Error">'
+                        "<m:MessageText>Synchronization state data is corrupt or otherwise invalid.</m:MessageText>"
+                        "<m:ResponseCode>ErrorInvalidSyncStateData</m:ResponseCode>"
+                        "<m:DescriptiveLinkKey>0</m:DescriptiveLinkKey><m:SyncState/>"
+                        "<m:IncludesLastItemInRange>true</m:IncludesLastItemInRange>"
+                        "</m:SyncFolderItemsResponseMessage>",
+                    )
+                latest: dict[str, tuple[int, str, str]] = {}
+                for version, kind, item_id, change_key in self._changes.get(key, []):
+                    if version > seen:
+                        first = latest.get(item_id)
+                        if first is not None and first[1] == "Create" and kind == "Update":
+                            kind = "Create"  # created and changed since: still new to the client
+                        latest[item_id] = (version, kind, change_key)
+                changes = sorted((version, kind, item_id, ck) for item_id, (version, kind, ck) in latest.items())
+            else:
+                changes = sorted(
+                    (record.version, "Create", item_id, record.change_key)
+                    for item_id, record in self._events[key].items()
+                )
+            last_version = self._version
+        page, more = changes[:limit], len(changes) > limit
+        upto = page[-1][0] if more else last_version
+        entries = "".join(
+            f"<t:Delete><t:ItemId Id={quoteattr(item_id)} ChangeKey={quoteattr(ck)}/></t:Delete>"
+            if kind == "Delete"
+            else f"<t:{kind}><t:CalendarItem><t:ItemId Id={quoteattr(item_id)} ChangeKey={quoteattr(ck)}/>"
+            f"</t:CalendarItem></t:{kind}>"
+            for _version, kind, item_id, ck in page
+        )
+        return _response(
+            "SyncFolderItems",
+            '<m:SyncFolderItemsResponseMessage ResponseClass="Success"><m:ResponseCode>NoError</m:ResponseCode>'
+            f"<m:SyncState>{_encode_sync_state(generation, key, upto)}</m:SyncState>"
+            f"<m:IncludesLastItemInRange>{'false' if more else 'true'}</m:IncludesLastItemInRange>"
+            f"<m:Changes>{entries}</m:Changes></m:SyncFolderItemsResponseMessage>",
         )
 
     def _expand_dl(self, operation: ET.Element) -> str:
@@ -711,6 +791,19 @@ def _calendar_item(instance: Instance, mailbox: Mailbox) -> str:
         f'<t:StartTimeZone Id="{zone_id}"/><t:EndTimeZone Id="{zone_id}"/>'
         "</t:CalendarItem>"
     )
+
+
+def _encode_sync_state(generation: int, mailbox: str, version: int) -> str:
+    """An opaque sync state, base64 as Exchange's are."""
+    return base64.b64encode(f"{generation}|{mailbox}|{version}".encode()).decode()
+
+
+def _decode_sync_state(state: str) -> tuple[int, str, int]:
+    try:
+        generation, mailbox, version = base64.b64decode(state, validate=True).decode().split("|")
+        return int(generation), mailbox, int(version)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError("not a sync state") from error
 
 
 def _peek(body: bytes) -> tuple[str, str | None]:

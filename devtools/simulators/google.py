@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import datetime as dt
 import email.parser
 import json
@@ -109,6 +110,9 @@ class SyncState:
     snapshot: dict[str, str]
 
 
+SYNC_TOKENS_KEPT = 16  # per calendar: sync tokens older than the newest 16 are forgotten
+
+
 @dataclass
 class Notification:
     url: str
@@ -146,6 +150,8 @@ class GoogleSimulator(SimServer):
         self._tokens: dict[str, tuple[str, frozenset[str]]] = {}
         self._sync_states: dict[str, SyncState] = {}
         self._pages: dict[str, _Page] = {}
+        self._calendar_reads: collections.Counter[str] = collections.Counter()
+        self._user_sync_tokens: dict[str, collections.deque[str]] = {}
         self._channels: dict[str, Channel] = {}
         self._granted_scopes: frozenset[str] | None = None
         self._service_accounts: dict[str, str] = {}  # client_email → client_id
@@ -268,6 +274,16 @@ class GoogleSimulator(SimServer):
     def channels(self) -> list[dict[str, Any]]:
         with self.lock:
             return [channel.to_json() for channel in self._channels.values()]
+
+    def calendar_reads(self) -> dict[str, int]:
+        """`events.list` calls served (inside batches too) by kind: `full` (a window, no sync token), `sync` (with a
+        `syncToken`), `page` (a `pageToken`)."""
+        with self.lock:
+            return dict(self._calendar_reads)
+
+    def reset_calendar_reads(self) -> None:
+        with self.lock:
+            self._calendar_reads.clear()
 
     def expire_sync_tokens(self) -> None:
         """Forget every sync token: the next call with one gets 410 fullSyncRequired."""
@@ -402,6 +418,8 @@ class GoogleSimulator(SimServer):
         query = request.query
         page_token = query.get("pageToken")
         with self.lock:
+            kind = "page" if page_token else "sync" if query.get("syncToken") else "full"
+            self._calendar_reads[kind] += 1
             if page_token:
                 page = self._pages.pop(page_token, None)
                 if page is None:
@@ -427,6 +445,10 @@ class GoogleSimulator(SimServer):
                 items = [_event_json(i, user, _zone(query, user)) for i in instances]
             new_token = f"sync-{uuid.uuid4().hex}"
             self._sync_states[new_token] = SyncState(user.email, window, {i.id: i.fingerprint for i in instances})
+            tokens = self._user_sync_tokens.setdefault(user.email, collections.deque())
+            tokens.append(new_token)
+            while len(tokens) > SYNC_TOKENS_KEPT:  # a client uses its newest token; memory stays bounded
+                self._sync_states.pop(tokens.popleft(), None)
             return self._page_reply(_Page(items, new_token), user, query)
 
     def _page_reply(self, page: _Page, user: GoogleUser, query: Mapping[str, str]) -> Reply:

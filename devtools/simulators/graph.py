@@ -9,6 +9,7 @@ tenant's users and groups. Tests script the directory and the mailboxes through 
 from __future__ import annotations
 
 import base64
+import collections
 import contextlib
 import datetime as dt
 import json
@@ -91,6 +92,7 @@ MAILBOX_ERRORS = {
     # the user (and so the mailbox) does not exist
     "ErrorInvalidUser": (404, "The requested user '{user}' is invalid."),
 }
+DELTA_TOKENS_KEPT = 16  # per mailbox: delta and skip tokens older than the newest 16 are forgotten
 CALENDAR_PAGE = (10, 1000)  # default and largest page of calendarView and its delta
 MEMBER_PAGE = (100, 999)  # default and largest page of group members
 CHANGE_TYPES = ("created", "updated", "deleted")
@@ -226,6 +228,8 @@ class GraphSimulator(SimServer):
         self._version = 0
         self._delta_states: dict[str, DeltaState] = {}
         self._delta_cursors: dict[str, tuple[DeltaRound, int]] = {}
+        self._delta_tokens: dict[str, collections.deque[str]] = {}  # each user's newest tokens, oldest first
+        self._calendar_reads: collections.Counter[str] = collections.Counter()
         self._subscriptions: dict[str, Subscription] = {}
         self._batch_item_faults: FaultSettings | None = None
         self._notifier = Notifier(webhook_trust)
@@ -365,6 +369,17 @@ class GraphSimulator(SimServer):
         with self.lock:
             self._delta_states.clear()
             self._delta_cursors.clear()
+            self._delta_tokens.clear()
+
+    def calendar_reads(self) -> dict[str, int]:
+        """Calendar requests served (inside `$batch` too) by kind: `calendarView`, `delta_initial` (a delta round
+        started without a token), `delta` (with a `$deltatoken`), `delta_page` (a `$skiptoken` page)."""
+        with self.lock:
+            return dict(self._calendar_reads)
+
+    def reset_calendar_reads(self) -> None:
+        with self.lock:
+            self._calendar_reads.clear()
 
     def set_batch_item_faults(
         self, rate: float | None, kinds: Iterable[str] = BATCH_ITEM_FAULT_KINDS, seed: int | None = None
@@ -682,6 +697,8 @@ class GraphSimulator(SimServer):
         prefer = _prefer_zone(request)
         size = _page_size(request, CALENDAR_PAGE)
         skip = _non_negative_int(request.query.get("$skip", "0"), "$skip")
+        with self.lock:
+            self._calendar_reads["calendarView"] += 1
         with self._mailbox_turn(user):
             instances = self._instances(user, window)
         documents = [
@@ -699,6 +716,15 @@ class GraphSimulator(SimServer):
         grant = self._authorize(request, CALENDAR_PERMISSIONS, "ErrorAccessDenied")
         user = self._mailbox(grant, match["user"])
         _prefer_zone(request)
+        kind = (
+            "delta"
+            if "$deltatoken" in request.query
+            else "delta_page"
+            if "$skiptoken" in request.query
+            else "delta_initial"
+        )
+        with self.lock:
+            self._calendar_reads[kind] += 1
         with self._mailbox_turn(user):
             if "$deltatoken" in request.query:
                 round_, position = self._delta_changes(user, request.query["$deltatoken"]), 0
@@ -755,7 +781,18 @@ class GraphSimulator(SimServer):
             else:
                 self._delta_states[token] = round_.state
                 body["@odata.deltaLink"] = f"{link}?$deltatoken={token}"
+            self._keep_token(user.id, token)
         return json_reply(200, body, _preference_applied(prefer))
+
+    def _keep_token(self, user_id: str, token: str) -> None:
+        """Remember the user's newest DELTA_TOKENS_KEPT tokens and forget older ones (lock held): a client uses
+        its latest deltaLink, and ten thousand mailboxes swept every five minutes must not grow without end."""
+        tokens = self._delta_tokens.setdefault(user_id, collections.deque())
+        tokens.append(token)
+        while len(tokens) > DELTA_TOKENS_KEPT:
+            old = tokens.popleft()
+            self._delta_states.pop(old, None)
+            self._delta_cursors.pop(old, None)
 
     def _link(self, request: Request, changes: Mapping[str, str]) -> str:
         query = {**request.query, **changes}

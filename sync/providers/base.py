@@ -37,6 +37,31 @@ class CalendarReads(dict[str, list[Event]]):
         self.failures: dict[str, ProviderError] = {}
 
 
+@dataclass(frozen=True)
+class CalendarChanges:
+    """One user's answer of `read_changes`: what the calendar holds, or what changed in it, and the next cursor.
+
+    `full`: a complete read (no cursor was given, or the service had forgotten it): `events` is every event of the
+    window and `removed` is empty. Otherwise `events` holds the events added or changed since the cursor (a moved
+    or edited event comes whole) and `removed` the ids that went away (deleted, or moved out of the window).
+    `cursor` is what to pass next time (a Graph deltaLink, a Google sync token, an EWS sync state); keep it opaque.
+    """
+
+    events: tuple[Event, ...]
+    removed: frozenset[str]
+    cursor: str
+    full: bool
+
+
+class ChangeReads(dict[str, CalendarChanges]):
+    """What `read_changes` answers: each readable user's changes, and in `failures` why the others could not be
+    read, as `CalendarReads` does."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.failures: dict[str, ProviderError] = {}
+
+
 class ProviderError(Exception):
     """A calendar source failed; `str(error)` is a plain-words message for staff, `error_code` (a SyncErrorCode)
     and `error_params` what the portal and admin word for the customer (`sync.errors.describe`)."""
@@ -104,6 +129,13 @@ class CalendarProvider(Protocol):
         """Every user's events overlapping [start, end), recurrences expanded; the implementation batches.
 
         A user missing from the answer could not be read; a `CalendarReads` answer says why in `failures`.
+        """
+        ...
+
+    def read_changes(self, cursors: Mapping[str, str | None], start: dt.datetime, end: dt.datetime) -> ChangeReads:
+        """Each user's changes since their cursor (`None`: a full read of [start, end), which also gives the first
+        cursor). A cursor the service no longer knows is read in full over [start, end) for that user alone
+        (`full=True` in the answer). Batched like `read_events`; a user left out is in `failures`.
         """
         ...
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -44,6 +44,7 @@ from exchangelib.errors import (
     ErrorImpersonationFailed,
     ErrorInvalidExchangeImpersonationHeaderData,
     ErrorInvalidSubscription,
+    ErrorInvalidSyncStateData,
     ErrorMailboxMoveInProgress,
     ErrorMailboxStoreUnavailable,
     ErrorNameResolutionNoResults,
@@ -67,7 +68,9 @@ from exchangelib.util import MNS, get_xml_attrs
 from sync.errors import SyncErrorCode
 from sync.providers.base import (
     AuthError,
+    CalendarChanges,
     CalendarReads,
+    ChangeReads,
     DirectoryUser,
     NotFound,
     PermissionMissing,
@@ -105,6 +108,7 @@ _SUBSCRIPTION_GONE = (
     ErrorInvalidSubscription,
     ErrorSubscriptionUnsubsribed,
 )
+SYNC_PAGE_SIZE = 512  # SyncFolderItems' largest MaxChangesReturned
 
 SHOW_AS = {
     "Free": "free",
@@ -538,11 +542,63 @@ class EwsProvider:
         if start.tzinfo is None or end.tzinfo is None:
             raise ValueError("read_events needs timezone-aware start and end")
         view_start, view_end = self._ews_time(start), self._ews_time(end)
-        wanted = list(dict.fromkeys(user_ids))
         reads = CalendarReads()
+        self._each_mailbox(user_ids, reads, lambda smtp: self._read_mailbox(smtp, view_start, view_end))
+        return reads
+
+    def read_changes(self, cursors: Mapping[str, str | None], start: dt.datetime, end: dt.datetime) -> ChangeReads:
+        """What changed in each mailbox's calendar since its cursor (a SyncFolderItems sync state).
+
+        SyncFolderItems reports items of the calendar folder (recurring masters, not their occurrences), IdOnly:
+        when it reports nothing, nothing changed and that is the whole answer (one request per mailbox); when it
+        reports any change, or there is no cursor yet, the window is read in full with a CalendarView FindItem
+        (occurrences expanded) and the user's answer is a full read. A sync state Exchange refuses
+        (ErrorInvalidSyncStateData) is dropped and the mailbox read in full. Failures as `read_events`.
+        """
+        if start.tzinfo is None or end.tzinfo is None:
+            raise ValueError("read_changes needs timezone-aware start and end")
+        view_start, view_end = self._ews_time(start), self._ews_time(end)
+        reads = ChangeReads()
+        self._each_mailbox(
+            list(cursors), reads, lambda smtp: self._mailbox_changes(smtp, cursors[smtp], view_start, view_end)
+        )
+        return reads
+
+    def _mailbox_changes(self, smtp: str, cursor: str | None, start: EWSDateTime, end: EWSDateTime) -> CalendarChanges:
+        subject = f"the calendar of {smtp}"
+        account = self._account(smtp)
+
+        def sync(state: str | None) -> tuple[int, str]:
+            folder = _default_calendar(account, smtp)
+            changes = 0
+            for change in folder.sync_items(sync_state=state, only_fields=[], max_changes_returned=SYNC_PAGE_SIZE):
+                if isinstance(change, Exception):
+                    raise change
+                changes += 1
+            return changes, str(folder.item_sync_state or "")
+
+        try:
+            changes, state = self._call(subject, lambda: sync(cursor))
+        except ProviderError as error:
+            if not cursor or not isinstance(error.__cause__, ErrorInvalidSyncStateData):
+                raise
+            cursor = None  # Exchange no longer knows it: start again
+            changes, state = self._call(subject, lambda: sync(None))
+        if not state:
+            raise TemporaryError(f"Exchange ended a SyncFolderItems of {subject} without a sync state.")
+        if cursor and not changes:
+            return CalendarChanges(events=(), removed=frozenset(), cursor=state, full=False)
+        events = self._read_mailbox(smtp, start, end)
+        return CalendarChanges(events=tuple(events), removed=frozenset(), cursor=state, full=True)
+
+    def _each_mailbox(
+        self, user_ids: Iterable[str], reads: CalendarReads | ChangeReads, read: Callable[[str], Any]
+    ) -> None:
+        """Read each mailbox into `reads` (one mailbox's failure in `reads.failures`); see `read_events`."""
+        wanted = list(dict.fromkeys(user_ids))
         for index, smtp in enumerate(wanted):
             try:
-                reads[smtp] = self._read_mailbox(smtp, view_start, view_end)
+                reads[smtp] = read(smtp)
             except ProviderError as error:
                 cause = error.__cause__
                 if isinstance(error, AuthError) or _server_down(cause):
@@ -559,7 +615,6 @@ class EwsProvider:
                 raise max(throttled, key=lambda error: error.retry_after) if throttled else failures[0]
             if all(isinstance(error, PermissionMissing) for error in failures):
                 raise failures[0]
-        return reads
 
     def _ews_time(self, moment: dt.datetime) -> EWSDateTime:
         """An aware datetime as an EWSDateTime in the customer's zone (the CalendarView carries its offset)."""

@@ -30,7 +30,9 @@ from msal.exceptions import MsalServiceError
 from sync.errors import SyncErrorCode
 from sync.providers.base import (
     AuthError,
+    CalendarChanges,
     CalendarReads,
+    ChangeReads,
     DirectoryUser,
     NotFound,
     PermissionMissing,
@@ -86,6 +88,9 @@ _RESPONSES = {
     "notresponded": "none",
 }
 _PRIVATE_SENSITIVITIES = {"private", "confidential"}
+
+# The delta query's errors for a cursor Graph no longer knows (410 Gone): read that calendar in full again.
+_SYNC_STATE_CODES = {"syncstatenotfound", "syncstateinvalid", "resyncrequired"}
 
 _UTC_NAMES = {"utc", "etc/utc", "coordinated universal time", "tzone://microsoft/utc"}
 
@@ -276,6 +281,7 @@ class GraphProvider:
         self._session = session
         self._login_session = _LoginSession(ca_path=ca_path, timeout=timeout)
         self._prefer = f'outlook.timezone="{windows_zone_name(timezone)}"'
+        self._delta_prefer = f"{self._prefer}, odata.maxpagesize={PAGE_SIZE}"
         self._app: msal.ConfidentialClientApplication | None = None
         self._app_lock = threading.Lock()
         self._mailboxes_busy: dict[str, int] = {}  # this provider's requests in flight per mailbox
@@ -602,13 +608,90 @@ class GraphProvider:
             raise _worst_failure(list(events.failures.values()))
         return events
 
+    def read_changes(self, cursors: Mapping[str, str | None], start: dt.datetime, end: dt.datetime) -> ChangeReads:
+        """`calendarView/delta` for each user, in `$batch` rounds like `read_events`.
+
+        A user without a cursor starts a delta round over [start, end): every event, then a deltaLink (the cursor),
+        which fixes that window for every later call (delta-query-events.md). With a cursor only what changed
+        since comes back: changed events whole, deleted ones (or moved out of the window) as `@removed`. Pages are
+        asked for with `Prefer: odata.maxpagesize` and followed through `@odata.nextLink` to the
+        `@odata.deltaLink`. A cursor Graph no longer knows (410 `SyncStateNotFound`) starts that user's round
+        afresh, in full, in the same call.
+        """
+        first = "/users/{}/calendarView/delta?" + _query(
+            {"startDateTime": _graph_instant(start), "endDateTime": _graph_instant(end)}
+        )
+        wanted = list(dict.fromkeys(cursors))
+        reads = ChangeReads()
+        changed: dict[str, dict[str, Event]] = {}
+        removed: dict[str, set[str]] = {}
+        full: dict[str, bool] = {}
+        pending: deque[tuple[str, str]] = deque()
+
+        def begin(user_id: str, cursor: str | None) -> None:
+            changed[user_id], removed[user_id] = {}, set()
+            if cursor and cursor.startswith(self.graph_base_url + "/"):
+                full[user_id] = False
+                pending.append((user_id, cursor[len(self.graph_base_url) :]))
+            else:  # no cursor, or one made for another Graph address: a new round
+                full[user_id] = True
+                pending.append((user_id, first.format(_path_segment(user_id))))
+
+        for user_id in wanted:
+            begin(user_id, cursors[user_id])
+        while pending:
+            chunk = [pending.popleft() for _ in range(min(BATCH_LIMIT, len(pending)))]
+            for (user_id, _url), outcome in zip(
+                chunk, self._batch_round(chunk, prefer=self._delta_prefer), strict=True
+            ):
+                if isinstance(outcome, _SyncStateGone):
+                    if full[user_id]:  # a round started afresh is refused too: that is Graph's fault
+                        reads.failures[user_id] = TemporaryError(str(outcome))
+                        continue
+                    begin(user_id, None)
+                    continue
+                if isinstance(outcome, ProviderError):
+                    reads.failures[user_id] = outcome
+                    continue
+                try:
+                    for item in _values(outcome):
+                        item_id = item.get("id")
+                        if not isinstance(item_id, str) or not item_id:
+                            continue
+                        if "@removed" in item:
+                            changed[user_id].pop(item_id, None)
+                            removed[user_id].add(item_id)
+                        else:
+                            removed[user_id].discard(item_id)
+                            changed[user_id][item_id] = self._convert(item)
+                    next_link = outcome.get("@odata.nextLink")
+                    delta_link = outcome.get("@odata.deltaLink")
+                    if next_link:
+                        pending.append((user_id, self._own_link(next_link)[len(self.graph_base_url) :]))
+                    elif delta_link:
+                        reads[user_id] = CalendarChanges(
+                            events=tuple(changed[user_id].values()),
+                            removed=frozenset() if full[user_id] else frozenset(removed[user_id]),
+                            cursor=self._own_link(delta_link),
+                            full=full[user_id],
+                        )
+                    else:
+                        raise TemporaryError("Microsoft Graph ended a delta query without a deltaLink.")
+                except TemporaryError as error:
+                    reads.failures[user_id] = error
+        if wanted and not reads and all(_passing(error) for error in reads.failures.values()):
+            raise _worst_failure(list(reads.failures.values()))
+        return reads
+
     def _convert(self, item: Mapping[str, Any]) -> Event:
         try:
             return event_from_graph(item, self.timezone)
         except ValueError as error:
             raise TemporaryError(f"Microsoft Graph sent an event we could not read ({error}).") from error
 
-    def _batch_round(self, chunk: Sequence[tuple[str, str]]) -> list[dict[str, Any] | ProviderError]:
+    def _batch_round(
+        self, chunk: Sequence[tuple[str, str]], *, prefer: str | None = None
+    ) -> list[dict[str, Any] | ProviderError]:
         """One `$batch` of calendar reads: each request's page, or the error of that one mailbox.
 
         Answers are matched to requests by id (Graph answers in any order). Inner 401s are sent once more with a
@@ -625,7 +708,7 @@ class GraphProvider:
         def send(ids: Iterable[str]) -> dict[str, tuple[int, dict[str, str], Any]]:
             ids = list(ids)
             with self._mailbox_turns(users_by_id[rid] for rid in ids):
-                return self._send_batch({rid: urls_by_id[rid] for rid in ids})
+                return self._send_batch({rid: urls_by_id[rid] for rid in ids}, prefer=prefer or self._prefer)
 
         answers = send(urls_by_id)
         unauthorised = [rid for rid, (status, _h, _b) in answers.items() if status == 401]
@@ -650,6 +733,8 @@ class GraphProvider:
                 outcomes.append(TemporaryError("Microsoft Graph sent a batch answer that is not JSON."))
             elif status in (403, 404) or _retryable(status):
                 outcomes.append(_mailbox_error(user_id, status, headers, body))
+            elif status == 410 or (status == 400 and _error_code(body)[0].casefold() in _SYNC_STATE_CODES):
+                outcomes.append(_SyncStateGone("Microsoft Graph no longer knows the calendar's delta cursor."))
             else:  # the request itself was refused (a 400, a 401 with a fresh token): every user would fail alike
                 raise _graph_error(
                     status,
@@ -688,7 +773,7 @@ class GraphProvider:
                         del self._mailboxes_busy[user]
                 self._mailboxes_free.notify_all()
 
-    def _send_batch(self, urls_by_id: Mapping[str, str]) -> dict[str, tuple[int, dict[str, str], Any]]:
+    def _send_batch(self, urls_by_id: Mapping[str, str], *, prefer: str) -> dict[str, tuple[int, dict[str, str], Any]]:
         """POST /$batch; the (status, lower-cased headers, body) of every inner response by id.
 
         An outer 424 Failed Dependency (Graph's answer to a batch with throttled items) is read like a 200: the
@@ -699,7 +784,7 @@ class GraphProvider:
             f"{self.graph_base_url}/$batch",
             json_body={
                 "requests": [
-                    {"id": rid, "method": "GET", "url": url, "headers": {"Prefer": self._prefer}}
+                    {"id": rid, "method": "GET", "url": url, "headers": {"Prefer": prefer}}
                     for rid, url in urls_by_id.items()
                 ]
             },
@@ -873,6 +958,10 @@ class GraphProvider:
 # --- helpers ------------------------------------------------------------------------------------------------------
 
 _MALFORMED = object()
+
+
+class _SyncStateGone(TemporaryError):
+    """A delta cursor Graph no longer knows (410 `SyncStateNotFound`): the calendar is read in full again."""
 
 
 class _GraphTimeout(TemporaryError):

@@ -136,7 +136,7 @@ def _pieces_of(
     """The intervals one event would occupy (before overlaps are resolved), clipped to the window."""
     if event.cancelled or event.response == "declined":
         return []
-    code = catalogue.parse(event.subject)
+    code = catalogue.parse(event.subject) if event.code is None else event.code
     if not code.explicit and not (
         event.show_as in ("busy", "oof") or (event.show_as == "tentative" and settings.include_tentative)
     ):

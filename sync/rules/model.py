@@ -2,6 +2,10 @@
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the catalogue imports this module
+    from sync.rules.catalogue import SubjectCode
 
 SHOW_AS = ("free", "tentative", "busy", "oof", "workingElsewhere", "unknown")
 RESPONSES = ("accepted", "tentative", "declined", "organizer", "none")
@@ -55,6 +59,8 @@ class Event:
     """A calendar event in the engine's shape.
 
     Timed events have aware datetimes; all-day events (`all_day=True`) have dates, end exclusive.
+    `code`, when set, is what the catalogue's parser made of the subject earlier (an event rebuilt from the
+    sync's stored state, which keeps no subject); otherwise the engine parses `subject`.
     """
 
     id: str
@@ -66,6 +72,7 @@ class Event:
     response: str = "accepted"
     cancelled: bool = False
     private: bool = False
+    code: "SubjectCode | None" = None
 
 
 @dataclass(frozen=True)

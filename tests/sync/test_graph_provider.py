@@ -874,3 +874,33 @@ def test_a_subscription_whose_creation_timed_out_is_not_left_behind(tenant: Tena
 
 def test_the_subscription_call_waits_well_beyond_graphs_validation_window() -> None:
     assert graph_module.SUBSCRIBE_TIMEOUT_SECONDS >= 2 * graph_module.VALIDATION_WINDOW_SECONDS
+
+
+# incremental reads (calendarView/delta)
+
+
+def test_delta_reads_page_through_to_the_delta_link_and_then_return_only_changes(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(graph_module, "PAGE_SIZE", 3)  # Prefer: odata.maxpagesize=3, so 7 events take 3 pages
+    (user,) = tenant.add_users(1)
+    for number in range(7):
+        tenant.sims.graph.put_event(user, meeting(f"m{number}", 3, 8 + number))
+    provider = tenant.provider()
+    tenant.sims.graph.reset_calendar_reads()
+    first = provider.read_changes({user: None}, *WEEK)[user]
+    assert first.full and sorted(e.id for e in first.events) == [f"m{n}" for n in range(7)]
+    assert tenant.sims.graph.calendar_reads() == {"delta_initial": 1, "delta_page": 2}
+    assert "$deltatoken=" in first.cursor
+
+    tenant.sims.graph.put_event(user, meeting("m1", 3, 9, subject="Flyttet"))
+    tenant.sims.graph.delete_event(user, "m2")
+    tenant.sims.graph.put_event(user, meeting("ny", 4, 10))
+    second = provider.read_changes({user: first.cursor}, *WEEK)[user]
+    assert not second.full
+    assert sorted(e.id for e in second.events) == ["m1", "ny"]
+    assert second.removed == frozenset({"m2"})
+
+    tenant.sims.graph.expire_delta_tokens()  # 410 SyncStateNotFound: that user is read in full again
+    third = provider.read_changes({user: second.cursor}, *WEEK)[user]
+    assert third.full and len(third.events) == 7
