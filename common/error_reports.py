@@ -2,8 +2,9 @@
 
 Every event and breadcrumb passes `scrub_event` / `scrub_breadcrumb` before it is sent: request bodies,
 cookies, query strings and authentication headers are dropped; any value under a key that names a subject,
-secret, token, password, key, body, e-mail or mobile number is replaced; e-mail addresses and bearer or
-Fernet tokens inside any text (messages, exception values) are replaced; the user is reduced to their id.
+secret, token, password, key, body, e-mail or mobile number is replaced; inside any text (messages, exception
+values) quoted parts (how errors and reprs show a subject), e-mail addresses, mobile numbers, `token=`-style
+parameters and bearer or Fernet tokens are replaced; the user is reduced to their id.
 Local variables are not collected at all (`include_local_variables=False`): an `events` list holds subjects.
 """
 
@@ -29,11 +30,16 @@ _MSISDN = re.compile(r"\+\d{8,15}\b")  # a mobile number as we store them (+4791
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[\w\-.~+/=]+")
 _FERNET = re.compile(r"gAAAAA[\w\-=]{20,}")  # a Fernet token (our encrypted secrets) in a message or a query
 _LONG_SECRET = re.compile(r"(?i)((?:token|secret|password|key|code|state)=)[^&\s]+")
+# Quoted text in a message ('…', "…", «…»): how our errors and Python's reprs show values such as a subject.
+_QUOTED = re.compile(r"'[^'\n]*'|\"[^\"\n]*\"|«[^»\n]*»")
+# A stack frame's source lines and paths: our code and the libraries', never a customer's data.
+_OUR_CODE = frozenset({"pre_context", "context_line", "post_context", "abs_path", "filename", "module", "function"})
 # Request parts that are dropped whole: bodies (forms, webhooks with subjects), cookies, query strings.
 _DROPPED_REQUEST_PARTS = ("data", "cookies", "query_string", "env")
 
 
 def _scrub_text(text: str) -> str:
+    text = _QUOTED.sub(lambda quoted: quoted.group(0)[0] + FILTERED + quoted.group(0)[-1], text)
     text = _BEARER.sub(r"\1 " + FILTERED, text)
     text = _FERNET.sub(FILTERED, text)
     text = _LONG_SECRET.sub(r"\1" + FILTERED, text)
@@ -45,7 +51,11 @@ def _scrub(value: Any) -> Any:
         return _scrub_text(value)
     if isinstance(value, Mapping):
         return {
-            key: FILTERED if isinstance(key, str) and _SENSITIVE_KEY.search(key) else _scrub(item)
+            key: item
+            if key in _OUR_CODE
+            else FILTERED
+            if isinstance(key, str) and _SENSITIVE_KEY.search(key)
+            else _scrub(item)
             for key, item in value.items()
         }
     if isinstance(value, list | tuple):
@@ -99,7 +109,15 @@ def start_error_reports(*, dsn: str, environment: str, transport: type[Transport
     sentry_sdk.init(
         dsn=dsn,
         environment=environment,
-        send_default_pii=False,
+        # send_default_pii stays off (its default; this sentry-sdk deprecates the option for data_collection):
+        data_collection={
+            "user_info": False,
+            "cookies": {"mode": "off"},
+            "http_bodies": [],
+            "url_query_params": {"mode": "off"},
+            "database_query_data": False,
+            "stack_frame_variables": False,
+        },
         include_local_variables=False,
         max_request_body_size="never",
         before_send=scrub_event,
