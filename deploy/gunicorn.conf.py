@@ -22,4 +22,6 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 def child_exit(server: Any, worker: Any) -> None:
     """A worker process ended: its live metrics go (its counts stay counted)."""
     process_exited(worker.pid)
+
+
 control_socket_disable = True  # systemd or scripts/serve.sh manage the process; no second way in

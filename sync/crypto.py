@@ -2,8 +2,8 @@
 
 `CREDENTIALS_KEY` holds one or more Fernet keys, comma-separated, newest first (rotation: add the new
 key in front, run `manage.py rotate_credentials_key`, drop the old one; docs/operations.md). With DEBUG on and
-no key, a key is derived from SECRET_KEY so the demo works; production refuses to start without one. Neither the key nor a decrypted
-secret is ever stored or logged.
+no key, a key is derived from SECRET_KEY so the demo works; production refuses to start without one. Neither
+the key nor a decrypted secret is ever stored or logged.
 """
 
 import base64
