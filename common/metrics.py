@@ -24,6 +24,9 @@ from prometheus_client.registry import Collector
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # each process's first metric opens its file there
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
 SYNC_RUNS = Counter(
     "kalenderpush_sync_runs",
     "Users synced, by calendar provider and outcome (ok, error, retry); error_code is empty when ok.",
