@@ -21,6 +21,7 @@ from django_q.status import Stat
 from kombu import Connection
 
 from common import metrics
+from common.queue import celery_takes_sync_work
 from customers.models import ServiceUser, ServiceUserQuerySet, served_user
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
     """200 when the database, the broker, the q2 cluster and at least one Celery worker answer; 503 naming
     what is down. Each check is bounded by a short timeout, so the answer comes within a few seconds."""
     report: dict[str, Any] = {"database": _database(), "q2_cluster": _q2_cluster()}
-    if settings.CELERY_TASK_ALWAYS_EAGER:  # the embedded default: sync work runs in the q2 cluster
+    if not celery_takes_sync_work():  # the embedded default: sync work runs in the q2 cluster
         report.update(broker="not used", celery_workers=0)
         down = [name for name, state in report.items() if state == "down"]
     else:
@@ -138,7 +139,7 @@ def _state_gauges() -> Iterator[metrics.Gauge]:
         tuple(((state,), float(count)) for state, count in users.items()),
     )
     depths = [(("q2",), float(OrmQ.objects.count()))]
-    if not settings.CELERY_TASK_ALWAYS_EAGER:
+    if celery_takes_sync_work():
         depths += [((f"celery:{queue}",), depth) for queue, depth in _celery_queue_depths()]
     yield metrics.Gauge(
         "kalenderpush_queue_depth",

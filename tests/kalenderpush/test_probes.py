@@ -2,8 +2,10 @@
 customer's data."""
 
 import time
+from collections.abc import Iterator
 
 import pytest
+from celery import current_app
 
 from common import metrics
 from tests.factories import make_customer, make_users
@@ -32,8 +34,15 @@ def test_readyz_names_the_q2_cluster_when_no_cluster_reports_itself(client):
     }
 
 
-def test_readyz_names_an_unreachable_broker_and_answers_within_seconds(client, settings):
-    settings.CELERY_TASK_ALWAYS_EAGER = False
+@pytest.fixture
+def celery_with_a_broker() -> Iterator[None]:
+    eager = current_app.conf.task_always_eager
+    current_app.conf.task_always_eager = False
+    yield
+    current_app.conf.task_always_eager = eager
+
+
+def test_readyz_names_an_unreachable_broker_and_answers_within_seconds(client, settings, celery_with_a_broker):
     settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"  # nothing listens there
 
     started = time.monotonic()

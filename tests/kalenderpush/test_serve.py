@@ -115,3 +115,28 @@ def test_when_one_process_ends_the_others_are_stopped_and_it_exits_non_zero(tmp_
     assert supervisor.returncode == 3, output
     assert "worker ended (exit status 3); stopping the others" in output
     assert [pid for pid in processes if _alive(pid)] == []
+
+
+def test_the_systemd_units_run_what_the_procfile_names():
+    procfile = dict(
+        line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line and not line.startswith("#")
+    )
+    units = {path.name: path.read_text() for path in (ROOT / "deploy").glob("*.service")}
+    starts = {
+        name: next(line for line in text.splitlines() if line.startswith("ExecStart=")) for name, text in units.items()
+    }
+
+    assert set(procfile) == {"release", "web", "qcluster", "worker"}
+    for name, unit in {
+        "release": "kalenderpush-release.service",
+        "web": "kalenderpush-web.service",
+        "qcluster": "kalenderpush-qcluster.service",
+        "worker": "kalenderpush-worker@.service",
+    }.items():
+        command = procfile[name].strip().split()
+        started = starts[unit].removeprefix("ExecStart=").split()
+        program = started[0].rsplit("/", 1)[-1]
+        assert [program, *started[1 : len(command)]] == [command[0].rsplit("/", 1)[-1], *command[1:]], unit
+        assert "EnvironmentFile=/etc/kalenderpush/kalenderpush.env" in units[unit]
+    target = (ROOT / "deploy" / "kalenderpush.target").read_text()
+    assert all(unit.replace("@.", "@1.") in target for unit in units if unit != "kalenderpush-release.service")
