@@ -17,6 +17,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ OSLO = ZoneInfo("Europe/Oslo")
 PASSWORD = "Riktig-hest-batteri-stift-42"
 METRICS_TOKEN = secrets.token_urlsafe(24)
 KEEP = ("PATH", "HOME", "LANG", "LC_ALL")
+CHROMIUM = Path("/usr/bin/chromium")
 
 
 def _database_url() -> str:
@@ -144,10 +146,11 @@ def sims() -> Iterator[Any]:
         yield running
 
 
-@pytest.fixture
-def stack(sims: Any, tmp_path: Path) -> Iterator[Stack]:
+@contextlib.contextmanager
+def served(sims: Any, tmp_path: Path, **extra_env: str) -> Iterator[Stack]:
+    """`make release`, then `make serve` until the test stops it (or, when it failed first, until here)."""
     port = _free_port()
-    env = production_env(port=port, tmp_path=tmp_path, sims=sims)
+    env = {**production_env(port=port, tmp_path=tmp_path, sims=sims), **extra_env}
     release = subprocess.run(["scripts/release.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert release.returncode == 0, release.stdout[-3000:] + release.stderr[-3000:]
     log = tmp_path / "serve.log"
@@ -162,6 +165,24 @@ def stack(sims: Any, tmp_path: Path) -> Iterator[Stack]:
     finally:
         if process.poll() is None:  # the test failed before it stopped the stack itself
             _stop_for_good(process)
+
+
+@pytest.fixture
+def stack(sims: Any, tmp_path: Path) -> Iterator[Stack]:
+    with served(sims, tmp_path) as running:
+        yield running
+
+
+def stop_cleanly(stack: Stack) -> None:
+    """SIGTERM to `make serve`: it exits 0, and every process it started is gone."""
+    processes = _descendants(stack.process.pid)
+    assert len(processes) >= 3, "gunicorn, the q2 cluster and the Celery worker, with their workers"
+    stack.process.send_signal(signal.SIGTERM)
+    assert stack.process.wait(60) == 0, stack.output()
+    assert "supervise: stopped" in stack.output()
+    assert [pid for pid in processes if _alive(pid)] == []
+    with pytest.raises(requests.ConnectionError):
+        stack.get("/healthz")
 
 
 def _stop_for_good(process: subprocess.Popen[bytes]) -> None:
@@ -289,11 +310,30 @@ def test_the_production_stack_serves_probes_metrics_logins_static_files_and_sync
     assert "kalenderpush_change_to_mbn_seconds_count" in counted
 
     # --- a clean stop ---------------------------------------------------------------------------------
-    processes = _descendants(stack.process.pid)
-    assert len(processes) >= 3, "gunicorn, the q2 cluster and the Celery worker, with their workers"
-    stack.process.send_signal(signal.SIGTERM)
-    assert stack.process.wait(60) == 0, stack.output()
-    assert "supervise: stopped" in stack.output()
-    assert [pid for pid in processes if _alive(pid)] == []
-    with pytest.raises(requests.ConnectionError):
-        stack.get("/healthz")
+    stop_cleanly(stack)
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"E2E BROWSER TESTS NOT RUN: {CHROMIUM} is missing")
+def test_the_browser_suite_passes_against_the_production_stack(sims, tmp_path):
+    """tests/e2e once more, its browser against the served stack (E2E_BASE_URL) on this database (--reuse-db);
+    staff sign in with a password there, as the suite does against its live server."""
+    with served(sims, tmp_path, OTP_REQUIRED_FOR_STAFF="false") as stack:
+        wait_for(lambda: stack.get("/readyz").status_code == 200, 90, "/readyz 200", stack)
+        test_database = connection.settings_dict["NAME"]
+        suite = subprocess.run(
+            [sys.executable, "-m", "pytest", "tests/e2e", "-m", "e2e", "--reuse-db", "-p", "no:cacheprovider", "-q"],
+            cwd=ROOT,
+            env={
+                **os.environ,
+                "E2E_BASE_URL": stack.url,
+                "DATABASE_URL": _database_url().replace(f"/{test_database}", f"/{test_database.removeprefix('test_')}"),
+            },
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
+        assert suite.returncode == 0, suite.stdout[-6000:] + suite.stderr[-3000:]
+        summary = suite.stdout.strip().splitlines()[-1]
+        assert " passed" in summary and "skipped" not in summary and "failed" not in summary, summary
+        assert "HeadlessChrome" in stack.log.read_text(errors="replace"), "the browser asked the served stack"
+        stop_cleanly(stack)
