@@ -17,6 +17,7 @@ from sentry_sdk.integrations.celery import CeleryIntegration
 from sentry_sdk.integrations.django import DjangoIntegration
 from sentry_sdk.integrations.logging import LoggingIntegration
 from sentry_sdk.transport import Transport
+from sentry_sdk.types import Breadcrumb, BreadcrumbHint, Event, Hint
 
 FILTERED = "[Filtered]"
 # Keys whose values never leave, in any case, anywhere in an event (headers, extra, contexts, breadcrumb data).
@@ -63,9 +64,9 @@ def _scrub(value: Any) -> Any:
     return value
 
 
-def scrub_event(event: dict[str, Any], hint: Any = None) -> dict[str, Any]:
+def scrub_event(event: Event, hint: Hint | None = None) -> Event:
     """Sentry's `before_send`: the event without anything secret or personal (see the module's docstring)."""
-    request = event.get("request")
+    request: Any = event.get("request")
     if isinstance(request, dict):
         for part in _DROPPED_REQUEST_PARTS:
             request.pop(part, None)
@@ -77,18 +78,18 @@ def scrub_event(event: dict[str, Any], hint: Any = None) -> dict[str, Any]:
     for frame_list in _frames(event):
         for frame in frame_list:
             frame.pop("vars", None)
-    scrubbed: dict[str, Any] = _scrub(event)
+    scrubbed: Event = _scrub(event)
     return scrubbed
 
 
-def scrub_breadcrumb(crumb: dict[str, Any], hint: Any = None) -> dict[str, Any] | None:
+def scrub_breadcrumb(crumb: Breadcrumb, hint: BreadcrumbHint | None = None) -> Breadcrumb:
     """Sentry's `before_breadcrumb`: SQL breadcrumbs lose their parameters, others are scrubbed like events."""
     if crumb.get("category") == "query":
         crumb.pop("data", None)
     data = crumb.get("data")
     if isinstance(data, dict) and isinstance(data.get("url"), str):
         data["url"] = data["url"].split("?", 1)[0]
-    scrubbed: dict[str, Any] = _scrub(crumb)
+    scrubbed: Breadcrumb = _scrub(crumb)
     return scrubbed
 
 

@@ -20,7 +20,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, dry_run: bool = False, **options: Any) -> None:
         fields = ", ".join(encrypted.label for encrypted in encrypted_fields())
         self.stdout.write(f"Encrypted fields: {fields}")
-        rotation = rotate_credentials(dry_run=dry_run, progress=ProgressBar("Re-encrypting", stream=self.stderr))
+        rotation = rotate_credentials(dry_run=dry_run, progress=ProgressBar("Re-encrypting"))
         if rotation.unreadable:
             raise CommandError(
                 f"{len(rotation.unreadable)} secret(s) cannot be decrypted with any key of CREDENTIALS_KEY: "
