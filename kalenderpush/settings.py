@@ -226,6 +226,8 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {"sync.tasks.*": {"queue": "sync"}}
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Workers log through LOGGING below (LOG_FORMAT), like every other process.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Redis hands a task whose worker died (killed, machine gone) to another worker after this many seconds;
 # it must stay above the longest countdown a task is retried with (sync: at most 30 s, common.backoff).
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
