@@ -1,12 +1,14 @@
 """What a load balancer and Prometheus ask the site: /healthz, /readyz and /metrics.
 
 None of them needs a login and none shows a secret or a customer's data: the probes name the services that
-are down, /metrics gives counts only, behind the bearer token METRICS_TOKEN (docs/operations.md).
+are down, /metrics gives counts only, behind the bearer token METRICS_TOKEN (docs/operations.md). The probes
+are answered by `ProbeMiddleware`, first in MIDDLEWARE: before the host check (a load balancer asks by the
+instance's address, which ALLOWED_HOSTS does not list) and before the redirect to https.
 """
 
 import hmac
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from celery import current_app
@@ -105,6 +107,18 @@ def _q2_cluster() -> str:
         logger.warning("readyz: the q2 cluster's heartbeat could not be read", exc_info=True)
         return "down"
     return "ok" if running else "down"
+
+
+class ProbeMiddleware:
+    """Answers /healthz and /readyz before any other middleware looks at the request."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.probes: dict[str, Callable[[HttpRequest], HttpResponse]] = {"/healthz": healthz, "/readyz": readyz}
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        probe = self.probes.get(request.path_info)
+        return probe(request) if probe is not None else self.get_response(request)
 
 
 @never_cache

@@ -57,6 +57,7 @@ if DEVTOOLS:
     INSTALLED_APPS.append("devtools")
 
 MIDDLEWARE = [
+    "kalenderpush.probes.ProbeMiddleware",  # /healthz, /readyz: before the host check and the https redirect
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -192,8 +193,6 @@ if not DEBUG:
     SESSION_EXPIRE_AT_BROWSER_CLOSE = env.bool("SESSION_EXPIRE_AT_BROWSER_CLOSE", default=True)
     if env.bool("SECURE_PROXY_SSL_HEADER", default=False):
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-# The load balancer's probes answer over plain http (no redirect to https): /healthz and /readyz.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 
 # --- E-mail ---------------------------------------------------------------------------------------
 EMAIL_BACKEND = env.str(

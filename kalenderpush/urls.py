@@ -1,5 +1,5 @@
 """Top-level URL configuration: admin for Nettsoft staff, the customer portal, webhooks, language switching,
-and the probes and metrics operators read.
+and the metrics operators read.
 
 Errors answer with Norwegian pages in the look of the site they happen in (kalenderpush.error_pages).
 """
@@ -16,9 +16,8 @@ urlpatterns = [
     path("portal/", include("portal.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("webhooks/", include("sync.urls")),
-    # for the load balancer and Prometheus (docs/operations.md): no login, no customer data
-    path("healthz", probes.healthz, name="healthz"),
-    path("readyz", probes.readyz, name="readyz"),
+    # for Prometheus (docs/operations.md): no login, no customer data; /healthz and /readyz are answered by
+    # kalenderpush.probes.ProbeMiddleware, before the host check
     path("metrics", probes.metrics_view, name="metrics"),
 ]
 

@@ -90,3 +90,13 @@ def test_metrics_give_counts_and_states_but_no_customer_data(client, settings):
     assert 'kalenderpush_service_users{state="unmatched"}' in text
     assert 'kalenderpush_queue_depth{queue="q2"} 0.0' in text
     assert "Hemmelig" not in text and "@" not in text
+
+
+def test_the_probes_answer_a_load_balancer_asking_by_address_over_http(client, settings):
+    settings.ALLOWED_HOSTS = ["kalenderpush.nettsoft.no"]
+    settings.SECURE_SSL_REDIRECT = True
+
+    assert client.get("/healthz", HTTP_HOST="10.0.3.17:8000").status_code == 200
+    assert client.get("/readyz", HTTP_HOST="10.0.3.17:8000").status_code == 503  # answered: the q2 cluster is down
+    assert client.get("/portal/", HTTP_HOST="10.0.3.17:8000").status_code == 400  # everything else checks the host
+    assert client.get("/portal/", HTTP_HOST="kalenderpush.nettsoft.no").status_code == 301  # and goes to https
