@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint typecheck messages clean
+.PHONY: run test bench lint typecheck messages clean release serve
 
 $(STAMP): requirements.txt requirements-dev.txt
 	./scripts/bootstrap.sh "$(PYTHON)" "$(VENV)"
@@ -21,6 +21,13 @@ test: $(STAMP) messages
 
 bench: $(STAMP) messages
 	./scripts/bench.sh
+
+# Production (docs/operations.md, "Running in production"): `make release` once per deploy, then `make serve`.
+release:
+	./scripts/release.sh
+
+serve:
+	./scripts/serve.sh
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -33,6 +33,7 @@ from billing.models import (
     UsageSnapshot,
 )
 from billing.quarters import Quarter
+from common import metrics
 from common.queue import enqueue
 from customers.models import Customer, Subscription, Term
 from customers.numbering import take_next_number
@@ -282,6 +283,7 @@ def run_billing(
     run.finished_at = timezone.now()
     run.heartbeat_at = run.finished_at
     run.save()
+    metrics.BILLING_RUNS.labels(status=run.status).inc()
     return run
 
 
@@ -343,6 +345,7 @@ def issue_invoice(*, invoice_id: int, issued_by: User = None, today: dt.date | N
             params={"number": invoice.number, "kid": invoice.kid},
         )
         enqueue("billing.tasks.email_invoice", invoice.pk, name=f"email-invoice-{invoice.pk}")
+        transaction.on_commit(metrics.INVOICES_ISSUED.inc)
     return invoice
 
 

@@ -8,6 +8,10 @@ in .env.example (SECRET_KEY is then required, cookies are secure and HSTS is on)
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from common.error_reports import start_error_reports
+from common.json_logs import LOG_FORMATTERS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -53,6 +57,7 @@ if DEVTOOLS:
     INSTALLED_APPS.append("devtools")
 
 MIDDLEWARE = [
+    "kalenderpush.probes.ProbeMiddleware",  # /healthz, /readyz: before the host check and the https redirect
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -101,6 +106,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # A database that does not answer fails a request (and /readyz) within seconds instead of hanging it.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5)
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -152,6 +161,21 @@ USE_THOUSAND_SEPARATOR = True
 # --- Static files ---------------------------------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
+# Production serves what `collectstatic` (scripts/release.sh) put in STATIC_ROOT through WhiteNoise: compressed,
+# with content hashes in the names and cached for a year. With DEBUG on, runserver serves the apps' files as they are.
+if not DEBUG:
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+        "whitenoise.middleware.WhiteNoiseMiddleware",
+    )
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
 
 # --- Security (production values apply whenever DEBUG is off) -------------------------------------
 SESSION_COOKIE_HTTPONLY = True
@@ -163,8 +187,9 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 if not DEBUG:
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
+    # Both only ever off for a test over plain http on loopback (tests/services/test_production.py).
+    SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
+    CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
@@ -204,9 +229,22 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {"sync.tasks.*": {"queue": "sync"}}
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Workers log through LOGGING below (LOG_FORMAT), like every other process.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Redis hands a task whose worker died (killed, machine gone) to another worker after this many seconds;
 # it must stay above the longest countdown a task is retried with (sync: at most 30 s, common.backoff).
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
+
+# --- Cache ----------------------------------------------------------------------------------------
+# Shared by every process: the q2 cluster's heartbeat lives here, and /readyz reads it. Default: the broker's
+# Redis when there is one, else memory of each process (the embedded default; /readyz cannot see the cluster).
+CACHES = {
+    "default": env.cache_url(
+        "CACHE_URL", default=CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "locmemcache://"
+    )
+}
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    CACHES["default"].setdefault("OPTIONS", {}).update({"socket_connect_timeout": 2, "socket_timeout": 2})
 
 # --- django-q2: schedules and the back office -----------------------------------------------------
 Q_CLUSTER = {
@@ -295,11 +333,26 @@ PEPPOL_RULES_DIR = env.path(
 # Written by seed_demo (embedded default only): the demo admin's generated password.
 DEMO_STATE_DIR = env.path("DEMO_STATE_DIR", default=BASE_DIR / "var")
 
+# --- Operations: logs, health, metrics, error reports (docs/operations.md) --------------------------
+# LOG_FORMAT=json: one JSON object per line (time, level, logger, message, exception), for a log collector.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in LOG_FORMATTERS:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATTERS)}, not {LOG_FORMAT!r}.")
+# The bearer token Prometheus sends to /metrics; unset: /metrics answers 404.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# How long /readyz waits for the Celery workers to answer a ping (seconds).
+READYZ_CELERY_TIMEOUT = env.float("READYZ_CELERY_TIMEOUT", default=1.0)
+# Error reports to Sentry when set; what is sent is scrubbed (common/error_reports.py).
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="production")
+if SENTRY_DSN:
+    start_error_reports(dsn=SENTRY_DSN, environment=SENTRY_ENVIRONMENT)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": LOG_FORMATTERS,
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},

@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 import requests
 
+from common import metrics
 from customers.validators import parse_msisdn
 from sync.errors import SyncErrorCode
 from sync.providers.base import parse_retry_after
@@ -271,11 +272,15 @@ class MbnClient:
 
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         try:
-            return self._session.request(method, url, timeout=self.timeout, **kwargs)
+            response = self._session.request(method, url, timeout=self.timeout, **kwargs)
         except requests.Timeout as error:
+            metrics.count_mbn_answer(None)
             raise MbnUnavailable(f"MBN did not answer within {self.timeout:g} s.") from error
         except requests.RequestException as error:
+            metrics.count_mbn_answer(None)
             raise MbnUnavailable(f"MBN ({self.base_url}) could not be reached: check the network.") from error
+        metrics.count_mbn_answer(response.status_code)
+        return response
 
     def _call(self, method: str, path: str, *, json_body: Any = None) -> requests.Response:
         """One API call with the bearer token (refreshed once on a 401); a 2xx response or the mapped error."""

@@ -23,6 +23,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from common import metrics
 from customers.models import ServiceUser, StopReason
 from customers.validators import parse_msisdn
 from sync import event_state, reconcile
@@ -772,6 +773,8 @@ def _record_retry(
         )
         for u in users
     )
+    for u in users:
+        metrics.count_sync_run(provider=u.source.kind, error_code=failure.code, retrying=True)
     if source is not None:
         CalendarSource.objects.filter(pk=source.pk).update(**failure.on_calendar())
 
@@ -788,6 +791,7 @@ def _record_failure(user: CalendarUser, now: dt.datetime, failure: SyncFailure, 
         events_read=events_read,
         **failure.on_run(),
     )
+    metrics.count_sync_run(provider=user.source.kind, error_code=failure.code)
 
 
 def sync_claimed(
@@ -952,7 +956,9 @@ def _finish(user: CalendarUser, run: SyncRun, result: UserResult) -> UserResult:
     changed_at = CalendarUser.objects.filter(pk=user.pk).values_list("changed_at", flat=True).first()
     if changed_at is not None and result.mbn_requests:
         run.latency_ms = int((finished - changed_at).total_seconds() * 1000)
+        metrics.CHANGE_TO_MBN_SECONDS.labels(provider=user.source.kind).observe(run.latency_ms / 1000)
     run.save()
+    metrics.count_sync_run(provider=user.source.kind, error_code=result.error_code)
     CalendarUser.objects.filter(pk=user.pk).update(
         last_synced_at=finished,
         changed_at=None,

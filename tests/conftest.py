@@ -70,7 +70,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # ty
 
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings) -> None:  # type: ignore[no-untyped-def]
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    """A fast hasher; not when the browser suite runs against a served stack (E2E_BASE_URL, see tests/e2e), which
+    checks passwords with the production hashers."""
+    if not os.environ.get("E2E_BASE_URL"):
+        settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture

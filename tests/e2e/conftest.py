@@ -6,6 +6,10 @@ scripts/screenshots.sh) the shots the user guides use are also written there, sh
 
 Without /usr/bin/chromium the tests are skipped with the reason, except when CI is set: then they fail.
 
+With E2E_BASE_URL set the browser goes there instead of to the live server: the production stack that
+tests/services/test_production.py serves (`make serve`) on this test run's database (`--reuse-db`), so the
+suite runs once against gunicorn, WhiteNoise, the q2 cluster and Celery with DEBUG off.
+
 Playwright's sync API leaves an asyncio loop running in this thread for as long as it is started. Two
 things follow, both handled in `browser`: Django refuses ORM calls while a loop runs (so
 DJANGO_ALLOW_ASYNC_UNSAFE is set, only meanwhile), and Django keeps a thread's database connections in
@@ -63,11 +67,18 @@ def browser(django_db_setup: None, django_db_blocker: Any) -> Iterator[Any]:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = unsafe
 
 
+E2E_BASE_URL = os.environ.get("E2E_BASE_URL", "")
+
+
 @pytest.fixture
 def page(browser: Any, live_server: Any) -> Iterator[Any]:
     """A new browser context per test, Norwegian and in Oslo time like the customers."""
     context = browser.new_context(
-        base_url=live_server.url, viewport=DESKTOP, locale="nb-NO", timezone_id="Europe/Oslo", accept_downloads=True
+        base_url=E2E_BASE_URL or live_server.url,
+        viewport=DESKTOP,
+        locale="nb-NO",
+        timezone_id="Europe/Oslo",
+        accept_downloads=True,
     )
     context.set_default_timeout(15_000)
     page = context.new_page()
@@ -77,5 +88,6 @@ def page(browser: Any, live_server: Any) -> Iterator[Any]:
 
 @pytest.fixture(autouse=True)
 def _e2e_settings(settings: Any) -> None:
-    """Staff sign in with a password only (no TOTP device in tests); the live server shares these settings."""
+    """Staff sign in with a password only (no TOTP device in tests); the live server shares these settings (a
+    served stack is started with OTP_REQUIRED_FOR_STAFF=false for this suite)."""
     settings.OTP_REQUIRED_FOR_STAFF = False

@@ -105,7 +105,10 @@ class Command(BaseCommand):
                         tomorrow.replace(hour=12).isoformat(),
                     )
                 jobs.sweep(source=source)
-            sims.graph.flush_notifications()
+                # the app shares this thread's in-memory test database: its webhooks must be answered before
+                # this thread queries again
+                sims.graph.flush_notifications()
+                sims.google.flush_notifications()
             demo.run_queued_jobs()
             everyone = [(customer, user) for _kind, customer, _source, users in built for user in users]
             manual_before = sum(len(self._absences(sims, customer, user, ours=False)) for customer, user in everyone)
