@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make serve`: the production process set of the Procfile (gunicorn, the q2 cluster, a Celery worker), supervised
+# `make serve`: the production process set of the Procfile (gunicorn, the q2 cluster, a Celery worker, the EWS streaming listener), supervised
 # as one by scripts/supervise.sh. Refuses to start with DEBUG on, without DATABASE_URL, CELERY_BROKER_URL or
 # CREDENTIALS_KEY, with migrations not applied or static files not collected: run `make release` first
 # (scripts/release.sh). Ctrl-C or SIGTERM stops everything; when one process ends, the others are stopped too.

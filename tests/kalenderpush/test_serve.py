@@ -126,12 +126,13 @@ def test_the_systemd_units_run_what_the_procfile_names():
         name: next(line for line in text.splitlines() if line.startswith("ExecStart=")) for name, text in units.items()
     }
 
-    assert set(procfile) == {"release", "web", "qcluster", "worker"}
+    assert set(procfile) == {"release", "web", "qcluster", "worker", "ews"}
     for name, unit in {
         "release": "kalenderpush-release.service",
         "web": "kalenderpush-web.service",
         "qcluster": "kalenderpush-qcluster.service",
         "worker": "kalenderpush-worker@.service",
+        "ews": "kalenderpush-ews.service",
     }.items():
         command = procfile[name].strip().split()
         started = starts[unit].removeprefix("ExecStart=").split()
