@@ -321,7 +321,21 @@ def test_the_browser_suite_passes_against_the_production_stack(sims, tmp_path):
         wait_for(lambda: stack.get("/readyz").status_code == 200, 90, "/readyz 200", stack)
         test_database = connection.settings_dict["NAME"]
         suite = subprocess.run(
-            [sys.executable, "-m", "pytest", "tests/e2e", "-m", "e2e", "--reuse-db", "-p", "no:cacheprovider", "-q"],
+            # The onboarding tests register Nettsoft's app and the tenant to connect in simulators of their own
+            # process and point the app's settings at them, which a separately served stack cannot share.
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "tests/e2e",
+                "-m",
+                "e2e",
+                "--ignore=tests/e2e/test_onboarding.py",
+                "--reuse-db",
+                "-p",
+                "no:cacheprovider",
+                "-q",
+            ],
             cwd=ROOT,
             env={
                 **os.environ,
