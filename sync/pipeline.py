@@ -34,6 +34,7 @@ from sync.rules import Event, compute_absences
 from sync.services import catalogue_from_database, rule_settings_for, served_calendars, stopping_calendars
 
 logger = logging.getLogger(__name__)
+FIRST_DAY = dt.timedelta(hours=24)  # what a near-term pass pushes: absences starting within it
 
 
 class RetryLater(Exception):
@@ -313,8 +314,14 @@ def sync_window(now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
     return start, start + dt.timedelta(days=settings.SYNC_HORIZON_DAYS)
 
 
-def sync_users(*, calendar_user_ids: Sequence[int], now: dt.datetime | None = None) -> list[UserResult]:
+def sync_users(
+    *, calendar_user_ids: Sequence[int], now: dt.datetime | None = None, first_day: bool = False
+) -> list[UserResult]:
     """Sync users of one source together: one batched calendar read, then one reconcile per user.
+
+    `first_day`: the near-term pass of a sync bigger than MBN's rate allows (`sync.services.sync_passes`):
+    only the absences starting within FIRST_DAY are created or changed (and every delete made); the rest
+    waits for the full pass queued after it, which finds it missing from what we stored.
 
     Who is served is decided now, when the sync runs (`sync.services.served_calendars`): a sync queued before
     a user stopped being served does nothing for them, and a user being stopped is stopped (`stop_user`)."""
@@ -339,7 +346,7 @@ def sync_users(*, calendar_user_ids: Sequence[int], now: dt.datetime | None = No
             _record_retry([user], now, failure_of(error))
     if users:
         try:
-            results += _sync_served(users, now)
+            results += _sync_served(users, now, push_before=now + FIRST_DAY if first_day else None)
         except RetryLater as error:
             retry.append(error)
     if retry:
@@ -405,7 +412,9 @@ def stop_user(*, calendar_user: CalendarUser, now: dt.datetime) -> UserResult:
     return UserResult(user.pk, 0, deleted=deleted, mbn_requests=requests)
 
 
-def _sync_served(users: list[CalendarUser], now: dt.datetime) -> list[UserResult]:
+def _sync_served(
+    users: list[CalendarUser], now: dt.datetime, *, push_before: dt.datetime | None = None
+) -> list[UserResult]:
     """Sync served users of one source: one batched calendar read, then one reconcile per user."""
     source = users[0].source
     start, end = sync_window(now)
@@ -442,7 +451,9 @@ def _sync_served(users: list[CalendarUser], now: dt.datetime) -> list[UserResult
             continue
         user_events = events[user.provider_user_id]
         try:
-            result = _reconcile_user(user, user_events, catalogue, start, end, now, stored[user.service_user_id])
+            result = _reconcile_user(
+                user, user_events, catalogue, start, end, now, stored[user.service_user_id], push_before
+            )
         except RetryLater as error:  # the others go on; this one is retried after the back-off
             error.user_ids = [user.pk]
             retry.append(error)
@@ -547,7 +558,7 @@ def _record_failure(user: CalendarUser, now: dt.datetime, failure: SyncFailure, 
 
 
 def sync_claimed(
-    *, calendar_user_ids: Sequence[int], now: dt.datetime | None = None
+    *, calendar_user_ids: Sequence[int], now: dt.datetime | None = None, first_day: bool = False
 ) -> tuple[list[UserResult], list[int]]:
     """Claim the users, sync those claimed, release them: (results, users another sync holds right now).
 
@@ -557,7 +568,7 @@ def sync_claimed(
     others = [pk for pk in calendar_user_ids if pk not in claimed]
     busy = list(CalendarUser.objects.filter(pk__in=others).values_list("pk", flat=True)) if others else []
     try:
-        results = sync_users(calendar_user_ids=claimed, now=now) if claimed else []
+        results = sync_users(calendar_user_ids=claimed, now=now, first_day=first_day) if claimed else []
     finally:
         for pk in claimed:
             release(calendar_user_id=pk)
@@ -565,7 +576,14 @@ def sync_claimed(
 
 
 def _reconcile_user(  # type: ignore[no-untyped-def]
-    user: CalendarUser, events: Sequence[Event], catalogue, start, end, now, stored: list[PushedAbsence]
+    user: CalendarUser,
+    events: Sequence[Event],
+    catalogue,
+    start,
+    end,
+    now,
+    stored: list[PushedAbsence],
+    push_before: dt.datetime | None = None,
 ) -> UserResult | None:
     """Push what changed and record the sync; None when MBN already holds what the engine wants."""
     service_user: ServiceUser = user.service_user
@@ -581,7 +599,7 @@ def _reconcile_user(  # type: ignore[no-untyped-def]
         reason = NOT_MATCHED if not service_user.msisdn else NO_MBN_CONNECTION
         return UserResult(user.pk, len(events), not_pushed=reason)
     run = SyncRun(source=user.source, service_user=service_user, started_at=now, events_read=len(events))
-    result, final = _push(user, wanted, stored, run)
+    result, final = _push(user, wanted, stored, run, push_before)
     with transaction.atomic():  # what MBN holds now and the sync record: one write transaction
         CalendarUser.objects.filter(pk=user.pk).update(mbn_unsure=False)
         PushedAbsence.objects.filter(service_user=service_user).delete()
@@ -601,12 +619,17 @@ def _reconcile_user(  # type: ignore[no-untyped-def]
 
 
 def _push(
-    user: CalendarUser, wanted: list[reconcile.Wanted], stored: list[PushedAbsence], run: SyncRun
+    user: CalendarUser,
+    wanted: list[reconcile.Wanted],
+    stored: list[PushedAbsence],
+    run: SyncRun,
+    push_before: dt.datetime | None = None,
 ) -> tuple[UserResult, list[Any]]:
     """Apply the difference to MBN; returns the result and what MBN holds now (the caller stores it).
 
     What we stored is MBN's state unless a push was cut short (`mbn_unsure`): then MBN is read first, and
-    our earlier creates are adopted by their references."""
+    our earlier creates are adopted by their references. With `push_before`, only the near-term part of the
+    difference is pushed (`reconcile.first`): the absences left as they are stay in what MBN holds."""
     service_user = user.service_user
     connection = service_user.customer.mbn_connection
     client = paced_mbn_client_for(connection)
@@ -624,9 +647,12 @@ def _push(
                 for row in stored
             ]
         todo = reconcile.plan(wanted=wanted, current=current)
+        deferred: tuple[reconcile.Existing, ...] = ()
+        if push_before is not None:
+            todo, deferred = reconcile.first(todo, before=push_before)
         if todo.calls:
             CalendarUser.objects.filter(pk=user.pk).update(mbn_unsure=True)
-        final: list[MbnAbsence] = list(todo.kept)  # type: ignore[arg-type]
+        final: list[MbnAbsence] = [*todo.kept, *deferred]  # type: ignore[list-item]
         for item in todo.deletes:
             with contextlib.suppress(MbnNotFound):  # already gone: fine
                 client.delete(msisdn, item.id)  # type: ignore[attr-defined]
