@@ -245,12 +245,9 @@ def _calendar_users(source: CalendarSource, users: Sequence[ServiceUser], provid
 
 
 def put_events(sims, kind: str, user: ServiceUser, events: Iterable[Event]) -> None:  # type: ignore[no-untyped-def]
-    """Script the events in the user's calendar system ("graph", "ews" or "google")."""
-    for event in to_sim_events(events):
-        if kind == "graph":
-            sims.graph.put_event(graph_user_id(user), event)
-        else:
-            getattr(sims, kind).put_event(user.email, event)
+    """Script the events in the user's calendar system ("graph", "ews" or "google"), in one call to the
+    simulators (they may run in another process: `devtools.simulators.remote`)."""
+    sims.put_events(kind, graph_user_id(user) if kind == "graph" else user.email, to_sim_events(events))
 
 
 def run_queued_jobs(*, rounds: int = 5) -> list[str]:

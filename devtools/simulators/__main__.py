@@ -12,11 +12,17 @@ from types import FrameType
 
 from devtools.simulators.demo import OSLO, load_demo
 from devtools.simulators.hub import Simulators
+from devtools.simulators.remote import serve
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.simulators", description=__doc__)
     parser.add_argument("--demo", action="store_true", help="script the demo tenant, users, events and MBN side")
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="also open a control channel for `devtools.simulators.remote` (its address and key in the JSON)",
+    )
     args = parser.parse_args(argv)
     stopping = threading.Event()
 
@@ -27,6 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     with Simulators.start() as sims:
         described = load_demo(sims, dt.datetime.now(OSLO).date()) if args.demo else sims.urls()
+        if args.control:
+            described = {**described, "control": serve(sims, stopping)}
+            print(json.dumps(described), flush=True)  # one line: what RemoteSimulators reads
+            while not stopping.wait(0.5):
+                pass
+            return 0
         print(json.dumps(described, ensure_ascii=False, indent=2), flush=True)
         print("Simulators running; Ctrl-C stops them.", file=sys.stderr, flush=True)
         while not stopping.wait(0.5):
