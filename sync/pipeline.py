@@ -65,20 +65,43 @@ class RetryLater(Exception):
         return cls(failure.text, wait, user_ids, code=failure.code, params=failure.params)
 
 
+URGENT_HOLD_SECONDS = 1.0  # a near-term call keeps the enterprise's other calls waiting this long after it
+_HOLD_POLL_SECONDS = 0.25
+
+
 class _Pacer:
-    """Keeps this process under a request rate per key (MBN allows 20 requests/s per enterprise)."""
+    """Keeps this process under a request rate per key (MBN allows 20 requests/s per enterprise).
+
+    Near-term first: an `urgent` call (a first-day pass, `sync_users(first_day=True)`) holds the key's other
+    calls back until no urgent call came for URGENT_HOLD_SECONDS, so the rate goes to what starts soonest."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._next: dict[str, float] = {}
+        self._urgent_until: dict[str, float] = {}
 
-    def wait(self, key: str, rate: float) -> None:
+    def wait(self, key: str, rate: float, *, urgent: bool = False) -> None:
+        while (hold := self._book(key, rate, urgent)) < 0:  # a near-term pass has the rate: look again soon
+            time.sleep(min(-hold, _HOLD_POLL_SECONDS))
+        if hold > 0:
+            time.sleep(hold)
+
+    def hold_for_urgent(self, key: str) -> None:
+        """A near-term pass starts (before its calendar read): the key's other calls wait from now on."""
+        with self._lock:
+            self._urgent_until[key] = max(self._urgent_until.get(key, 0.0), time.monotonic() + URGENT_HOLD_SECONDS)
+
+    def _book(self, key: str, rate: float, urgent: bool) -> float:
+        """Seconds until the booked slot (≥ 0), or minus the seconds an urgent pass still holds the key."""
         with self._lock:
             now = time.monotonic()
+            if urgent:
+                self._urgent_until[key] = now + URGENT_HOLD_SECONDS
+            elif (held := self._urgent_until.get(key, 0.0) - now) > 0:
+                return -held
             slot = max(now, self._next.get(key, now))
             self._next[key] = slot + 1.0 / rate
-        if slot > now:
-            time.sleep(slot - now)
+            return slot - now
 
 
 class _RedisPacer:
@@ -89,6 +112,12 @@ class _RedisPacer:
     _BOOK = """
     local now = redis.call('TIME')
     local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
+    if ARGV[2] == '1' then
+        redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
+    else
+        local held = redis.call('PTTL', KEYS[2])
+        if held > 0 then return 'hold:' .. tostring(held / 1000) end
+    end
     local slot = math.max(t, tonumber(redis.call('GET', KEYS[1]) or '0'))
     redis.call('SET', KEYS[1], tostring(slot + tonumber(ARGV[1])), 'PX', 60000)
     return tostring(slot - t)
@@ -101,17 +130,29 @@ class _RedisPacer:
         self._book = self._redis.register_script(self._BOOK)
         self._fallback = _Pacer()
 
-    def wait(self, key: str, rate: float) -> None:
+    def wait(self, key: str, rate: float, *, urgent: bool = False) -> None:
         import redis
 
+        keys = [f"kalenderpush:mbn-pace:{key}", f"kalenderpush:mbn-urgent:{key}"]
+        args = [1.0 / rate, "1" if urgent else "0", int(URGENT_HOLD_SECONDS * 1000)]
         try:
-            delay = float(self._book(keys=[f"kalenderpush:mbn-pace:{key}"], args=[1.0 / rate]))
+            while (answer := self._book(keys=keys, args=args).decode()).startswith("hold:"):
+                time.sleep(min(float(answer[5:]), _HOLD_POLL_SECONDS))  # a near-term pass has the rate
+            delay = float(answer)
         except redis.RedisError:
             logger.warning("MBN pacing through Redis failed; pacing this process alone", exc_info=True)
-            self._fallback.wait(key, rate)
+            self._fallback.wait(key, rate, urgent=urgent)
             return
         if delay > 0:
             time.sleep(delay)
+
+    def hold_for_urgent(self, key: str) -> None:
+        import redis
+
+        try:
+            self._redis.set(f"kalenderpush:mbn-urgent:{key}", "1", px=int(URGENT_HOLD_SECONDS * 1000))
+        except redis.RedisError:
+            self._fallback.hold_for_urgent(key)
 
 
 @functools.lru_cache(maxsize=1)
@@ -237,9 +278,10 @@ def mbn_client_for(connection: MbnConnection):  # type: ignore[no-untyped-def]
     )
 
 
-def paced_mbn_client_for(connection: MbnConnection):  # type: ignore[no-untyped-def]
-    """The connection's MBN client with every call spaced under the enterprise's request rate."""
-    return _Paced(mbn_client_for(connection), connection.enterprise_id)
+def paced_mbn_client_for(connection: MbnConnection, *, urgent: bool = False):  # type: ignore[no-untyped-def]
+    """The connection's MBN client with every call spaced under the enterprise's request rate; `urgent` calls
+    (a near-term pass) go before the enterprise's others (`_Pacer`)."""
+    return _Paced(mbn_client_for(connection), connection.enterprise_id, urgent=urgent)
 
 
 # --- a number set by hand -------------------------------------------------------------------------
@@ -418,6 +460,9 @@ def _sync_served(
     """Sync served users of one source: one batched calendar read, then one reconcile per user."""
     source = users[0].source
     start, end = sync_window(now)
+    connection = getattr(users[0].service_user.customer, "mbn_connection", None)
+    if push_before is not None and connection is not None:  # near-term first, from the calendar read on
+        _mbn_pacer().hold_for_urgent(connection.enterprise_id)
 
     try:
         events = provider_for(source).read_events([u.provider_user_id for u in users], start, end)
@@ -632,7 +677,7 @@ def _push(
     difference is pushed (`reconcile.first`): the absences left as they are stay in what MBN holds."""
     service_user = user.service_user
     connection = service_user.customer.mbn_connection
-    client = paced_mbn_client_for(connection)
+    client = paced_mbn_client_for(connection, urgent=push_before is not None)
     msisdn = service_user.msisdn
     requests = 0
     conflicts: list[tuple[dt.datetime, Exception]] = []
@@ -713,14 +758,14 @@ def _fields(item: reconcile.Wanted) -> tuple[str, dt.datetime, dt.datetime, Any,
 class _Paced:
     """The MBN client, each call spaced to stay under the enterprise's rate."""
 
-    def __init__(self, client, enterprise_id: str) -> None:  # type: ignore[no-untyped-def]
-        self._client, self._key = client, enterprise_id
+    def __init__(self, client, enterprise_id: str, *, urgent: bool = False) -> None:  # type: ignore[no-untyped-def]
+        self._client, self._key, self._urgent = client, enterprise_id, urgent
 
     def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
         method = getattr(self._client, name)
 
         def paced(*args, **kwargs):  # type: ignore[no-untyped-def]
-            _mbn_pacer().wait(self._key, settings.MBN_REQUESTS_PER_SECOND)
+            _mbn_pacer().wait(self._key, settings.MBN_REQUESTS_PER_SECOND, urgent=self._urgent)
             return method(*args, **kwargs)
 
         return paced
