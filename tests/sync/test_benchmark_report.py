@@ -37,6 +37,8 @@ GOOD = {
     "first_day_complete_s": 251.3,
     "onboarding_mismatches": 0,
     "bench_total_s": 850,
+    "ews_p95_s": 2.5,
+    "ews_never_arrived": 0,
 }
 GRAPH_USERS = 3334
 SYNC_FILES = ("sync-embedded.json", "sync-celery.json")
@@ -112,6 +114,7 @@ def _results(directory, *, only=None, **changes):
             "p95_s": f["latency_p95_s"],
             "never_arrived": f["never_arrived"],
             "mismatches": f["latency_mismatches"],
+            "by_provider": {"ews": {"p50_s": 1.2, "p95_s": f["ews_p95_s"], "never_arrived": f["ews_never_arrived"]}},
         },
         "soak.json": {
             "mismatches": f["soak_mismatches"],
@@ -258,6 +261,8 @@ def test_every_goal_it_prints_can_be_missed(tmp_path, capsys):
         ({"first_day_complete_s": None}, "onboarding: every user's first 24 h on MBN"),  # never complete
         ({"onboarding_mismatches": 1}, "onboarding: mismatches with the engine"),
         ({"bench_total_s": 901}, "make bench: wall s"),
+        ({"ews_p95_s": 5.2}, "change → MBN latency, Exchange on-premises: p95 s"),
+        ({"ews_never_arrived": 1}, "change → MBN latency, Exchange on-premises: changes that never arrived"),
     ],
 )
 def test_the_steady_onboarding_and_bench_time_goals_are_missed_past_their_thresholds(tmp_path, capsys, changes, label):

@@ -5,10 +5,10 @@ tenant and MBN enterprise (MBN limits each enterprise to 20 requests/s). Prints 
 (progress on stderr): {"users", "concurrency", "latency_ms", "providers": {"graph": n}, "customers",
 "initial": CYCLE, "noop": CYCLE, "incremental": {CYCLE, "changed_users"}, "steady": {"no_change": {CYCLE,
 "mismatches"}, "changed": {CYCLE, "changed_users", "mismatches"}}, "mismatches", "peak_rss_mb",
-"simulators"} where CYCLE is {"wall_s", "cpu_s", "simulators_cpu_s", "users", "requests": {service: n},
-"calendar_requests", "calendar_requests_per_user", "mbn_requests", "absences_created",
-"mbn_requests_per_absence_created", "requests_per_second", "efficiency"} and efficiency = (requests ×
-latency ÷ concurrency) ÷ wall time.
+"simulators", "setup_s": {"build", "verify"}} where CYCLE is {"wall_s", "cpu_s", "simulators_cpu_s", "users",
+"requests": {service: n}, "calendar_requests", "calendar_requests_per_user", "mbn_requests",
+"absences_created", "mbn_requests_per_absence_created", "requests_per_second", "efficiency"} and
+efficiency = (requests × latency ÷ concurrency) ÷ wall time.
 
 `noop` syncs every user with no change (a full read of every calendar); `incremental` syncs only the 1 % of
 users whose calendar changed, as their change notifications would. `steady` is what the periodic sweep does
@@ -145,6 +145,7 @@ class Command(BaseCommand):
         count, concurrency = options["users"], options["q2_workers"] or options["concurrency"]
         shares = {kind: count // len(PROVIDERS) + (i < count % len(PROVIDERS)) for i, kind in enumerate(PROVIDERS)}
         per_customer = options["users_per_customer"]
+        clock = time.perf_counter()
         built = [
             (kind, *self._build(min(per_customer, n - first), kind))
             for kind, n in shares.items()
@@ -176,14 +177,18 @@ class Command(BaseCommand):
             # Round-robin over the customers, so batches in flight together hit different MBN enterprises.
             batches = [batch for group in itertools.zip_longest(*per_source) for batch in group if batch]
             latency = options["latency_ms"]
+            build_s = time.perf_counter() - clock
             initial = self._cycle(sims, batches, now, concurrency, latency, "initial sync")
+            self._forget_change_cursors(built)  # today's full read, whatever the sweep does
             noop = self._cycle(sims, batches, now, concurrency, latency, "no-change cycle")
             # the sweep once everyone is synced: what `sync.jobs.sweep` queues for each source, round-robin
             sweep = self._sweep_batches(built)
             still = self._cycle(sims, sweep, now, concurrency, latency, "steady: no change")
+            clock = time.perf_counter()
             still["mismatches"] = sum(
                 self._verify(sims, customer, users, calendars, now, None) for _kind, customer, users in built
             )
+            verify_s = time.perf_counter() - clock
             everyone = [(kind, user) for kind, _customer, users in built for user in users]
             changed = rng.sample(everyone, max(1, count // 100))
             for kind, user in changed:
@@ -212,10 +217,12 @@ class Command(BaseCommand):
                 **self._cycle(sims, sweep, now, concurrency, latency, "steady: 1 % changed"),
                 "changed_users": len(moved),
             }
+            clock = time.perf_counter()
             mismatches = sum(
                 self._verify(sims, customer, users, calendars, now, options.get("dump"))
                 for _kind, customer, users in built
             )
+            verify_s += time.perf_counter() - clock
             swept["mismatches"] = mismatches
         finally:
             ids = [customer.pk for _kind, customer, _users in built]
@@ -240,7 +247,15 @@ class Command(BaseCommand):
             "mismatches": mismatches,
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),  # KiB on Linux
             "simulators": options["simulators"],
+            "setup_s": {"build": round(build_s, 1), "verify": round(verify_s, 1)},
         }
+
+    def _forget_change_cursors(self, built: list[tuple[str, Customer, list[ServiceUser]]]) -> None:
+        """Where the calendars are read incrementally (a stored change cursor per user), forget the cursors so
+        that the next sync reads every calendar in full, as the sweep did before incremental reads."""
+        if any(field.name == "delta_cursor" for field in CalendarUser._meta.get_fields()):
+            users = [user for _kind, _customer, group in built for user in group]
+            CalendarUser.objects.filter(service_user__in=users).update(delta_cursor="")
 
     def _sweep_batches(self, built: list[tuple[str, Customer, list[ServiceUser]]]) -> list[list[int]]:
         """The batches the periodic sweep queues (`sync.services.sync_passes`, 20 users of one source each),
