@@ -147,6 +147,10 @@ class Simulators:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return usage.ru_utime + usage.ru_stime
 
+    def peak_rss_mb(self) -> float:
+        """The peak resident memory of the process the simulators run in, in MB."""
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
+
     # switches
 
     def service(self, name: str) -> SimServer:

@@ -44,7 +44,7 @@ def test_bench_sync_reports_no_mismatch_and_a_silent_no_change_cycle(tmp_path):
         assert cycle["simulators_cpu_s"] >= 0  # they run in their own process by default
     assert figures["initial"]["cpu_s"] > 0 and figures["initial"]["simulators_cpu_s"] > 0
     assert figures["simulators"] == "process"
-    assert 30 < figures["peak_rss_mb"] < 4096
+    assert 30 < figures["peak_rss_mb"] < 4096 and 10 < figures["simulators_peak_rss_mb"] < 4096
     # the dump: recompute every user's absences with preview_absences and compare with MBN's state
     for events_file in sorted(tmp_path.glob("*.events.json")):
         preview = io.StringIO()

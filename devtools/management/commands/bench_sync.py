@@ -5,10 +5,10 @@ tenant and MBN enterprise (MBN limits each enterprise to 20 requests/s). Prints 
 (progress on stderr): {"users", "concurrency", "latency_ms", "providers": {"graph": n}, "customers",
 "initial": CYCLE, "noop": CYCLE, "incremental": {CYCLE, "changed_users"}, "steady": {"no_change": {CYCLE,
 "mismatches"}, "changed": {CYCLE, "changed_users", "mismatches"}}, "mismatches", "peak_rss_mb",
-"simulators", "setup_s": {"build", "verify"}} where CYCLE is {"wall_s", "cpu_s", "simulators_cpu_s", "users",
-"requests": {service: n}, "calendar_requests", "calendar_requests_per_user", "mbn_requests",
-"absences_created", "mbn_requests_per_absence_created", "requests_per_second", "efficiency"} and
-efficiency = (requests × latency ÷ concurrency) ÷ wall time.
+"simulators", "simulators_peak_rss_mb", "setup_s": {"build", "verify"}} where CYCLE is {"wall_s", "cpu_s",
+"simulators_cpu_s", "users", "requests": {service: n}, "calendar_requests", "calendar_requests_per_user",
+"mbn_requests", "absences_created", "mbn_requests_per_absence_created", "requests_per_second",
+"efficiency"} and efficiency = (requests × latency ÷ concurrency) ÷ wall time.
 
 `noop` syncs every user with no change (a full read of every calendar); `incremental` syncs only the 1 % of
 users whose calendar changed, as their change notifications would. `steady` is what the periodic sweep does
@@ -247,6 +247,8 @@ class Command(BaseCommand):
             "mismatches": mismatches,
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),  # KiB on Linux
             "simulators": options["simulators"],
+            # the simulators' process: every scripted calendar and what MBN holds (the same as above in "thread")
+            "simulators_peak_rss_mb": sims.peak_rss_mb(),
             "setup_s": {"build": round(build_s, 1), "verify": round(verify_s, 1)},
         }
 
