@@ -6,6 +6,7 @@ Subjects pass through the engine in memory only; nothing but times, reasons and 
 """
 
 import contextlib
+import dataclasses
 import datetime as dt
 import functools
 import logging
@@ -478,12 +479,21 @@ def _sync_served(
     stored: dict[int, list[PushedAbsence]] = {user.service_user_id: [] for user in users}
     for row in PushedAbsence.objects.filter(service_user_id__in=list(stored), end__gt=start):
         stored[row.service_user_id].append(row)
-    results = []
+    results: list[UserResult] = []
     unchanged: list[int] = []
     retry: list[RetryLater] = []
     read_retry: list[RetryLater] = []
     failures: dict[str, ProviderError] = getattr(events, "failures", {})  # why a user could not be read
-    for user in users:
+    # Near-term first within the batch too: users never synced get what starts within FIRST_DAY pushed first, all
+    # of them, then the rest (a full sync can run before their first-day pass when workers outnumber batches).
+    split = push_before is None and any(user.last_synced_at is None for user in users)
+    work = [(user, now + FIRST_DAY if split and user.last_synced_at is None else push_before, False) for user in users]
+    first_parts: dict[int, int | None] = {}  # a split user → the index of its first part's result, if it had one
+    for user, limit, rest in work:
+        if rest:  # what MBN holds after the first part
+            stored[user.service_user_id] = list(
+                PushedAbsence.objects.filter(service_user_id=user.service_user_id, end__gt=start)
+            )
         if user.provider_user_id not in events:  # never treat an unread calendar as an empty one
             failure = failures.get(user.provider_user_id)
             if isinstance(failure, Throttled | TemporaryError):  # only this user waits for the back-off
@@ -495,9 +505,20 @@ def _sync_served(
             results.append(_failed(user.pk, 0, missing))
             continue
         user_events = events[user.provider_user_id]
+        first_part = limit is not None and push_before is None
+        earlier = first_parts.get(user.pk) if rest else None
         try:
             result = _reconcile_user(
-                user, user_events, catalogue, start, end, now, stored[user.service_user_id], push_before
+                user,
+                user_events,
+                catalogue,
+                start,
+                end,
+                now,
+                stored[user.service_user_id],
+                limit,
+                first_part=first_part,
+                rest=earlier is not None,
             )
         except RetryLater as error:  # the others go on; this one is retried after the back-off
             error.user_ids = [user.pk]
@@ -507,7 +528,15 @@ def _sync_served(
         except MbnError as error:  # refused for this user (login, number, request): no retry fixes it
             refused = failure_of(error)
             _record_failure(user, now, refused, events_read=len(user_events))
-            results.append(_failed(user.pk, len(user_events), refused))
+            result = _failed(user.pk, len(user_events), refused)
+        if first_part and not (result and (result.not_pushed or result.error_code in _NOT_RETRIED)):
+            first_parts[user.pk] = None if result is None else len(results)
+            work.append((user, None, True))  # the rest, once every user's first day is on MBN
+            if result is not None:
+                results.append(result)
+            continue
+        if earlier is not None:  # one result for the user: both parts
+            results[earlier] = results[earlier] if result is None else _both(results[earlier], result)
             continue
         if result is None:
             unchanged.append(user.pk)
@@ -541,6 +570,21 @@ def _sync_served(
             params=first.error_params,
         )
     return results
+
+
+# refusals no second part can get past (the MBN login, the number): the user's sync ends with the first part
+_NOT_RETRIED = (SyncErrorCode.MBN_AUTH_FAILED, SyncErrorCode.MBN_SUBSCRIBER_NOT_FOUND)
+
+
+def _both(first: UserResult, rest: UserResult) -> UserResult:
+    """A user's sync pushed in two parts (near-term first) as one result: the counts added, the last error."""
+    return dataclasses.replace(
+        rest,
+        created=first.created + rest.created,
+        updated=first.updated + rest.updated,
+        deleted=first.deleted + rest.deleted,
+        mbn_requests=first.mbn_requests + rest.mbn_requests,
+    )
 
 
 def _failed(calendar_user_id: int, events_read: int, failure: SyncFailure) -> UserResult:
@@ -629,8 +673,14 @@ def _reconcile_user(  # type: ignore[no-untyped-def]
     now,
     stored: list[PushedAbsence],
     push_before: dt.datetime | None = None,
+    *,
+    first_part: bool = False,
+    rest: bool = False,
 ) -> UserResult | None:
-    """Push what changed and record the sync; None when MBN already holds what the engine wants."""
+    """Push what changed and record the sync; None when MBN already holds what the engine wants.
+
+    `first_part`: the near-term part of a sync pushed in two (`_sync_served`): None, with nothing recorded,
+    when it needs no MBN request. `rest`: the other part, recorded on the same sync record as the first."""
     service_user: ServiceUser = user.service_user
     rules = rule_settings_for(customer_settings=service_user.customer.settings, service_user=service_user)
     absences = compute_absences(settings=rules, window_start=start, window_end=end, events=events, catalogue=catalogue)
@@ -644,7 +694,15 @@ def _reconcile_user(  # type: ignore[no-untyped-def]
         reason = NOT_MATCHED if not service_user.msisdn else NO_MBN_CONNECTION
         return UserResult(user.pk, len(events), not_pushed=reason)
     run = SyncRun(source=user.source, service_user=service_user, started_at=now, events_read=len(events))
+    if rest:  # the rest after this sync's first part: one sync record for both
+        run = SyncRun.objects.filter(service_user=service_user, started_at=now).order_by("-pk").first() or run
     result, final = _push(user, wanted, stored, run, push_before)
+    if first_part and not result.mbn_requests:
+        return None  # nothing starts within the first day: all of it goes with the rest
+    if run.pk is not None and run.error and not result.error:  # the first part's problem stays on record
+        result = dataclasses.replace(
+            result, error=run.error, error_code=run.error_code, error_params=dict(run.error_params)
+        )
     with transaction.atomic():  # what MBN holds now and the sync record: one write transaction
         CalendarUser.objects.filter(pk=user.pk).update(mbn_unsure=False)
         PushedAbsence.objects.filter(service_user=service_user).delete()
@@ -774,8 +832,12 @@ class _Paced:
 def _finish(user: CalendarUser, run: SyncRun, result: UserResult) -> UserResult:
     finished = timezone.now()
     run.finished_at = finished
-    run.created, run.updated, run.deleted = result.created, result.updated, result.deleted
-    run.mbn_requests = result.mbn_requests
+    if run.pk is None:
+        run.created, run.updated, run.deleted = result.created, result.updated, result.deleted
+        run.mbn_requests = result.mbn_requests
+    else:  # the rest of a sync pushed near-term first (`_sync_served`): the record of both parts
+        run.created, run.updated = run.created + result.created, run.updated + result.updated
+        run.deleted, run.mbn_requests = run.deleted + result.deleted, run.mbn_requests + result.mbn_requests
     run.error, run.error_code, run.error_params = result.error, result.error_code, result.error_params
     changed_at = CalendarUser.objects.filter(pk=user.pk).values_list("changed_at", flat=True).first()
     if changed_at is not None and result.mbn_requests:

@@ -68,6 +68,10 @@ WIRE = {"graph": _wire_graph, "ews": demo.wire_ews_customer, "google": demo.wire
 class Command(BaseCommand):
     help = "Benchmarks calendar sync against the loopback simulators (JSON on stdout, progress on stderr)."
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._wanted: dict[int, tuple[int, list[Any]]] = {}  # `_verify`'s engine answers, per user
+
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--users", type=int, default=100)
         parser.add_argument("--events-per-user", type=int, default=20)
@@ -141,7 +145,6 @@ class Command(BaseCommand):
         self._celery = bool(options["celery_workers"])
         self._q2 = bool(options["q2_workers"])
         self._remote = options["simulators"] == "process"
-        self._wanted: dict[int, tuple[int, list[Any]]] = {}
         rng = random.Random(options["seed"])
         count, concurrency = options["users"], options["q2_workers"] or options["concurrency"]
         shares = {kind: count // len(PROVIDERS) + (i < count % len(PROVIDERS)) for i, kind in enumerate(PROVIDERS)}
