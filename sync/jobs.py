@@ -6,6 +6,7 @@ Each job is a service with keyword-only arguments plus a thin q2 entry point (no
 import datetime as dt
 import logging
 import secrets
+from collections.abc import Iterator
 
 from django.conf import settings
 from django.db import transaction
@@ -37,6 +38,11 @@ logger = logging.getLogger(__name__)
 BATCH = 20  # Graph $batch holds 20 requests
 RETENTION_DAYS = 30
 SUBSCRIPTION_MINUTES = 4200  # Graph allows 4230 for events; renewed well before
+
+
+def _chunks(ids: list[int], size: int = BATCH) -> Iterator[list[int]]:
+    for index in range(0, len(ids), size):
+        yield ids[index : index + size]
 
 
 def _real_name(member: DirectoryUser) -> str:

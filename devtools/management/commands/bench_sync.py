@@ -261,7 +261,7 @@ class Command(BaseCommand):
         that the next sync reads every calendar in full, as the sweep did before incremental reads."""
         if any(field.name == "delta_cursor" for field in CalendarUser._meta.get_fields()):
             users = [user for _kind, _customer, group in built for user in group]
-            CalendarUser.objects.filter(service_user__in=users).update(delta_cursor="")
+            CalendarUser.objects.filter(service_user__in=users).update(delta_cursor="")  # type: ignore[misc]
 
     def _sweep_batches(self, built: list[tuple[str, Customer, list[ServiceUser]]]) -> list[list[int]]:
         """The batches the periodic sweep queues (`sync.services.sync_passes`, 20 users of one source each),
