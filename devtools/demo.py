@@ -6,6 +6,7 @@ in the MBN simulator, and the matching CalendarSource and MbnConnection rows; sc
 
 import dataclasses
 import datetime as dt
+import functools
 import random
 from collections.abc import Iterable, Sequence
 from zoneinfo import ZoneInfo
@@ -173,17 +174,23 @@ def wire_mbn(sims, customer: Customer, users: Sequence[ServiceUser], enterprise_
     connection.save()
 
 
-def service_account_key(*, token_url: str) -> str:
-    """A fresh service-account key file (JSON) for the Google simulator: a real RSA key, a fake account."""
-    import json
-
+@functools.lru_cache(maxsize=1)
+def _private_key_pem() -> str:
+    """One real RSA key per process (2048 bits take ~0.1 s to make: once, not once per benchmark customer)."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
+    return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
+
+
+def service_account_key(*, token_url: str) -> str:
+    """A service-account key file (JSON) for the Google simulator: a real RSA key, a fake account."""
+    import json
+
+    pem = _private_key_pem()
     return json.dumps(
         {
             "type": "service_account",
