@@ -75,14 +75,18 @@ def stopping_calendars() -> "QuerySet[CalendarUser]":
 # A customer with more never-synced users than this in one queueing has more to push than MBN's rate (20
 # requests/s per enterprise) gets through at once: about 17 absences each, 20 users are ~19 s of creates.
 FIRST_DAY_PASS_USERS = 20
+ONBOARDING_BATCH = 20  # users per sync of an onboarding queued by `queue_syncs` (one Graph $batch)
 
 
-def sync_passes(*, calendar_user_ids: Iterable[int], batch: int = 1) -> list[tuple[list[int], bool]]:
+def sync_passes(
+    *, calendar_user_ids: Iterable[int], batch: int = 1, onboarding_batch: int | None = None
+) -> list[tuple[list[int], bool]]:
     """The syncs to queue for these calendars, in the order to queue them: (calendar ids of one source, at most
     `batch`, first_day). Near-term first: when a customer has more never-synced users here than
     FIRST_DAY_PASS_USERS (its onboarding), every one of them is first synced with `first_day` (only what
     starts within 24 h is pushed), and only then is everyone synced in full, so today's and tomorrow's absences
-    of all the customer's users reach MBN before next week's of any. Batches alternate between sources."""
+    of all the customer's users reach MBN before next week's of any. Batches alternate between sources; the
+    onboarding users' batches hold up to `onboarding_batch` users (default `batch`), the others' `batch`."""
     rows = list(
         CalendarUser.objects.filter(pk__in=set(calendar_user_ids))
         .order_by("pk")
@@ -95,10 +99,13 @@ def sync_passes(*, calendar_user_ids: Iterable[int], batch: int = 1) -> list[tup
     onboarding = {pk for pk, customer in never if counts[customer] > FIRST_DAY_PASS_USERS}
 
     def batches(ids: Iterable[tuple[int, int]]) -> list[list[int]]:
-        by_source: dict[int, list[int]] = {}
+        by_group: dict[tuple[int, bool], list[int]] = {}
         for pk, source in ids:
-            by_source.setdefault(source, []).append(pk)
-        per_source = [[pks[i : i + batch] for i in range(0, len(pks), batch)] for pks in by_source.values()]
+            by_group.setdefault((source, pk in onboarding), []).append(pk)
+        per_source = []
+        for (_source, new), pks in by_group.items():
+            size = (onboarding_batch or batch) if new else batch
+            per_source.append([pks[i : i + size] for i in range(0, len(pks), size)])
         return [chunk for group in itertools.zip_longest(*per_source) for chunk in group if chunk]
 
     near = batches((pk, source) for pk, source, _customer, _synced in rows if pk in onboarding)
@@ -117,7 +124,8 @@ def queue_syncs(*, calendar_user_ids: Iterable[int]) -> None:
     if not user_ids:
         return
     CalendarUser.objects.filter(pk__in=user_ids, changed_at__isnull=True).update(changed_at=timezone.now())
-    for ids, first_day in sync_passes(calendar_user_ids=user_ids):
+    # one user per sync (a webhook's change), but a customer's onboarding in batches of one source, as the sweep
+    for ids, first_day in sync_passes(calendar_user_ids=user_ids, onboarding_batch=ONBOARDING_BATCH):
         if first_day:  # the near-term pass of a customer's onboarding (`sync_passes`)
             enqueue(SYNC_USERS, *sync_args(ids, first_day=True), name=f"sync-first-day-{ids[0]}")
         else:

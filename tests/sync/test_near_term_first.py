@@ -12,7 +12,7 @@ from django.core.management import call_command
 from sync import reconcile
 from sync.pipeline import URGENT_HOLD_SECONDS, _Pacer
 from sync.rules import Absence
-from sync.services import FIRST_DAY_PASS_USERS, sync_passes
+from sync.services import FIRST_DAY_PASS_USERS, queue_syncs, sync_passes
 from tests.factories import make_calendar_source, make_customer, make_subscription, make_users
 
 OSLO = ZoneInfo("Europe/Oslo")
@@ -116,3 +116,37 @@ def test_onboarding_puts_every_users_first_day_on_mbn_before_anyones_later_absen
     assert details["absences_first_day"] > 0 and details["absences"] > details["absences_first_day"]
     assert details["passes"] == {"first_day": 3, "full": 3}
     assert details["later_absences_before_first_day_complete"] == 0  # the first N creates all start within 24 h
+
+
+@pytest.mark.django_db
+def test_queue_syncs_queues_an_onboarding_in_batches_first_day_first_and_a_change_per_user(
+    django_capture_on_commit_callbacks,
+):
+    from django_q.models import OrmQ
+    from django_q.signing import SignedPackage
+
+    customer = make_customer(name="Ny AS")
+    make_subscription(customer)
+    source = make_calendar_source(customer, make_users(customer, 45))
+    ids = sorted(source.users.values_list("pk", flat=True))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        queue_syncs(calendar_user_ids=ids)
+
+    queued = [SignedPackage.loads(task.payload) for task in OrmQ.objects.order_by("pk")]
+    assert [(len(task["args"][0]), task["args"][3:]) for task in queued] == [
+        (20, (True,)),
+        (20, (True,)),
+        (5, (True,)),
+        (20, ()),
+        (20, ()),
+        (5, ()),
+    ]
+    OrmQ.objects.all().delete()
+    source.users.update(last_synced_at=NOW)  # synced once: a change is one sync of that user
+    with django_capture_on_commit_callbacks(execute=True):
+        queue_syncs(calendar_user_ids=ids[:2])
+    assert [SignedPackage.loads(task.payload)["args"] for task in OrmQ.objects.order_by("pk")] == [
+        ([ids[0]],),
+        ([ids[1]],),
+    ]
