@@ -6,6 +6,7 @@ in the MBN simulator, and the matching CalendarSource and MbnConnection rows; sc
 
 import dataclasses
 import datetime as dt
+import functools
 import random
 from collections.abc import Iterable, Sequence
 from zoneinfo import ZoneInfo
@@ -173,17 +174,23 @@ def wire_mbn(sims, customer: Customer, users: Sequence[ServiceUser], enterprise_
     connection.save()
 
 
-def service_account_key(*, token_url: str) -> str:
-    """A fresh service-account key file (JSON) for the Google simulator: a real RSA key, a fake account."""
-    import json
-
+@functools.lru_cache(maxsize=1)
+def _private_key_pem() -> str:
+    """One real RSA key per process (2048 bits take ~0.1 s to make: once, not once per benchmark customer)."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
+    return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
+
+
+def service_account_key(*, token_url: str) -> str:
+    """A service-account key file (JSON) for the Google simulator: a real RSA key, a fake account."""
+    import json
+
+    pem = _private_key_pem()
     return json.dumps(
         {
             "type": "service_account",
@@ -245,12 +252,9 @@ def _calendar_users(source: CalendarSource, users: Sequence[ServiceUser], provid
 
 
 def put_events(sims, kind: str, user: ServiceUser, events: Iterable[Event]) -> None:  # type: ignore[no-untyped-def]
-    """Script the events in the user's calendar system ("graph", "ews" or "google")."""
-    for event in to_sim_events(events):
-        if kind == "graph":
-            sims.graph.put_event(graph_user_id(user), event)
-        else:
-            getattr(sims, kind).put_event(user.email, event)
+    """Script the events in the user's calendar system ("graph", "ews" or "google"), in one call to the
+    simulators (they may run in another process: `devtools.simulators.remote`)."""
+    sims.put_events(kind, graph_user_id(user) if kind == "graph" else user.email, to_sim_events(events))
 
 
 def run_queued_jobs(*, rounds: int = 5) -> list[str]:

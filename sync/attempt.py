@@ -39,10 +39,12 @@ def run_sync_attempt(
     attempt: int,
     now: dt.datetime | None = None,
     rng: random.Random | None = None,
+    first_day: bool = False,
 ) -> SyncAttempt:
-    """Claim, sync and release the users (attempt number `attempt`, 0 for the first) and decide the retry."""
+    """Claim, sync and release the users (attempt number `attempt`, 0 for the first) and decide the retry.
+    `first_day`: the near-term pass only (`pipeline.sync_users`)."""
     try:
-        results, busy = pipeline.sync_claimed(calendar_user_ids=calendar_user_ids, now=now)
+        results, busy = pipeline.sync_claimed(calendar_user_ids=calendar_user_ids, now=now, first_day=first_day)
     except pipeline.RetryLater as error:
         held_up = error.user_ids or list(calendar_user_ids)
         retry_in = None if attempt >= MAX_RETRIES else backoff_seconds(attempt, retry_after=error.retry_after, rng=rng)

@@ -31,8 +31,8 @@ from sync.providers.base import (
     Throttled,
 )
 from sync.purge import purge_ended_customers
-from sync.services import queue_stops, queue_syncs, served_calendars, stopping_calendars
-from sync.work import SYNC_USERS
+from sync.services import queue_stops, queue_syncs, served_calendars, stopping_calendars, sync_passes
+from sync.work import SYNC_USERS, sync_args
 
 logger = logging.getLogger(__name__)
 BATCH = 20  # Graph $batch holds 20 requests
@@ -219,8 +219,11 @@ def sweep(*, source: CalendarSource, now: dt.datetime | None = None) -> int:
     served = served_calendars().filter(source=source).values_list("pk", flat=True)
     ids = sorted({*served, *stopping_calendars().filter(source=source).values_list("pk", flat=True)})
     run = SyncRun.objects.create(kind=SyncRun.Kind.CYCLE, source=source, started_at=now)
-    for chunk in _chunks(ids):
-        enqueue(SYNC_USERS, chunk, name=f"sync-{source.pk}-{chunk[0]}")
+    for chunk, first_day in sync_passes(calendar_user_ids=ids, batch=BATCH):
+        if first_day:  # the near-term pass of the source's onboarding (`sync_passes`): before any full sync
+            enqueue(SYNC_USERS, *sync_args(chunk, first_day=True), name=f"sync-{source.pk}-first-day-{chunk[0]}")
+        else:
+            enqueue(SYNC_USERS, chunk, name=f"sync-{source.pk}-{chunk[0]}")
     run.finished_at = timezone.now()
     run.save(update_fields=["finished_at"])
     return len(ids)
@@ -323,20 +326,30 @@ def delete_old_runs_job() -> str:
     return f"{runs} sync record(s) older than {RETENTION_DAYS} days and {consents} old consent state(s) deleted"
 
 
-def sync_users_job(calendar_user_ids: list[int], attempt: int = 0, at: str | None = None) -> str:
+def sync_users_job(
+    calendar_user_ids: list[int], attempt: int = 0, at: str | None = None, first_day: bool = False
+) -> str:
     """The q2 side of `sync.tasks.sync_users` (the embedded default has no Celery worker): the same attempt,
     and the users a throttled or unavailable service held up queued again after the back-off (q2 has no
     delayed retry of its own: `enqueue` makes it a one-off schedule). Users another sync holds are looked at
-    again. `at` (an ISO instant) fixes the sync window's start, for benchmarks that compare with the engine."""
+    again. `at` (an ISO instant) fixes the sync window's start, for benchmarks that compare with the engine;
+    `first_day` makes it the near-term pass of a big sync (`sync.services.sync_passes`)."""
     now = dt.datetime.fromisoformat(at) if at else None
-    outcome = run_sync_attempt(calendar_user_ids=calendar_user_ids, attempt=attempt, now=now)
+    outcome = run_sync_attempt(calendar_user_ids=calendar_user_ids, attempt=attempt, now=now, first_day=first_day)
     if outcome.busy:
-        enqueue(SYNC_USERS, outcome.busy, attempt, at, name=f"sync-busy-{outcome.busy[0]}", delay=BUSY_RETRY_SECONDS)
+        busy = outcome.busy
+        args = sync_args(busy, attempt, at, first_day)
+        enqueue(SYNC_USERS, *args, name=f"sync-busy-{busy[0]}", delay=BUSY_RETRY_SECONDS)
     if outcome.gave_up:
         return f"gave up after {attempt + 1} attempts: {outcome.error} (the next sweep tries again)"
     if outcome.retry_in is not None:
         held_up = outcome.held_up
-        enqueue(SYNC_USERS, held_up, attempt + 1, at, name=f"sync-retry-{held_up[0]}", delay=outcome.retry_in)
+        enqueue(
+            SYNC_USERS,
+            *sync_args(held_up, attempt + 1, at, first_day),
+            name=f"sync-retry-{held_up[0]}",
+            delay=outcome.retry_in,
+        )
         return f"{len(held_up)} users held up ({outcome.error}); retrying"
     return f"{len(outcome.results)} users synced"
 

@@ -30,6 +30,7 @@ DIVERSIONS: tuple[Diversion, ...] = ("voicemail", "none")
 TOKEN_MARGIN_SECONDS = 60.0  # a cached token is replaced this long before it expires
 DEFAULT_THROTTLE_SECONDS = 1.0  # when MBN answers 429 without Retry-After
 MAX_PAGES = 10_000
+CONNECTIONS_PER_ENTERPRISE = 32  # kept open per process: a worker's sync threads (bench: --concurrency 32)
 
 
 # --- errors -------------------------------------------------------------------------------------------------------
@@ -207,6 +208,10 @@ class MbnClient:
         if session is None:
             session = requests.Session()
             session.trust_env = False
+            # every sync thread of a process may call one enterprise: keep a connection for each
+            adapter = requests.adapters.HTTPAdapter(pool_maxsize=CONNECTIONS_PER_ENTERPRISE)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
         self._session = session
         self._token: str | None = None
         self._token_renew_at = 0.0  # time.monotonic()

@@ -6,6 +6,7 @@ Subjects pass through the engine in memory only; nothing but times, reasons and 
 """
 
 import contextlib
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -38,6 +39,7 @@ from sync.rules import Event, compute_absences
 from sync.services import catalogue_from_database, rule_settings_for, served_calendars, stopping_calendars
 
 logger = logging.getLogger(__name__)
+FIRST_DAY = dt.timedelta(hours=24)  # what a near-term pass pushes: absences starting within it
 
 
 class RetryLater(Exception):
@@ -68,20 +70,43 @@ class RetryLater(Exception):
         return cls(failure.text, wait, user_ids, code=failure.code, params=failure.params)
 
 
+URGENT_HOLD_SECONDS = 1.0  # a near-term call keeps the enterprise's other calls waiting this long after it
+_HOLD_POLL_SECONDS = 0.25
+
+
 class _Pacer:
-    """Keeps this process under a request rate per key (MBN allows 20 requests/s per enterprise)."""
+    """Keeps this process under a request rate per key (MBN allows 20 requests/s per enterprise).
+
+    Near-term first: an `urgent` call (a first-day pass, `sync_users(first_day=True)`) holds the key's other
+    calls back until no urgent call came for URGENT_HOLD_SECONDS, so the rate goes to what starts soonest."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._next: dict[str, float] = {}
+        self._urgent_until: dict[str, float] = {}
 
-    def wait(self, key: str, rate: float) -> None:
+    def wait(self, key: str, rate: float, *, urgent: bool = False) -> None:
+        while (hold := self._book(key, rate, urgent)) < 0:  # a near-term pass has the rate: look again soon
+            time.sleep(min(-hold, _HOLD_POLL_SECONDS))
+        if hold > 0:
+            time.sleep(hold)
+
+    def hold_for_urgent(self, key: str) -> None:
+        """A near-term pass starts (before its calendar read): the key's other calls wait from now on."""
+        with self._lock:
+            self._urgent_until[key] = max(self._urgent_until.get(key, 0.0), time.monotonic() + URGENT_HOLD_SECONDS)
+
+    def _book(self, key: str, rate: float, urgent: bool) -> float:
+        """Seconds until the booked slot (≥ 0), or minus the seconds an urgent pass still holds the key."""
         with self._lock:
             now = time.monotonic()
+            if urgent:
+                self._urgent_until[key] = now + URGENT_HOLD_SECONDS
+            elif (held := self._urgent_until.get(key, 0.0) - now) > 0:
+                return -held
             slot = max(now, self._next.get(key, now))
             self._next[key] = slot + 1.0 / rate
-        if slot > now:
-            time.sleep(slot - now)
+            return slot - now
 
 
 class _RedisPacer:
@@ -92,6 +117,12 @@ class _RedisPacer:
     _BOOK = """
     local now = redis.call('TIME')
     local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
+    if ARGV[2] == '1' then
+        redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
+    else
+        local held = redis.call('PTTL', KEYS[2])
+        if held > 0 then return 'hold:' .. tostring(held / 1000) end
+    end
     local slot = math.max(t, tonumber(redis.call('GET', KEYS[1]) or '0'))
     redis.call('SET', KEYS[1], tostring(slot + tonumber(ARGV[1])), 'PX', 60000)
     return tostring(slot - t)
@@ -104,17 +135,29 @@ class _RedisPacer:
         self._book = self._redis.register_script(self._BOOK)
         self._fallback = _Pacer()
 
-    def wait(self, key: str, rate: float) -> None:
+    def wait(self, key: str, rate: float, *, urgent: bool = False) -> None:
         import redis
 
+        keys = [f"kalenderpush:mbn-pace:{key}", f"kalenderpush:mbn-urgent:{key}"]
+        args = [1.0 / rate, "1" if urgent else "0", int(URGENT_HOLD_SECONDS * 1000)]
         try:
-            delay = float(self._book(keys=[f"kalenderpush:mbn-pace:{key}"], args=[1.0 / rate]))
+            while (answer := self._book(keys=keys, args=args).decode()).startswith("hold:"):
+                time.sleep(min(float(answer[5:]), _HOLD_POLL_SECONDS))  # a near-term pass has the rate
+            delay = float(answer)
         except redis.RedisError:
             logger.warning("MBN pacing through Redis failed; pacing this process alone", exc_info=True)
-            self._fallback.wait(key, rate)
+            self._fallback.wait(key, rate, urgent=urgent)
             return
         if delay > 0:
             time.sleep(delay)
+
+    def hold_for_urgent(self, key: str) -> None:
+        import redis
+
+        try:
+            self._redis.set(f"kalenderpush:mbn-urgent:{key}", "1", px=int(URGENT_HOLD_SECONDS * 1000))
+        except redis.RedisError:
+            self._fallback.hold_for_urgent(key)
 
 
 @functools.lru_cache(maxsize=1)
@@ -298,9 +341,10 @@ def mbn_credentials(connection: MbnConnection) -> tuple[str, str]:
     return settings.MBN_PARTNER_CLIENT_ID, settings.MBN_PARTNER_CLIENT_SECRET
 
 
-def paced_mbn_client_for(connection: MbnConnection):  # type: ignore[no-untyped-def]
-    """The connection's MBN client with every call spaced under the enterprise's request rate."""
-    return _Paced(mbn_client_for(connection), connection.enterprise_id)
+def paced_mbn_client_for(connection: MbnConnection, *, urgent: bool = False):  # type: ignore[no-untyped-def]
+    """The connection's MBN client with every call spaced under the enterprise's request rate; `urgent` calls
+    (a near-term pass) go before the enterprise's others (`_Pacer`)."""
+    return _Paced(mbn_client_for(connection), connection.enterprise_id, urgent=urgent)
 
 
 # --- a number set by hand -------------------------------------------------------------------------
@@ -403,8 +447,14 @@ def sync_window(now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
     return start, start + dt.timedelta(days=settings.SYNC_HORIZON_DAYS)
 
 
-def sync_users(*, calendar_user_ids: Sequence[int], now: dt.datetime | None = None) -> list[UserResult]:
+def sync_users(
+    *, calendar_user_ids: Sequence[int], now: dt.datetime | None = None, first_day: bool = False
+) -> list[UserResult]:
     """Sync users of one source together: one batched calendar read, then one reconcile per user.
+
+    `first_day`: the near-term pass of a sync bigger than MBN's rate allows (`sync.services.sync_passes`):
+    only the absences starting within FIRST_DAY are created or changed (and every delete made); the rest
+    waits for the full pass queued after it, which finds it missing from what we stored.
 
     Who is served is decided now, when the sync runs (`sync.services.served_calendars`): a sync queued before
     a user stopped being served does nothing for them, and a user being stopped is stopped (`stop_user`)."""
@@ -429,7 +479,7 @@ def sync_users(*, calendar_user_ids: Sequence[int], now: dt.datetime | None = No
             _record_retry([user], now, failure_of(error))
     if users:
         try:
-            results += _sync_served(users, now)
+            results += _sync_served(users, now, push_before=now + FIRST_DAY if first_day else None)
         except RetryLater as error:
             retry.append(error)
     if retry:
@@ -556,7 +606,9 @@ def _cursor_for(
     return user.delta_cursor, head
 
 
-def _sync_served(users: list[CalendarUser], now: dt.datetime) -> list[UserResult]:
+def _sync_served(
+    users: list[CalendarUser], now: dt.datetime, *, push_before: dt.datetime | None = None
+) -> list[UserResult]:
     """Sync served users of one source: one batched incremental read, then one reconcile per user that changed.
 
     Each user's calendar is read from their delta cursor (`read_changes`): what changed since the last read is
@@ -564,9 +616,12 @@ def _sync_served(users: list[CalendarUser], now: dt.datetime) -> list[UserResult
     last result is on MBN under the same settings, number and catalogue, and whose result time alone does not
     change yet, costs the delta request and nothing else: no engine, no MBN, no stored events or absences
     decoded. A user without a usable cursor, or whose daily full read is due, is read in full (a new cursor) over
-    the horizon plus READ_MARGIN."""
+    the horizon plus READ_MARGIN. `push_before`: a near-term pass, pushing only what starts before it."""
     source = users[0].source
     start, end = sync_window(now)
+    connection = getattr(users[0].service_user.customer, "mbn_connection", None)
+    if push_before is not None and connection is not None:  # near-term first, from the calendar read on
+        _mbn_pacer().hold_for_urgent(connection.enterprise_id)
     catalogue = catalogue_from_database()
     key = event_state.catalogue_key(catalogue)
     cursors: dict[str, str | None] = {}
@@ -642,12 +697,17 @@ def _sync_served(users: list[CalendarUser], now: dt.datetime) -> list[UserResult
     stored_absences: dict[int, list[PushedAbsence]] = {pk: [] for pk in engine_users}
     for row in PushedAbsence.objects.filter(service_user_id__in=engine_users, end__gt=start):
         stored_absences[row.service_user_id].append(row)
-    results = []
+    results: list[UserResult] = []
     unchanged: list[int] = []
     quiet: list[CalendarUser] = []
     retry: list[RetryLater] = []
     read_retry: list[RetryLater] = []
-    for user in users:
+    # Near-term first within the batch too: users never synced get what starts within FIRST_DAY pushed first, all
+    # of them, then the rest (a full sync can run before their first-day pass when workers outnumber batches).
+    split = push_before is None and any(user.last_synced_at is None for user in users)
+    work = [(user, now + FIRST_DAY if split and user.last_synced_at is None else push_before, False) for user in users]
+    first_parts: dict[int, int | None] = {}  # a split user → the index of its first part's result, if it had one
+    for user, limit, rest in work:
         calendar = calendars.get(user.pk)
         if calendar is None:  # never treat an unread calendar as an empty one
             failure = reads.failures.get(user.provider_user_id)
@@ -665,9 +725,25 @@ def _sync_served(users: list[CalendarUser], now: dt.datetime) -> list[UserResult
             quiet.append(user)
             results.append(UserResult(user.pk, 0))
             continue
+        if rest:  # what MBN holds after the first part
+            stored_absences[user.service_user_id] = list(
+                PushedAbsence.objects.filter(service_user_id=user.service_user_id, end__gt=start)
+            )
+        first_part = limit is not None and push_before is None
+        earlier = first_parts.get(user.pk) if rest else None
         try:
             result = _reconcile_user(
-                user, user_events, calendar.rules, catalogue, start, end, now, stored_absences[user.service_user_id]
+                user,
+                user_events,
+                calendar.rules,
+                catalogue,
+                start,
+                end,
+                now,
+                stored_absences[user.service_user_id],
+                limit,
+                first_part=first_part,
+                rest=earlier is not None,
             )
         except RetryLater as error:  # the others go on; this one is retried after the back-off
             _store_read(user, calendar, now, settled=False)  # read but not pushed: the engine runs again next time
@@ -676,13 +752,21 @@ def _sync_served(users: list[CalendarUser], now: dt.datetime) -> list[UserResult
             _record_retry([user], now, failure_of(error), events_read=len(user_events))
             continue
         except MbnError as error:  # refused for this user (login, number, request): no retry fixes it
-            _store_read(user, calendar, now, settled=False)
             refused = failure_of(error)
             _record_failure(user, now, refused, events_read=len(user_events))
-            results.append(_failed(user.pk, len(user_events), refused))
+            result = _failed(user.pk, len(user_events), refused)
+        if first_part and not (result and (result.not_pushed or result.error_code in _NOT_RETRIED)):
+            first_parts[user.pk] = None if result is None else len(results)
+            work.append((user, None, True))  # the rest, once every user's first day is on MBN
+            if result is not None:
+                results.append(result)
             continue
-        # Stored after the push: a crash before it leaves the old cursor, whose changes come again next time.
-        _store_read(user, calendar, now, settled=not result or not result.error)
+        # Stored after the push: a crash before it leaves the old cursor, whose changes come again next time. A
+        # near-term pass (`limit`) left the rest unpushed: not settled, so the engine runs again for the full pass.
+        _store_read(user, calendar, now, settled=limit is None and (not result or not result.error))
+        if earlier is not None:  # one result for the user: both parts
+            results[earlier] = results[earlier] if result is None else _both(results[earlier], result)
+            continue
         if result is None:
             unchanged.append(user.pk)
             result = UserResult(user.pk, len(user_events))
@@ -730,6 +814,21 @@ def _store_read(user: CalendarUser, calendar: _Calendar, now: dt.datetime, *, se
     if calendar.full:
         fields["full_read_at"] = now
     CalendarUser.objects.filter(pk=user.pk).update(**fields)
+
+
+# refusals no second part can get past (the MBN login, the number): the user's sync ends with the first part
+_NOT_RETRIED = (SyncErrorCode.MBN_AUTH_FAILED, SyncErrorCode.MBN_SUBSCRIBER_NOT_FOUND)
+
+
+def _both(first: UserResult, rest: UserResult) -> UserResult:
+    """A user's sync pushed in two parts (near-term first) as one result: the counts added, the last error."""
+    return dataclasses.replace(
+        rest,
+        created=first.created + rest.created,
+        updated=first.updated + rest.updated,
+        deleted=first.deleted + rest.deleted,
+        mbn_requests=first.mbn_requests + rest.mbn_requests,
+    )
 
 
 def _failed(calendar_user_id: int, events_read: int, failure: SyncFailure) -> UserResult:
@@ -795,7 +894,7 @@ def _record_failure(user: CalendarUser, now: dt.datetime, failure: SyncFailure, 
 
 
 def sync_claimed(
-    *, calendar_user_ids: Sequence[int], now: dt.datetime | None = None
+    *, calendar_user_ids: Sequence[int], now: dt.datetime | None = None, first_day: bool = False
 ) -> tuple[list[UserResult], list[int]]:
     """Claim the users, sync those claimed, release them: (results, users another sync holds right now).
 
@@ -805,7 +904,7 @@ def sync_claimed(
     others = [pk for pk in calendar_user_ids if pk not in claimed]
     busy = list(CalendarUser.objects.filter(pk__in=others).values_list("pk", flat=True)) if others else []
     try:
-        results = sync_users(calendar_user_ids=claimed, now=now) if claimed else []
+        results = sync_users(calendar_user_ids=claimed, now=now, first_day=first_day) if claimed else []
     finally:
         if claimed:
             CalendarUser.objects.filter(pk__in=claimed).update(locked_until=None)
@@ -813,9 +912,23 @@ def sync_claimed(
 
 
 def _reconcile_user(  # type: ignore[no-untyped-def]
-    user: CalendarUser, events: Sequence[Event], rules, catalogue, start, end, now, stored: list[PushedAbsence]
+    user: CalendarUser,
+    events: Sequence[Event],
+    rules,
+    catalogue,
+    start,
+    end,
+    now,
+    stored: list[PushedAbsence],
+    push_before: dt.datetime | None = None,
+    *,
+    first_part: bool = False,
+    rest: bool = False,
 ) -> UserResult | None:
-    """Push what changed and record the sync; None when MBN already holds what the engine wants."""
+    """Push what changed and record the sync; None when MBN already holds what the engine wants.
+
+    `first_part`: the near-term part of a sync pushed in two (`_sync_served`): None, with nothing recorded,
+    when it needs no MBN request. `rest`: the other part, recorded on the same sync record as the first."""
     service_user: ServiceUser = user.service_user
     absences = compute_absences(settings=rules, window_start=start, window_end=end, events=events, catalogue=catalogue)
     wanted = reconcile.wanted_absences(user_key=service_user.pk, absences=absences)
@@ -828,7 +941,15 @@ def _reconcile_user(  # type: ignore[no-untyped-def]
         reason = NOT_MATCHED if not service_user.msisdn else NO_MBN_CONNECTION
         return UserResult(user.pk, len(events), not_pushed=reason)
     run = SyncRun(source=user.source, service_user=service_user, started_at=now, events_read=len(events))
-    result, final = _push(user, wanted, stored, run)
+    if rest:  # the rest after this sync's first part: one sync record for both
+        run = SyncRun.objects.filter(service_user=service_user, started_at=now).order_by("-pk").first() or run
+    result, final = _push(user, wanted, stored, run, push_before)
+    if first_part and not result.mbn_requests:
+        return None  # nothing starts within the first day: all of it goes with the rest
+    if run.pk is not None and run.error and not result.error:  # the first part's problem stays on record
+        result = dataclasses.replace(
+            result, error=run.error, error_code=run.error_code, error_params=dict(run.error_params)
+        )
     with transaction.atomic():  # what MBN holds now and the sync record: one write transaction
         CalendarUser.objects.filter(pk=user.pk).update(mbn_unsure=False)
         PushedAbsence.objects.filter(service_user=service_user).delete()
@@ -848,15 +969,20 @@ def _reconcile_user(  # type: ignore[no-untyped-def]
 
 
 def _push(
-    user: CalendarUser, wanted: list[reconcile.Wanted], stored: list[PushedAbsence], run: SyncRun
+    user: CalendarUser,
+    wanted: list[reconcile.Wanted],
+    stored: list[PushedAbsence],
+    run: SyncRun,
+    push_before: dt.datetime | None = None,
 ) -> tuple[UserResult, list[Any]]:
     """Apply the difference to MBN; returns the result and what MBN holds now (the caller stores it).
 
     What we stored is MBN's state unless a push was cut short (`mbn_unsure`): then MBN is read first, and
-    our earlier creates are adopted by their references."""
+    our earlier creates are adopted by their references. With `push_before`, only the near-term part of the
+    difference is pushed (`reconcile.first`): the absences left as they are stay in what MBN holds."""
     service_user = user.service_user
     connection = service_user.customer.mbn_connection
-    client = paced_mbn_client_for(connection)
+    client = paced_mbn_client_for(connection, urgent=push_before is not None)
     msisdn = service_user.msisdn
     requests = 0
     conflicts: list[tuple[dt.datetime, Exception]] = []
@@ -871,9 +997,12 @@ def _push(
                 for row in stored
             ]
         todo = reconcile.plan(wanted=wanted, current=current)
+        deferred: tuple[reconcile.Existing, ...] = ()
+        if push_before is not None:
+            todo, deferred = reconcile.first(todo, before=push_before)
         if todo.calls:
             CalendarUser.objects.filter(pk=user.pk).update(mbn_unsure=True)
-        final: list[MbnAbsence] = list(todo.kept)  # type: ignore[arg-type]
+        final: list[MbnAbsence] = [*todo.kept, *deferred]  # type: ignore[list-item]
         for item in todo.deletes:
             with contextlib.suppress(MbnNotFound):  # already gone: fine
                 client.delete(msisdn, item.id)  # type: ignore[attr-defined]
@@ -934,14 +1063,14 @@ def _fields(item: reconcile.Wanted) -> tuple[str, dt.datetime, dt.datetime, Any,
 class _Paced:
     """The MBN client, each call spaced to stay under the enterprise's rate."""
 
-    def __init__(self, client, enterprise_id: str) -> None:  # type: ignore[no-untyped-def]
-        self._client, self._key = client, enterprise_id
+    def __init__(self, client, enterprise_id: str, *, urgent: bool = False) -> None:  # type: ignore[no-untyped-def]
+        self._client, self._key, self._urgent = client, enterprise_id, urgent
 
     def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
         method = getattr(self._client, name)
 
         def paced(*args, **kwargs):  # type: ignore[no-untyped-def]
-            _mbn_pacer().wait(self._key, settings.MBN_REQUESTS_PER_SECOND)
+            _mbn_pacer().wait(self._key, settings.MBN_REQUESTS_PER_SECOND, urgent=self._urgent)
             return method(*args, **kwargs)
 
         return paced
@@ -950,8 +1079,12 @@ class _Paced:
 def _finish(user: CalendarUser, run: SyncRun, result: UserResult) -> UserResult:
     finished = timezone.now()
     run.finished_at = finished
-    run.created, run.updated, run.deleted = result.created, result.updated, result.deleted
-    run.mbn_requests = result.mbn_requests
+    if run.pk is None:
+        run.created, run.updated, run.deleted = result.created, result.updated, result.deleted
+        run.mbn_requests = result.mbn_requests
+    else:  # the rest of a sync pushed near-term first (`_sync_served`): the record of both parts
+        run.created, run.updated = run.created + result.created, run.updated + result.updated
+        run.deleted, run.mbn_requests = run.deleted + result.deleted, run.mbn_requests + result.mbn_requests
     run.error, run.error_code, run.error_params = result.error, result.error_code, result.error_params
     changed_at = CalendarUser.objects.filter(pk=user.pk).values_list("changed_at", flat=True).first()
     if changed_at is not None and result.mbn_requests:

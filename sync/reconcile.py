@@ -96,3 +96,21 @@ def plan(*, wanted: Sequence[Wanted], current: Sequence[Existing]) -> Plan:
         else:
             updates.append((existing, item))
     return Plan(deletes, tuple(updates), tuple(creates), tuple(kept))
+
+
+def first(todo: Plan, *, before: dt.datetime) -> tuple[Plan, tuple[Existing, ...]]:
+    """The part of `todo` to push in a near-term pass: every delete (they only free room), and the creates and
+    updates of absences starting before `before`; and what stays on MBN as it is until the full pass (the
+    deferred updates' current absences), which the caller keeps as held. A deferred absence never overlaps
+    one pushed now: an update is pushed now as well when its current absence starts before the latest end of
+    what is pushed now (else MBN would refuse a create on top of it as an overlap)."""
+    creates = tuple(item for item in todo.creates if item.start < before)
+    reach = max([before, *(item.end for item in creates)])
+    updates, deferred = [], []
+    for existing, item in sorted(todo.updates, key=lambda pair: min(pair[0].start, pair[1].start)):
+        if min(existing.start, item.start) < reach:  # near-term, or in the way of what is pushed now
+            updates.append((existing, item))
+            reach = max(reach, existing.end, item.end)
+        else:
+            deferred.append(existing)
+    return Plan(todo.deletes, tuple(updates), creates, todo.kept), tuple(deferred)

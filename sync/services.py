@@ -1,6 +1,7 @@
 """Glue between the database and the rules engine (the catalogue, a calendar's settings), and queueing syncs."""
 
 import datetime as dt
+import itertools
 from collections.abc import Iterable
 
 from django.db import DatabaseError
@@ -11,7 +12,7 @@ from common.queue import enqueue
 from customers.models import WEEKDAYS, CustomerSettings, ServiceUser, served_user
 from sync.models import AbsenceProfile, CalendarUser
 from sync.rules import DEFAULT_CATALOGUE, Catalogue, Profile, RuleSettings
-from sync.work import FIRST_SYNC, SYNC_USERS
+from sync.work import FIRST_SYNC, SYNC_USERS, sync_args
 
 
 def catalogue_from_database() -> Catalogue:
@@ -71,6 +72,47 @@ def stopping_calendars() -> "QuerySet[CalendarUser]":
     return CalendarUser.objects.filter(service_user__stop_reason__gt="", service_user__stopped_at__isnull=True)
 
 
+# A customer with more never-synced users than this in one queueing has more to push than MBN's rate (20
+# requests/s per enterprise) gets through at once: about 17 absences each, 20 users are ~19 s of creates.
+FIRST_DAY_PASS_USERS = 20
+ONBOARDING_BATCH = 20  # users per sync of an onboarding queued by `queue_syncs` (one Graph $batch)
+
+
+def sync_passes(
+    *, calendar_user_ids: Iterable[int], batch: int = 1, onboarding_batch: int | None = None
+) -> list[tuple[list[int], bool]]:
+    """The syncs to queue for these calendars, in the order to queue them: (calendar ids of one source, at most
+    `batch`, first_day). Near-term first: when a customer has more never-synced users here than
+    FIRST_DAY_PASS_USERS (its onboarding), every one of them is first synced with `first_day` (only what
+    starts within 24 h is pushed), and only then is everyone synced in full, so today's and tomorrow's absences
+    of all the customer's users reach MBN before next week's of any. Batches alternate between sources; the
+    onboarding users' batches hold up to `onboarding_batch` users (default `batch`), the others' `batch`."""
+    rows = list(
+        CalendarUser.objects.filter(pk__in=set(calendar_user_ids))
+        .order_by("pk")
+        .values_list("pk", "source_id", "source__customer_id", "last_synced_at")
+    )
+    never = [(pk, customer) for pk, _source, customer, synced in rows if synced is None]
+    counts: dict[int, int] = {}
+    for _pk, customer in never:
+        counts[customer] = counts.get(customer, 0) + 1
+    onboarding = {pk for pk, customer in never if counts[customer] > FIRST_DAY_PASS_USERS}
+
+    def batches(ids: Iterable[tuple[int, int]]) -> list[list[int]]:
+        by_group: dict[tuple[int, bool], list[int]] = {}
+        for pk, source in ids:
+            by_group.setdefault((source, pk in onboarding), []).append(pk)
+        per_source = []
+        for (_source, new), pks in by_group.items():
+            size = (onboarding_batch or batch) if new else batch
+            per_source.append([pks[i : i + size] for i in range(0, len(pks), size)])
+        return [chunk for group in itertools.zip_longest(*per_source) for chunk in group if chunk]
+
+    near = batches((pk, source) for pk, source, _customer, _synced in rows if pk in onboarding)
+    full = batches((pk, source) for pk, source, _customer, _synced in rows)
+    return [(chunk, True) for chunk in near] + [(chunk, False) for chunk in full]
+
+
 def queue_syncs(*, calendar_user_ids: Iterable[int]) -> None:
     """Mark calendars of served users as changed and queue their syncs after commit; the others are left alone
     (a webhook for a stopped user queues nothing).
@@ -82,8 +124,12 @@ def queue_syncs(*, calendar_user_ids: Iterable[int]) -> None:
     if not user_ids:
         return
     CalendarUser.objects.filter(pk__in=user_ids, changed_at__isnull=True).update(changed_at=timezone.now())
-    for user_id in sorted(user_ids):
-        enqueue(SYNC_USERS, [user_id], name=f"sync-user-{user_id}")
+    # one user per sync (a webhook's change), but a customer's onboarding in batches of one source, as the sweep
+    for ids, first_day in sync_passes(calendar_user_ids=user_ids, onboarding_batch=ONBOARDING_BATCH):
+        if first_day:  # the near-term pass of a customer's onboarding (`sync_passes`)
+            enqueue(SYNC_USERS, *sync_args(ids, first_day=True), name=f"sync-first-day-{ids[0]}")
+        else:
+            enqueue(SYNC_USERS, ids, name=f"sync-user-{ids[0]}")
 
 
 def queue_stops(*, service_user_ids: Iterable[int]) -> None:

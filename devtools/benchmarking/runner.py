@@ -4,6 +4,7 @@ it gives up, users another sync holds come back after `BUSY_RETRY_SECONDS`. For 
 default (no broker).
 """
 
+import datetime as dt
 import heapq
 import itertools
 import logging
@@ -19,10 +20,12 @@ logger = logging.getLogger(__name__)
 
 
 class ThreadedFleet:
-    """`queue(ids)` as the webhooks and the sweep do; `threads` workers take due batches in order."""
+    """`queue(ids)` as the webhooks and the sweep do; `threads` workers take due batches in order. `now` fixes
+    every sync's window start (as the task's `at` does), for benchmarks that compare with the engine."""
 
-    def __init__(self, threads: int) -> None:
-        self._heap: list[tuple[float, int, list[int], int]] = []
+    def __init__(self, threads: int, *, now: dt.datetime | None = None) -> None:
+        self._now = now
+        self._heap: list[tuple[float, int, list[int], int, bool]] = []
         self._order = itertools.count()
         self._condition = threading.Condition()
         self._stopping = False
@@ -45,12 +48,15 @@ class ThreadedFleet:
         for thread in self._threads:
             thread.join(30)
 
-    def queue(self, calendar_user_ids: Iterable[int], delay: float = 0, retries: int = 0) -> None:
+    def queue(
+        self, calendar_user_ids: Iterable[int], delay: float = 0, retries: int = 0, first_day: bool = False
+    ) -> None:
+        """Sync these users (of one source) after `delay` s; `first_day`: the near-term pass only."""
         ids = sorted(set(calendar_user_ids))
         if not ids:
             return
         with self._condition:
-            heapq.heappush(self._heap, (time.monotonic() + delay, next(self._order), ids, retries))
+            heapq.heappush(self._heap, (time.monotonic() + delay, next(self._order), ids, retries, first_day))
             self._condition.notify()
 
     def idle(self) -> bool:
@@ -58,13 +64,13 @@ class ThreadedFleet:
         with self._condition:
             return not self._heap and not self._running
 
-    def _take(self) -> tuple[list[int], int] | None:
+    def _take(self) -> tuple[list[int], int, bool] | None:
         with self._condition:
             while not self._stopping:
                 if self._heap and self._heap[0][0] <= time.monotonic():
-                    _due, _order, ids, retries = heapq.heappop(self._heap)
+                    _due, _order, ids, retries, first_day = heapq.heappop(self._heap)
                     self._running += 1
-                    return ids, retries
+                    return ids, retries, first_day
                 wait = self._heap[0][0] - time.monotonic() if self._heap else None
                 self._condition.wait(wait)
             return None
@@ -72,9 +78,9 @@ class ThreadedFleet:
     def _work(self) -> None:
         try:
             while (taken := self._take()) is not None:
-                ids, retries = taken
+                ids, retries, first_day = taken
                 try:
-                    self._sync(ids, retries)
+                    self._sync(ids, retries, first_day)
                 finally:
                     close_old_connections()
                     with self._condition:
@@ -90,14 +96,14 @@ class ThreadedFleet:
         with self._condition:
             return {"syncs": self.syncs, "retries": self.retries, "gave_up": self.gave_up, "crashed": self.crashed}
 
-    def _sync(self, ids: list[int], retries: int) -> None:
+    def _sync(self, ids: list[int], retries: int, first_day: bool = False) -> None:
         try:
-            outcome = run_sync_attempt(calendar_user_ids=ids, attempt=retries)
+            outcome = run_sync_attempt(calendar_user_ids=ids, attempt=retries, now=self._now, first_day=first_day)
         except Exception:  # as a Celery task would fail: logged, not retried (the next sweep catches up)
             self._count("crashed")
             logger.exception("sync of users %s failed", ids)
             return
-        self.queue(outcome.busy, delay=BUSY_RETRY_SECONDS)
+        self.queue(outcome.busy, delay=BUSY_RETRY_SECONDS, first_day=first_day)
         if outcome.results:
             self._count("syncs")
         if outcome.gave_up:
@@ -105,4 +111,4 @@ class ThreadedFleet:
             logger.warning("users %s: gave up after %d retries: %s", outcome.held_up, retries, outcome.error)
         elif outcome.retry_in is not None:
             self._count("retries")
-            self.queue(outcome.held_up, delay=outcome.retry_in, retries=retries + 1)
+            self.queue(outcome.held_up, delay=outcome.retry_in, retries=retries + 1, first_day=first_day)

@@ -67,6 +67,13 @@ BILLING_SMALL, BILLING_LARGE = f"billing-{SMALL_CUSTOMERS}.json", f"billing-{LAR
 QUERIES_PER_INVOICE_DRIFT_PERCENT = 10
 # "Linear time": the wall-time ratio may be at most this multiple of the customer ratio (×10 → ×15).
 LINEAR_TIME_SLACK = 1.5
+# A sweep with no change costs at most 1/20 of a full read of every calendar (issue 19).
+STEADY_CPU_SHARE = 0.05
+ONBOARDING = "onboarding.json"
+ONBOARDING_USERS = 3000
+FIRST_DAY_SECONDS = 300  # a 3 000-user customer's absences starting within 24 h are all on MBN within 5 min
+BENCH_TIME = "bench-time.json"
+BENCH_SECONDS = 15 * 60  # `make bench` at its default sizes
 
 
 def _require_customer_counts(small: dict[str, Any], large: dict[str, Any]) -> None:
@@ -87,8 +94,24 @@ def _wall_time_ratio(small: dict[str, Any], large: dict[str, Any]) -> float:
     return round(large["wall_s"] / small["wall_s"], 2)
 
 
-def _sync_figures(name: str, label: str) -> list[Figure]:
+def _steady_cpu_share(data: dict[str, Any]) -> float:
+    """The steady no-change sweep's CPU seconds as a share of the full-read no-change cycle's."""
+    return round(data["steady"]["no_change"]["cpu_s"] / data["noop"]["cpu_s"], 3)
+
+
+def _sync_figures(name: str, label: str, *, cpu_goal: bool) -> list[Figure]:
+    """`cpu_goal`: the steady sweep's CPU is compared with the full read's (only where this process does the
+    syncs: with Celery workers their CPU is in other processes)."""
     files = (name,)
+    steady_cpu: list[Figure] = [
+        Goal(
+            f"{label}: steady sweep with no change, CPU s as a share of the full-read no-change cycle's",
+            files,
+            _steady_cpu_share,
+            Comparison.AT_MOST,
+            STEADY_CPU_SHARE,
+        )
+    ]
     return [
         Info(f"{label}: initial sync wall s", files, lambda d: d["initial"]["wall_s"]),
         Goal(
@@ -132,6 +155,53 @@ def _sync_figures(name: str, label: str) -> list[Figure]:
             0,
         ),
         Goal(f"{label}: mismatches with the engine", files, lambda d: d["mismatches"], Comparison.EQUAL_TO, 0),
+        Info(
+            f"{label}: no-change cycle (full read): CPU s, simulators' CPU s, wall s",
+            files,
+            lambda d: (d["noop"]["cpu_s"], d["noop"]["simulators_cpu_s"], d["noop"]["wall_s"]),
+        ),
+        Info(
+            f"{label}: steady sweep, no change: CPU s, calendar requests, wall s",
+            files,
+            lambda d: (
+                d["steady"]["no_change"]["cpu_s"],
+                d["steady"]["no_change"]["calendar_requests"],
+                d["steady"]["no_change"]["wall_s"],
+            ),
+        ),
+        *(steady_cpu if cpu_goal else []),
+        Goal(
+            f"{label}: MBN requests on the steady sweep with no change",
+            files,
+            lambda d: d["steady"]["no_change"]["mbn_requests"],
+            Comparison.EQUAL_TO,
+            0,
+        ),
+        Goal(
+            f"{label}: mismatches after the steady sweep with no change",
+            files,
+            lambda d: d["steady"]["no_change"]["mismatches"],
+            Comparison.EQUAL_TO,
+            0,
+        ),
+        Info(
+            f"{label}: steady sweep after 1 % changed: CPU s, calendar requests, MBN requests, wall s",
+            files,
+            lambda d: (
+                d["steady"]["changed"]["cpu_s"],
+                d["steady"]["changed"]["calendar_requests"],
+                d["steady"]["changed"]["mbn_requests"],
+                d["steady"]["changed"]["wall_s"],
+            ),
+        ),
+        Goal(
+            f"{label}: mismatches after the steady sweep with 1 % changed (MBN equals the engine)",
+            files,
+            lambda d: d["steady"]["changed"]["mismatches"],
+            Comparison.EQUAL_TO,
+            0,
+        ),
+        Info(f"{label}: peak memory MB (this process)", files, lambda d: d["peak_rss_mb"]),
     ]
 
 
@@ -162,8 +232,8 @@ FIGURES: list[Figure] = [
         LINEAR_TIME_SLACK * LARGE_CUSTOMERS / SMALL_CUSTOMERS,
         "×",
     ),
-    *_sync_figures("sync-embedded.json", "sync, embedded default"),
-    *_sync_figures("sync-celery.json", "sync, PostgreSQL + Redis + 2 Celery workers"),
+    *_sync_figures("sync-embedded.json", "sync, embedded default", cpu_goal=True),
+    *_sync_figures("sync-celery.json", "sync, PostgreSQL + Redis + 2 Celery workers", cpu_goal=False),
     Goal("change → MBN latency: p95 s", ("latency.json",), lambda d: d["p95_s"], Comparison.AT_MOST, 5),
     Goal(
         "change → MBN latency: changes that never arrived",
@@ -179,6 +249,20 @@ FIGURES: list[Figure] = [
         Comparison.EQUAL_TO,
         0,
     ),
+    Goal(
+        "change → MBN latency, Exchange on-premises: p95 s",
+        ("latency.json",),
+        lambda d: d["by_provider"]["ews"]["p95_s"],
+        Comparison.AT_MOST,
+        5,
+    ),
+    Goal(
+        "change → MBN latency, Exchange on-premises: changes that never arrived",
+        ("latency.json",),
+        lambda d: d["by_provider"]["ews"]["never_arrived"],
+        Comparison.EQUAL_TO,
+        0,
+    ),
     Info("change → MBN latency (latency.json)", ("latency.json",), _raw),
     Goal("soak with faults: mismatches afterwards", ("soak.json",), lambda d: d["mismatches"], Comparison.EQUAL_TO, 0),
     Goal("soak with faults: duplicate absences", ("soak.json",), lambda d: d["duplicates"], Comparison.EQUAL_TO, 0),
@@ -190,6 +274,24 @@ FIGURES: list[Figure] = [
         120,
     ),
     Info("soak with faults (soak.json)", ("soak.json",), _raw),
+    Goal(
+        "onboarding: users of the one customer",
+        (ONBOARDING,),
+        lambda d: d["users"],
+        Comparison.AT_LEAST,
+        ONBOARDING_USERS,
+    ),
+    Goal(
+        "onboarding: every user's first 24 h on MBN after, s",
+        (ONBOARDING,),
+        lambda d: d["first_day_complete_s"],
+        Comparison.AT_MOST,
+        FIRST_DAY_SECONDS,
+    ),
+    Goal("onboarding: mismatches with the engine", (ONBOARDING,), lambda d: d["mismatches"], Comparison.EQUAL_TO, 0),
+    Info("onboarding: everything on MBN after, s (null: first-day run)", (ONBOARDING,), lambda d: d["all_complete_s"]),
+    Info("make bench: seconds per step", (BENCH_TIME,), lambda d: _raw(d["steps"])),
+    Goal("make bench: wall s", (BENCH_TIME,), lambda d: d["total_s"], Comparison.AT_MOST, BENCH_SECONDS),
 ]
 
 

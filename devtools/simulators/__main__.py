@@ -14,6 +14,7 @@ from types import FrameType
 
 from devtools.simulators.demo import OSLO, load_demo, load_onboarding, register_nettsoft
 from devtools.simulators.hub import Simulators
+from devtools.simulators.remote import serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,6 +23,11 @@ def main(argv: list[str] | None = None) -> int:
         "--demo",
         action="store_true",
         help="script the demo tenant, users, events and MBN side, Nettsoft's app and the customer to connect",
+    )
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="also open a control channel for `devtools.simulators.remote` (its address and key in the JSON)",
     )
     args = parser.parse_args(argv)
     stopping = threading.Event()
@@ -38,6 +44,12 @@ def main(argv: list[str] | None = None) -> int:
             described = load_demo(sims, today)
             described["nettsoft_settings"] = register_nettsoft(sims, Path(keys))
             described["onboarding"] = load_onboarding(sims, today)
+        if args.control:
+            described = {**described, "control": serve(sims, stopping)}
+            print(json.dumps(described), flush=True)  # one line: what RemoteSimulators reads
+            while not stopping.wait(0.5):
+                pass
+            return 0
         print(json.dumps(described, ensure_ascii=False, indent=2), flush=True)
         print("Simulators running; Ctrl-C stops them.", file=sys.stderr, flush=True)
         while not stopping.wait(0.5):

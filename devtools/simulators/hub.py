@@ -6,6 +6,7 @@ the same table.
 
 from __future__ import annotations
 
+import resource
 import ssl
 import tempfile
 from collections.abc import Iterable
@@ -134,6 +135,21 @@ class Simulators:
             "GOOGLE_CALENDAR_BASE_URL": self.google.calendar_url,
             "GOOGLE_DIRECTORY_BASE_URL": self.google.directory_url,
         }
+
+    def put_events(self, service: str, owner: str, events: Iterable[Any]) -> None:
+        """Script events in one calendar ("graph": the user id, "ews"/"google": the e-mail), in one call."""
+        simulator = self.service(service)
+        for event in events:
+            simulator.put_event(owner, event)  # type: ignore[attr-defined]
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds (user + system) of the process the simulators run in, so far."""
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    def peak_rss_mb(self) -> float:
+        """The peak resident memory of the process the simulators run in, in MB."""
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
 
     # switches
 

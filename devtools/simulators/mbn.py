@@ -138,6 +138,7 @@ class MbnSimulator(SimServer):
         super().__init__()
         self._enterprises: dict[str, Enterprise] = {}
         self._tokens: dict[str, MbnToken] = {}
+        self._stored_at: dict[str, float] = {}  # absence id → when it was last written (time.time())
         self.routes = [
             route("POST", r"/oauth/v2/token", self._token),
             route("GET", ENTERPRISE + r"/users", self._list_subscribers),
@@ -179,6 +180,19 @@ class MbnSimulator(SimServer):
         with self.lock:
             stored = self._subscriber_absences(self._enterprise(enterprise_id), msisdn)
             return [absence.to_json() for absence in _by_start(stored.values())]
+
+    def held_since(self, enterprise_id: str) -> dict[str, list[dict[str, Any]]]:
+        """Every subscriber's absences (as `absences` gives them) with `stored_at`: when MBN last wrote each
+        (seconds since the epoch); what a benchmark reads to see when an absence arrived, from MBN's side."""
+        with self.lock:
+            enterprise = self._enterprise(enterprise_id)
+            return {
+                msisdn: [
+                    {**absence.to_json(), "stored_at": self._stored_at.get(absence.id, 0.0)}
+                    for absence in _by_start(held.values())
+                ]
+                for msisdn, held in enterprise.absences.items()
+            }
 
     def put_manual_absence(
         self,
@@ -225,6 +239,7 @@ class MbnSimulator(SimServer):
                     ),
                 )
         stored[absence.id] = absence
+        self._stored_at[absence.id] = time.time()
         return absence.to_json()
 
     # token

@@ -42,3 +42,21 @@ def test_an_unreachable_redis_falls_back_to_pacing_alone():
     for _ in range(5):
         pacer.wait("fallback", 100.0)
     assert time.monotonic() - started < 10
+
+
+def test_a_near_term_pass_in_one_process_holds_the_enterprises_other_calls_in_another():
+    from sync.pipeline import URGENT_HOLD_SECONDS
+
+    url = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/14")
+    key = f"test-urgent-{time.time_ns()}"
+    first_day, full = _RedisPacer(url), _RedisPacer(url)  # two worker processes
+    first_day.wait(key, 1000.0, urgent=True)
+    started = time.monotonic()
+    full.wait(f"{key}-elsewhere", 1000.0)  # another enterprise: at once
+    assert time.monotonic() - started < 0.2
+    full.wait(key, 1000.0)  # waits until no near-term call came for URGENT_HOLD_SECONDS
+    assert time.monotonic() - started >= URGENT_HOLD_SECONDS * 0.9
+    started = time.monotonic()
+    first_day.hold_for_urgent(key)  # a first-day pass starts reading its calendars
+    full.wait(key, 1000.0)
+    assert time.monotonic() - started >= URGENT_HOLD_SECONDS * 0.9

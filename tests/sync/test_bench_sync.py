@@ -34,6 +34,17 @@ def test_bench_sync_reports_no_mismatch_and_a_silent_no_change_cycle(tmp_path):
     assert figures["noop"]["mbn_requests"] == 0
     assert figures["initial"]["mbn_requests"] > 0
     assert figures["incremental"]["changed_users"] == 1
+    # the steady sweep (what sync.jobs.sweep queues), with no change and after another 1 % changed
+    still, swept = figures["steady"]["no_change"], figures["steady"]["changed"]
+    assert (still["mbn_requests"], still["mismatches"]) == (0, 0)
+    assert still["calendar_requests"] > 0 and still["users"] == 8
+    assert swept["changed_users"] == 1 and swept["mbn_requests"] > 0 and swept["mismatches"] == 0
+    for cycle in (figures["initial"], figures["noop"], still, swept):
+        assert cycle["cpu_s"] >= 0 and cycle["wall_s"] > 0
+        assert cycle["simulators_cpu_s"] >= 0  # they run in their own process by default
+    assert figures["initial"]["cpu_s"] > 0 and figures["initial"]["simulators_cpu_s"] > 0
+    assert figures["simulators"] == "process"
+    assert 30 < figures["peak_rss_mb"] < 4096 and 10 < figures["simulators_peak_rss_mb"] < 4096
     # the dump: recompute every user's absences with preview_absences and compare with MBN's state
     for events_file in sorted(tmp_path.glob("*.events.json")):
         preview = io.StringIO()

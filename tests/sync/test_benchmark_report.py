@@ -28,6 +28,17 @@ GOOD = {
     "soak_mismatches": 0,
     "duplicates": 0,
     "outage_backlog_drained_s": 86.5,
+    "noop_cpu_s": 120.0,
+    "steady_cpu_s": 4.5,
+    "steady_mbn_requests": 0,
+    "steady_mismatches": 0,
+    "changed_mismatches": 0,
+    "onboarding_users": 3000,
+    "first_day_complete_s": 251.3,
+    "onboarding_mismatches": 0,
+    "bench_total_s": 850,
+    "ews_p95_s": 2.5,
+    "ews_never_arrived": 0,
 }
 GRAPH_USERS = 3334
 SYNC_FILES = ("sync-embedded.json", "sync-celery.json")
@@ -75,9 +86,25 @@ def _results(directory, *, only=None, **changes):
                     "mbn_requests_per_absence_created": f["mbn_requests_per_absence_created"],
                     "efficiency": f["efficiency"],
                 },
-                "noop": {**cycle, "mbn_requests": f["noop_mbn_requests"], "mbn_requests_per_absence_created": None},
+                "noop": {
+                    **cycle,
+                    "cpu_s": f["noop_cpu_s"],
+                    "simulators_cpu_s": 40.0,
+                    "mbn_requests": f["noop_mbn_requests"],
+                    "mbn_requests_per_absence_created": None,
+                },
                 "incremental": {**cycle, "changed_users": 100},
+                "steady": {
+                    "no_change": {
+                        **cycle,
+                        "cpu_s": f["steady_cpu_s"],
+                        "mbn_requests": f["steady_mbn_requests"],
+                        "mismatches": f["steady_mismatches"],
+                    },
+                    "changed": {**cycle, "cpu_s": 9.0, "mbn_requests": 250, "mismatches": f["changed_mismatches"]},
+                },
                 "mismatches": f["mismatches"],
+                "peak_rss_mb": 960.0,
             }
             for name in SYNC_FILES
         },
@@ -87,12 +114,20 @@ def _results(directory, *, only=None, **changes):
             "p95_s": f["latency_p95_s"],
             "never_arrived": f["never_arrived"],
             "mismatches": f["latency_mismatches"],
+            "by_provider": {"ews": {"p50_s": 1.2, "p95_s": f["ews_p95_s"], "never_arrived": f["ews_never_arrived"]}},
         },
         "soak.json": {
             "mismatches": f["soak_mismatches"],
             "duplicates": f["duplicates"],
             "outage_backlog_drained_s": f["outage_backlog_drained_s"],
         },
+        "onboarding.json": {
+            "users": f["onboarding_users"],
+            "first_day_complete_s": f["first_day_complete_s"],
+            "all_complete_s": None,
+            "mismatches": f["onboarding_mismatches"],
+        },
+        "bench-time.json": {"steps": {"rules engine": 6, "calendar sync": 600}, "total_s": f["bench_total_s"]},
     }
     for name, figures in files.items():
         if only is None or name in only:
@@ -212,3 +247,41 @@ def test_every_goal_it_prints_can_be_missed(tmp_path, capsys):
             marks.setdefault(label, set()).add(line.split()[-1])
     assert {label for label, seen in marks.items() if "MISSED" not in seen} == set()
     assert len(marks) == len([figure for figure in report.FIGURES if isinstance(figure, report.Goal)])
+
+
+@pytest.mark.parametrize(
+    ("changes", "label"),
+    [
+        ({"steady_cpu_s": 6.1}, "sync, embedded default: steady sweep with no change, CPU s as a share"),
+        ({"steady_mbn_requests": 3}, ": MBN requests on the steady sweep with no change"),  # both sync runs
+        ({"steady_mismatches": 1}, ": mismatches after the steady sweep with no change"),
+        ({"changed_mismatches": 2}, ": mismatches after the steady sweep with 1 % changed"),
+        ({"onboarding_users": 600}, "onboarding: users of the one customer"),
+        ({"first_day_complete_s": 300.5}, "onboarding: every user's first 24 h on MBN"),
+        ({"first_day_complete_s": None}, "onboarding: every user's first 24 h on MBN"),  # never complete
+        ({"onboarding_mismatches": 1}, "onboarding: mismatches with the engine"),
+        ({"bench_total_s": 901}, "make bench: wall s"),
+        ({"ews_p95_s": 5.2}, "change → MBN latency, Exchange on-premises: p95 s"),
+        ({"ews_never_arrived": 1}, "change → MBN latency, Exchange on-premises: changes that never arrived"),
+    ],
+)
+def test_the_steady_onboarding_and_bench_time_goals_are_missed_past_their_thresholds(tmp_path, capsys, changes, label):
+    _results(tmp_path, **changes)
+    code, lines = _report(tmp_path, capsys)
+    assert code == 1
+    missed = [line.strip() for line in lines if line.endswith("MISSED")]
+    assert missed == [line.strip() for line in lines if label in line]
+    assert len(missed) == (2 if label.startswith(":") else 1)
+
+
+def test_the_steady_figures_and_the_cpu_goal_where_it_applies(tmp_path, capsys):
+    _results(tmp_path)
+    code, lines = _report(tmp_path, capsys)
+    assert code == 0
+    assert _line(lines, "sync, embedded default: steady sweep with no change, CPU s as a share").endswith(
+        ": 0.037 (goal ≤ 0.05)  ok"
+    )
+    assert not [line for line in lines if "Celery workers: steady sweep with no change, CPU s as a share" in line]
+    assert _line(lines, "sync, embedded default: peak memory MB").endswith(": 960.0 (information)")
+    assert _line(lines, "onboarding: every user's first 24 h on MBN after, s").endswith(": 251.3 (goal ≤ 300)  ok")
+    assert _line(lines, "make bench: wall s").endswith(": 850 (goal ≤ 900)  ok")

@@ -751,3 +751,37 @@ def test_when_the_group_refresh_finds_a_new_number_our_absences_move_off_the_old
     assert kari.msisdn == new_number
     assert sims.mbn.absences("fjord", old_number) == [], "the new holder of the old number gets none of Kari's"
     assert [a["reason"] for a in sims.mbn.absences("fjord", new_number)] == ["Eksternt Møte"]
+
+
+def test_a_first_sync_pushes_every_users_next_24_hours_before_anyones_later_absences(sims, world):
+    _customer, users, _source = world
+    now = local(7, 6)
+    for user in users:
+        for event_id, start in (("soon", local(7, 13)), ("later", local(10, 9))):
+            sims.graph.put_event(
+                demo.graph_user_id(user),
+                simulators.SimEvent(id=event_id, subject="Møte", start=start, end=start + dt.timedelta(hours=1)),
+            )
+    ids = list(CalendarUser.objects.filter(service_user__in=users).order_by("pk").values_list("pk", flat=True))
+
+    results = pipeline.sync_users(calendar_user_ids=ids, now=now)  # a full sync of users never synced
+
+    stored = sorted(
+        (absence["stored_at"], dt.datetime.fromisoformat(absence["start"]))
+        for held in sims.mbn.held_since("fjord").values()
+        for absence in held
+    )
+    assert [start for _at, start in stored] == [local(7, 13)] * 3 + [local(10, 9)] * 3
+    assert [(r.created, r.mbn_requests, r.error) for r in results] == [(2, 2, "")] * 3  # one result per user
+    assert [SyncRun.objects.filter(service_user=user).count() for user in users] == [1, 1, 1]  # one record each
+    assert all(mbn_state(sims, user) == engine_state(user, _two_meetings(), now) for user in users)
+
+    again = pipeline.sync_users(calendar_user_ids=ids, now=now)  # synced once: nothing left, one part
+    assert sum(r.mbn_requests for r in again) == 0
+
+
+def _two_meetings() -> list[Event]:
+    return [
+        Event(event_id, start, start + dt.timedelta(hours=1), subject="Møte")
+        for event_id, start in (("soon", local(7, 13)), ("later", local(10, 9)))
+    ]

@@ -3,10 +3,21 @@
 Users are spread over the three providers and over customers of `--users-per-customer`, each with its own
 tenant and MBN enterprise (MBN limits each enterprise to 20 requests/s). Prints one JSON object on stdout
 (progress on stderr): {"users", "concurrency", "latency_ms", "providers": {"graph": n}, "customers",
-"initial": CYCLE, "noop": CYCLE, "incremental": {CYCLE, "changed_users"}, "mismatches"} where CYCLE is
-{"wall_s", "users", "requests": {service: n}, "calendar_requests", "calendar_requests_per_user",
+"initial": CYCLE, "noop": CYCLE, "incremental": {CYCLE, "changed_users"}, "steady": {"no_change": {CYCLE,
+"mismatches"}, "changed": {CYCLE, "changed_users", "mismatches"}}, "mismatches", "peak_rss_mb",
+"simulators", "simulators_peak_rss_mb", "setup_s": {"build", "verify"}} where CYCLE is {"wall_s", "cpu_s",
+"simulators_cpu_s", "users", "requests": {service: n}, "calendar_requests", "calendar_requests_per_user",
 "mbn_requests", "absences_created", "mbn_requests_per_absence_created", "requests_per_second",
 "efficiency"} and efficiency = (requests × latency ÷ concurrency) ÷ wall time.
+
+`noop` syncs every user with no change (a full read of every calendar); `incremental` syncs only the 1 % of
+users whose calendar changed, as their change notifications would. `steady` is what the periodic sweep does
+(`sync.jobs.sweep`: the batches `sync.services.sync_passes` gives) once everyone is synced: with no change, then
+after another 1 % of users changed. `cpu_s` is this process's CPU time (user + system) during the cycle;
+`simulators_cpu_s` the simulators' process's (`--simulators process`, the default), else null (their CPU is
+in `cpu_s`); with `--celery-workers` or `--q2-workers` the workers' CPU is in neither. `peak_rss_mb` is this
+process's peak resident memory over the run. `mismatches` counts users whose MBN state differs from the
+engine's answer for their calendar at the end; `steady.no_change.mismatches` the same right after that sweep.
 `--dump DIR` writes per user `<user>.events.json` (preview_absences input: settings, window, the scripted
 events) and `<user>.mbn.json` (what the MBN simulator holds). The benchmark's rows are deleted afterwards.
 """
@@ -16,6 +27,7 @@ import datetime as dt
 import itertools
 import json
 import random
+import resource
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -39,7 +51,7 @@ from sync import pipeline
 from sync.attempt import BUSY_RETRY_SECONDS, run_sync_attempt
 from sync.models import CalendarUser, PushedAbsence
 from sync.rules import compute_absences
-from sync.services import catalogue_from_database, rule_settings_for
+from sync.services import catalogue_from_database, rule_settings_for, sync_passes
 from sync.work import SYNC_USERS
 
 BATCH = 20
@@ -56,6 +68,10 @@ WIRE = {"graph": _wire_graph, "ews": demo.wire_ews_customer, "google": demo.wire
 class Command(BaseCommand):
     help = "Benchmarks calendar sync against the loopback simulators (JSON on stdout, progress on stderr)."
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._wanted: dict[int, tuple[int, list[Any]]] = {}  # `_verify`'s engine answers, per user
+
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--users", type=int, default=100)
         parser.add_argument("--events-per-user", type=int, default=20)
@@ -65,6 +81,12 @@ class Command(BaseCommand):
         parser.add_argument("--dump", type=Path, help="directory for per-user events and MBN state")
         parser.add_argument("--seed", type=int, default=2026)
         parser.add_argument("--mbn-rate", type=int, default=20, help="MBN requests per second per enterprise")
+        parser.add_argument(
+            "--simulators",
+            choices=("process", "thread"),
+            default="process",
+            help="run the simulators in their own process (as the real services are elsewhere) or in this one",
+        )
         parser.add_argument(
             "--celery-workers",
             type=int,
@@ -86,7 +108,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from devtools.simulators import Simulators
+        from devtools.simulators.remote import start_simulators
 
         if options["users"] < 1 or options["events_per_user"] < 0 or options["concurrency"] < 1:
             raise CommandError("--users and --concurrency must be at least 1, --events-per-user at least 0")
@@ -97,7 +119,7 @@ class Command(BaseCommand):
                 raise CommandError("--celery-workers needs CELERY_BROKER_URL and CELERY_RESULT_BACKEND set")
             if connection.vendor == "sqlite":
                 raise CommandError("--celery-workers needs a database the workers share: set DATABASE_URL (PostgreSQL)")
-        with Simulators.start() as sims:
+        with start_simulators(options["simulators"]) as sims:
             for service in ("login", "graph", "mbn", "ews", "google"):
                 sims.set_latency(service, options["latency_ms"])
             with override_settings(
@@ -122,10 +144,12 @@ class Command(BaseCommand):
     def _run(self, sims, options: dict[str, Any]) -> dict[str, Any]:  # type: ignore[no-untyped-def]
         self._celery = bool(options["celery_workers"])
         self._q2 = bool(options["q2_workers"])
+        self._remote = options["simulators"] == "process"
         rng = random.Random(options["seed"])
         count, concurrency = options["users"], options["q2_workers"] or options["concurrency"]
         shares = {kind: count // len(PROVIDERS) + (i < count % len(PROVIDERS)) for i, kind in enumerate(PROVIDERS)}
         per_customer = options["users_per_customer"]
+        clock = time.perf_counter()
         built = [
             (kind, *self._build(min(per_customer, n - first), kind))
             for kind, n in shares.items()
@@ -157,8 +181,18 @@ class Command(BaseCommand):
             # Round-robin over the customers, so batches in flight together hit different MBN enterprises.
             batches = [batch for group in itertools.zip_longest(*per_source) for batch in group if batch]
             latency = options["latency_ms"]
+            build_s = time.perf_counter() - clock
             initial = self._cycle(sims, batches, now, concurrency, latency, "initial sync")
+            self._forget_change_cursors(built)  # today's full read, whatever the sweep does
             noop = self._cycle(sims, batches, now, concurrency, latency, "no-change cycle")
+            # the sweep once everyone is synced: what `sync.jobs.sweep` queues for each source, round-robin
+            sweep = self._sweep_batches(built)
+            still = self._cycle(sims, sweep, now, concurrency, latency, "steady: no change")
+            clock = time.perf_counter()
+            still["mismatches"] = sum(
+                self._verify(sims, customer, users, calendars, now, None) for _kind, customer, users in built
+            )
+            verify_s = time.perf_counter() - clock
             everyone = [(kind, user) for kind, _customer, users in built for user in users]
             changed = rng.sample(everyone, max(1, count // 100))
             for kind, user in changed:
@@ -175,10 +209,25 @@ class Command(BaseCommand):
                 **self._cycle(sims, changed_batches, now, concurrency, latency, "1 % changed"),
                 "changed_users": len(changed),
             }
+            unchanged = [pair for pair in everyone if pair not in changed]
+            moved = rng.sample(unchanged, min(len(unchanged), max(1, count // 100)))
+            for kind, user in moved:
+                extra = demo.as_provider_can_hold(
+                    kind, demo.scripted_events(rng=rng, start=now, days=3, count=2, prefix=f"{user.pk}-steady-")
+                )
+                calendars[user.pk] = calendars[user.pk] + extra
+                demo.put_events(sims, kind, user, extra)
+            swept = {
+                **self._cycle(sims, sweep, now, concurrency, latency, "steady: 1 % changed"),
+                "changed_users": len(moved),
+            }
+            clock = time.perf_counter()
             mismatches = sum(
                 self._verify(sims, customer, users, calendars, now, options.get("dump"))
                 for _kind, customer, users in built
             )
+            verify_s += time.perf_counter() - clock
+            swept["mismatches"] = mismatches
         finally:
             ids = [customer.pk for _kind, customer, _users in built]
             Subscription.objects.filter(customer_id__in=ids).delete()  # the pending ones demo wiring made
@@ -198,8 +247,30 @@ class Command(BaseCommand):
             "initial": initial,
             "noop": noop,
             "incremental": incremental,
+            "steady": {"no_change": still, "changed": swept},
             "mismatches": mismatches,
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),  # KiB on Linux
+            "simulators": options["simulators"],
+            # the simulators' process: every scripted calendar and what MBN holds (the same as above in "thread")
+            "simulators_peak_rss_mb": sims.peak_rss_mb(),
+            "setup_s": {"build": round(build_s, 1), "verify": round(verify_s, 1)},
         }
+
+    def _forget_change_cursors(self, built: list[tuple[str, Customer, list[ServiceUser]]]) -> None:
+        """Where the calendars are read incrementally (a stored change cursor per user), forget the cursors so
+        that the next sync reads every calendar in full, as the sweep did before incremental reads."""
+        if any(field.name == "delta_cursor" for field in CalendarUser._meta.get_fields()):
+            users = [user for _kind, _customer, group in built for user in group]
+            CalendarUser.objects.filter(service_user__in=users).update(delta_cursor="")  # type: ignore[misc]
+
+    def _sweep_batches(self, built: list[tuple[str, Customer, list[ServiceUser]]]) -> list[list[int]]:
+        """The batches the periodic sweep queues (`sync.services.sync_passes`, 20 users of one source each),
+        alternating between the customers as the sweeps of many sources would."""
+        per_source = []
+        for _kind, _customer, users in built:
+            ids = CalendarUser.objects.filter(service_user__in=users).values_list("pk", flat=True)
+            per_source.append([batch for batch, _first_day in sync_passes(calendar_user_ids=ids, batch=BATCH)])
+        return [batch for group in itertools.zip_longest(*per_source) for batch in group if batch]
 
     def _build(self, count: int, kind: str) -> tuple[Customer, list[ServiceUser]]:
         taken = set(Customer.objects.values_list("org_number", flat=True))
@@ -331,6 +402,8 @@ class Command(BaseCommand):
         """One sync of every batch; efficiency = (requests × latency ÷ concurrency) ÷ wall time."""
         sims.reset_counters()
         absences_before = PushedAbsence.objects.count()
+        cpu_before = time.process_time()
+        sims_cpu_before = sims.cpu_seconds() if self._remote else None
         users = sum(len(batch) for batch in batches)
         progress = ProgressBar(label, stream=sys.stderr)
         done = 0
@@ -397,12 +470,17 @@ class Command(BaseCommand):
                     done += 1
                     progress(done, len(batches))
         wall = time.perf_counter() - started
+        cpu = time.process_time() - cpu_before
+        sims_cpu = None if sims_cpu_before is None else sims.cpu_seconds() - sims_cpu_before
         by_service = {name: sims.requests(name) for name in ("login", "graph", "ews", "google", "mbn")}
+
         calendar_requests = sum(n for name, n in by_service.items() if name != "mbn")
         created = max(PushedAbsence.objects.count() - absences_before, 0)
         total = calendar_requests + by_service["mbn"]
         return {
             "wall_s": round(wall, 3),
+            "cpu_s": round(cpu, 2),
+            "simulators_cpu_s": None if sims_cpu is None else round(sims_cpu, 2),
             "users": users,
             "requests": by_service,
             "calendar_requests": calendar_requests,
@@ -430,12 +508,17 @@ class Command(BaseCommand):
         mismatches = 0
         if dump:
             dump.mkdir(parents=True, exist_ok=True)
+        known = self._wanted  # user → (events, the engine's answer) at the last check: calendars only grow
         for user in users:
             rules = rule_settings_for(customer_settings=settings_row, service_user=user)
-            expected = compute_absences(
-                settings=rules, window_start=start, window_end=end, events=calendars[user.pk], catalogue=catalogue
-            )
-            want = sorted((a.mbn_reason, a.start, a.end, "voicemail" if a.divert else "none") for a in expected)
+            events = calendars[user.pk]
+            if known.get(user.pk, (None,))[0] != len(events):
+                expected = compute_absences(
+                    settings=rules, window_start=start, window_end=end, events=events, catalogue=catalogue
+                )
+                wanted = sorted((a.mbn_reason, a.start, a.end, "voicemail" if a.divert else "none") for a in expected)
+                known[user.pk] = (len(events), wanted)
+            want = known[user.pk][1]
             held = sims.mbn.absences(eid, user.msisdn)
             have = sorted(
                 (
