@@ -66,6 +66,7 @@ __all__ = [
     "google_setup_info",
     "microsoft_consent_url",
     "remove_connection",
+    "removed_words",
     "save_ews",
     "save_google",
     "save_mbn",
@@ -772,6 +773,18 @@ def remove_connection(*, customer: Customer, connection: str, user: Any, source_
             params={"tenant": source.tenant_id, "group": source.activation_group},
         )
         update_service_states(customer=customer)  # their stops are queued after commit
+
+
+def removed_words(connection: str) -> str:
+    """What disconnecting did, in words for the one who clicked "Koble fra" (portal and admin)."""
+    if connection == Connection.MBN:
+        return gettext(
+            "Telenor MBN is disconnected: nothing more is sent there. Absences already sent stay until they end."
+        )
+    return gettext(
+        "Disconnected. Its users are being stopped and their absences removed from Telenor MBN; connect again "
+        "whenever you are ready."
+    )
 
 
 def _nothing_to_test() -> ConnectionProblem:
