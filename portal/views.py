@@ -476,7 +476,8 @@ def microsoft_callback(request: HttpRequest, customer: Customer) -> HttpResponse
 @portal_page()
 def microsoft_group(request: HttpRequest, customer: Customer, pk: int) -> HttpResponse:
     """Search the tenant's groups and choose the activation group; choosing tests the connection."""
-    source = get_object_or_404(CalendarSource.objects.filter(customer=customer, kind=CalendarSource.Kind.GRAPH), pk=pk)
+    sources = CalendarSource.objects.filter(customer=customer, kind=CalendarSource.Kind.GRAPH, removed_at__isnull=True)
+    source = get_object_or_404(sources, pk=pk)
     choice = forms.GroupChoiceForm(request.POST if request.method == "POST" else None)
     query = (choice.data.get("q") if choice.is_bound else request.GET.get("q")) or ""
     search = forms.GroupSearchForm({"q": query} if query else None)

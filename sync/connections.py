@@ -429,6 +429,8 @@ def search_groups(*, source: CalendarSource, query: str) -> list[GroupChoice]:
     """The tenant's groups whose name starts with, or has a word starting with, `query` (all groups, first
     GROUP_SEARCH_LIMIT by name, when `query` is blank), read with Nettsoft's app. Raises ConnectionProblem
     (TOKEN_REFUSED, PERMISSION_MISSING, TIMEOUT, …) when Graph cannot be asked."""
+    if source.removed_at is not None:
+        raise _nothing_to_test()
     if source.kind != CalendarSource.Kind.GRAPH:
         raise ConnectionProblem(
             ConnectionErrorCode.INVALID_INPUT, {"message": gettext("Only Microsoft 365 has a group search.")}
@@ -449,6 +451,8 @@ def choose_group(*, source: CalendarSource, group_id: str, user: Any) -> Connect
     """
     group_id = group_id.strip()
     connection = Connection.MICROSOFT365
+    if source.removed_at is not None:  # disconnected meanwhile (another tab): connect again first
+        raise _nothing_to_test()
     if not group_id:
         result = ConnectionTestResult.failed(
             ConnectionProblem(ConnectionErrorCode.GROUP_NOT_FOUND, {"group": "", "system": "Microsoft 365"})
@@ -608,7 +612,7 @@ def _check_endpoint(endpoint: str) -> None:
     parts = urlsplit(endpoint)
     host = parts.hostname or ""
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, parts.port or 443, proto=socket.IPPROTO_TCP)}
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, parts.port or 443, proto=socket.IPPROTO_TCP)}
     except (OSError, UnicodeError, ValueError):
         _bad_endpoint(gettext("The server name in the EWS address (%(host)s) was not found.") % {"host": host})
     ips = [ipaddress.ip_address(address.split("%")[0]) for address in addresses]

@@ -236,7 +236,7 @@ CONNECTION_WORDING: dict[ConnectionErrorCode, tuple[str, str]] = {
         ),
         gettext_noop(
             "Nothing was changed. Sign in to Microsoft with an administrator of the organisation already "
-            "connected, or ask Nettsoft to remove the old connection first."
+            "connected, or disconnect it first (“Disconnect” on its card) and connect again."
         ),
     ),
     ConnectionErrorCode.NOT_CONFIGURED: (
