@@ -966,7 +966,7 @@ def _people_to_match(customer: Customer) -> list[tuple[DirectoryUser, str]]:
     people: dict[str, DirectoryUser] = {}
     for source in CalendarSource.objects.filter(customer=customer, active=True).exclude(activation_group=""):
         try:
-            members = pipeline.provider_for(source).list_users(source.activation_group)
+            members = pipeline.new_provider(source).list_users(source.activation_group)
         except ProviderError:
             continue  # that source's own test says what is wrong
         for member in members:
