@@ -90,5 +90,10 @@ class KalenderPushAdminSite(admin.AdminSite):
                 self.admin_view(customer_connections.customer_connection_test_view),
                 name="customers_customer_connections_test",
             ),
+            path(
+                "customers/customer/<int:pk>/connections/remove/",
+                self.admin_view(customer_connections.customer_connection_remove_view),
+                name="customers_customer_connections_remove",
+            ),
             *super().get_urls(),
         ]

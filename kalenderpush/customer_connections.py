@@ -38,6 +38,7 @@ def customer_connections_view(request: HttpRequest, pk: int) -> HttpResponse:
         "connections": sync_connections.customer_connections(customer=customer),
         "events": sync_connections.connection_events(customer=customer, limit=EVENTS_SHOWN),
         "test_url": reverse("admin:customers_customer_connections_test", args=[customer.pk]),
+        "remove_url": reverse("admin:customers_customer_connections_remove", args=[customer.pk]),
         "links": {
             "change": reverse("admin:customers_customer_change", args=[customer.pk]),
             "overview": reverse("admin:customers_customer_overview", args=[customer.pk]),
@@ -71,4 +72,29 @@ def customer_connection_test_view(request: HttpRequest, pk: int) -> HttpResponse
             messages.success(request, gettext("The connection works."))
         else:
             messages.error(request, gettext("The test failed.") + f" {result.what} {result.what_to_do}")
+    return redirect("admin:customers_customer_connections", pk=customer.pk)
+
+
+@require_POST
+def customer_connection_remove_view(request: HttpRequest, pk: int) -> HttpResponse:
+    """ "Koble fra" for staff (e.g. a consent given for the wrong organisation): audited with the staff member."""
+    customer = _customer(pk)
+    if not request.user.has_perm("customers.change_customer"):
+        messages.error(request, gettext("Your login may not change customers, so it may not disconnect them."))
+        return redirect("admin:customers_customer_connections", pk=customer.pk)
+    form = ConnectionTestForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, gettext("Choose a connection to disconnect."))
+        return redirect("admin:customers_customer_connections", pk=customer.pk)
+    try:
+        sync_connections.remove_connection(
+            customer=customer,
+            connection=form.cleaned_data["connection"],
+            user=request.user,
+            source_id=form.cleaned_data["source"],
+        )
+    except ConnectionProblem as problem:
+        messages.error(request, f"{problem.what} {problem.what_to_do}")
+    else:
+        messages.success(request, sync_connections.removed_words(form.cleaned_data["connection"]))
     return redirect("admin:customers_customer_connections", pk=customer.pk)

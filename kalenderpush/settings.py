@@ -310,6 +310,10 @@ MBN_PARTNER_CLIENT_ID = env.str("MBN_PARTNER_CLIENT_ID", default="")
 MBN_PARTNER_CLIENT_SECRET = env.str("MBN_PARTNER_CLIENT_SECRET", default="")
 # How long an admin-consent link stays valid (its state), in seconds.
 CONNECTION_CONSENT_MAX_AGE_SECONDS = env.int("CONNECTION_CONSENT_MAX_AGE_SECONDS", default=900)
+# Whether a customer may give an Exchange (EWS) address on loopback, link-local or a private network (and plain
+# http on loopback): only a lab's simulator lives there. Off in production: the service account's password is sent
+# to that address and what answers is shown, so it must not reach Nettsoft's own network.
+EWS_ALLOW_PRIVATE_ENDPOINTS = env.bool("EWS_ALLOW_PRIVATE_ENDPOINTS", default=DEVTOOLS)
 
 # --- Billing: the seller (Nettsoft) as printed on invoices, EHF and letters ----------------------
 SELLER_NAME = env.str("SELLER_NAME", default="Nettsoft AS")

@@ -81,7 +81,7 @@ def problems_of(customer: Customer, counts: UserCounts, sources: list[CalendarSo
 
 
 def has_mbn_connection(customer: Customer) -> bool:
-    return MbnConnection.objects.filter(customer=customer).exists()
+    return MbnConnection.objects.filter(customer=customer, removed_at__isnull=True).exists()
 
 
 def user_problem(service_user: ServiceUser, *, has_mbn: bool) -> Problem | None:
@@ -100,7 +100,7 @@ def user_problem(service_user: ServiceUser, *, has_mbn: bool) -> Problem | None:
 
 def overview(customer: Customer, *, today: dt.date) -> Overview:
     subscription = current_subscription(customer)
-    sources = list(CalendarSource.objects.filter(customer=customer))
+    sources = list(CalendarSource.objects.filter(customer=customer, removed_at__isnull=True))
     has_mbn = has_mbn_connection(customer)
     counts = user_counts(customer)
     last_success = max((s.last_success_at for s in sources if s.last_success_at), default=None)

@@ -30,6 +30,7 @@ urlpatterns = [
     path("abonnement/si-opp/", views.terminate, name="terminate"),
     path("tilkoblinger/", views.connections, name="connections"),
     path("tilkoblinger/test/", views.connection_test, name="connection_test"),
+    path("tilkoblinger/koble-fra/", views.connection_remove, name="connection_remove"),
     path("tilkoblinger/microsoft/", views.microsoft_connect, name="microsoft_connect"),
     path("tilkoblinger/microsoft/svar/", views.microsoft_callback, name="microsoft_callback"),
     path("tilkoblinger/microsoft/<int:pk>/gruppe/", views.microsoft_group, name="microsoft_group"),

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from billing.exports import ExportedDocument
 from billing.services import document_for_credit_note, document_for_invoice, termination_for
+from common.formatting import format_number
 from customers.models import Customer, ServiceUser, Subscription
 from customers.services import ensure_customer_settings
 from portal import forms, selectors, services, timeline
@@ -386,6 +387,26 @@ def connection_test(request: HttpRequest, customer: Customer) -> HttpResponse:
     return redirect(f"{reverse('portal:connections')}#{form.cleaned_data['connection']}")
 
 
+@require_POST
+@portal_page()
+def connection_remove(request: HttpRequest, customer: Customer) -> HttpResponse:
+    """ "Koble fra": disconnect one connection (after the confirmation on its card) and say what follows."""
+    form = forms.ConnectionTestForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("Choose a connection to disconnect."))
+        return redirect("portal:connections")
+    connection = form.cleaned_data["connection"]
+    try:
+        sync_connections.remove_connection(
+            customer=customer, connection=connection, user=request.user, source_id=form.cleaned_data["source"]
+        )
+    except ConnectionProblem as problem:
+        messages.error(request, f"{problem.what} {problem.what_to_do}")
+    else:
+        messages.success(request, sync_connections.removed_words(connection))
+    return redirect(f"{reverse('portal:connections')}#{connection}")
+
+
 def _report_result(request: HttpRequest, result: ConnectionTestResult) -> None:
     if result.ok:
         messages.success(request, _("The connection works.") + " " + _details_sentence(result.details))
@@ -399,11 +420,11 @@ def _details_sentence(details: dict[str, Any]) -> str:
         unmatched = len(details.get("unmatched") or [])
         return _(
             "%(matched)s of your users were found in Telenor MBN; %(unmatched)s were not (listed under Telenor MBN)."
-        ) % {"matched": details["matched"], "unmatched": unmatched}
+        ) % {"matched": format_number(details["matched"], 0), "unmatched": format_number(unmatched, 0)}
     if "group_name" in details:
         return _("The group “%(group)s” has %(members)s members.") % {
             "group": details["group_name"],
-            "members": details.get("members", 0),
+            "members": format_number(details.get("members", 0), 0),
         }
     return ""
 
@@ -455,7 +476,8 @@ def microsoft_callback(request: HttpRequest, customer: Customer) -> HttpResponse
 @portal_page()
 def microsoft_group(request: HttpRequest, customer: Customer, pk: int) -> HttpResponse:
     """Search the tenant's groups and choose the activation group; choosing tests the connection."""
-    source = get_object_or_404(CalendarSource.objects.filter(customer=customer, kind=CalendarSource.Kind.GRAPH), pk=pk)
+    sources = CalendarSource.objects.filter(customer=customer, kind=CalendarSource.Kind.GRAPH, removed_at__isnull=True)
+    source = get_object_or_404(sources, pk=pk)
     choice = forms.GroupChoiceForm(request.POST if request.method == "POST" else None)
     query = (choice.data.get("q") if choice.is_bound else request.GET.get("q")) or ""
     search = forms.GroupSearchForm({"q": query} if query else None)

@@ -23,7 +23,7 @@ from sync.models import (
     PushedAbsence,
     SyncRun,
 )
-from sync.pipeline import provider_for
+from sync.pipeline import new_provider
 
 
 @admin.register(AbsenceProfile)
@@ -168,9 +168,10 @@ class CalendarSourceAdmin(AuditedAdmin):
     def test_connection(self, request: HttpRequest, queryset: QuerySet[CalendarSource]) -> None:
         for source in queryset.select_related("customer"):
             try:
-                problems = provider_for(source).check()
+                provider = new_provider(source)  # a real sign-in: not the sync's cached token
+                problems = provider.check()
                 if source.activation_group:
-                    members = provider_for(source).list_users(source.activation_group)
+                    members = provider.list_users(source.activation_group)
             except Exception as error:  # every failure is reported to staff in words
                 problems, members = [str(error)], []
             if problems:

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import ipaddress
 import json
 import re
 import secrets
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -23,12 +25,14 @@ from urllib.parse import urlencode, urlsplit
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator, URLValidator
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from customers.models import Customer, ServiceUser
+from customers.services import update_service_states
 from sync import pipeline
 from sync.errors import ConnectionErrorCode, SyncErrorCode, describe, describe_connection_error
 from sync.mbn import MbnAuthError, MbnClient, MbnError, MbnNotFound, MbnUnavailable, match_subscribers
@@ -61,6 +65,8 @@ __all__ = [
     "finish_microsoft_consent",
     "google_setup_info",
     "microsoft_consent_url",
+    "remove_connection",
+    "removed_words",
     "save_ews",
     "save_google",
     "save_mbn",
@@ -84,7 +90,6 @@ SYSTEM_NAMES: dict[str, str] = {
 }
 UNMATCHED_SHOWN = 50  # unmatched users listed in an MBN test's details
 GROUP_SEARCH_LIMIT = 25
-_LOOPBACK = {"127.0.0.1", "localhost", "::1"}  # a lab's own Exchange (the simulator) may answer plain http
 _TENANT_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -226,7 +231,16 @@ def nettsoft_graph_configured() -> bool:
 
 
 def _microsoft_source(customer: Customer) -> CalendarSource | None:
-    return CalendarSource.objects.filter(customer=customer, kind=CalendarSource.Kind.GRAPH).order_by("pk").first()
+    return _first_source(customer, CalendarSource.Kind.GRAPH)
+
+
+def _tenant_taken(customer: Customer, tenant: str) -> bool:
+    """Whether another customer holds a (not disconnected) Microsoft 365 source for `tenant`."""
+    return (
+        CalendarSource.objects.filter(kind=CalendarSource.Kind.GRAPH, tenant_id__iexact=tenant, removed_at__isnull=True)
+        .exclude(customer=customer)
+        .exists()
+    )
 
 
 def microsoft_consent_url(
@@ -326,7 +340,11 @@ def finish_microsoft_consent(
             {"description": gettext("Microsoft's answer named no organisation that consented.")},
             action=Action.CONSENT_REJECTED,
         )
-    expected = request.source.tenant_id if request.source is not None else ""
+    # The tenant expected now, not when the consent started: a second consent finished meanwhile may have
+    # connected one (two tabs), and then this one must be for the same tenant.
+    current = request.source if request.source is not None and request.source.removed_at is None else None
+    current = current or _microsoft_source(customer)
+    expected = current.tenant_id if current is not None else ""
     if expected and expected.casefold() != tenant.casefold():
         _rejected(
             customer,
@@ -335,10 +353,27 @@ def finish_microsoft_consent(
             {"tenant": tenant, "expected": expected},
             action=Action.CONSENT_REJECTED,
         )
+    # The tenant in Microsoft's answer is not signed: anyone can type it into the callback. Nettsoft's app
+    # reaches every tenant that consented, so a tenant another customer holds is refused (and the database
+    # refuses a second Nettsoft-app source for it, should two customers race). docs/operations.md.
+    if _tenant_taken(customer, tenant):
+        _rejected(customer, user, ConnectionErrorCode.TENANT_TAKEN, {"tenant": tenant}, action=Action.CONSENT_REJECTED)
+    try:
+        source = _consented_source(customer, user, tenant)
+    except IntegrityError:
+        _rejected(customer, user, ConnectionErrorCode.TENANT_TAKEN, {"tenant": tenant}, action=Action.CONSENT_REJECTED)
+    if not source.uses_nettsoft_app:
+        _switch_to_nettsoft_app(source, user)
+    return source
+
+
+def _consented_source(customer: Customer, user: Any, tenant: str) -> CalendarSource:
+    """The customer's Microsoft 365 source for `tenant` (created, inactive and without a group, if none)."""
     with transaction.atomic():
         source = (
             CalendarSource.objects.select_for_update()
             .filter(customer=customer, kind=CalendarSource.Kind.GRAPH, tenant_id__iexact=tenant)
+            .filter(removed_at__isnull=True)
             .order_by("pk")
             .first()
         )
@@ -351,11 +386,6 @@ def finish_microsoft_consent(
                 activation_group="",
                 active=False,
             )
-        elif not source.uses_nettsoft_app:
-            source.uses_nettsoft_app = True
-            source.client_id = ""
-            source.secret_encrypted = ""
-            source.save(update_fields=["uses_nettsoft_app", "client_id", "secret_encrypted"])
         _audit(
             customer=customer,
             connection=Connection.MICROSOFT365,
@@ -366,16 +396,47 @@ def finish_microsoft_consent(
     return source
 
 
+def _switch_to_nettsoft_app(source: CalendarSource, user: Any) -> None:
+    """A source on the customer's own app registration moves to Nettsoft's app only once the test passes with
+    it; until then (and when it fails) it keeps signing in with its own registration. Raises the test's
+    ConnectionProblem when it fails (the consent itself is kept in the audit)."""
+    if source.activation_group:
+        result = _test_source(_unsaved_copy(source, uses_nettsoft_app=True))
+    else:  # nothing is synced without a group: nothing working to lose
+        result = ConnectionTestResult.passed({})
+    with transaction.atomic():
+        if result.ok:
+            source.uses_nettsoft_app = True
+            source.client_id = ""
+            source.secret_encrypted = ""
+            try:
+                with transaction.atomic():
+                    source.save(update_fields=["uses_nettsoft_app", "client_id", "secret_encrypted"])
+            except IntegrityError:
+                result = ConnectionTestResult.failed(
+                    ConnectionProblem(ConnectionErrorCode.TENANT_TAKEN, {"tenant": source.tenant_id})
+                )
+                source.refresh_from_db()
+        if source.activation_group:
+            if result.ok:
+                _record_test(source, result)
+            _audit_test(source.customer, Connection.MICROSOFT365, user, result, extra={"switch": "nettsoft_app"})
+    if not result.ok:
+        raise result.problem()
+
+
 def search_groups(*, source: CalendarSource, query: str) -> list[GroupChoice]:
     """The tenant's groups whose name starts with, or has a word starting with, `query` (all groups, first
     GROUP_SEARCH_LIMIT by name, when `query` is blank), read with Nettsoft's app. Raises ConnectionProblem
     (TOKEN_REFUSED, PERMISSION_MISSING, TIMEOUT, …) when Graph cannot be asked."""
+    if source.removed_at is not None:
+        raise _nothing_to_test()
     if source.kind != CalendarSource.Kind.GRAPH:
         raise ConnectionProblem(
             ConnectionErrorCode.INVALID_INPUT, {"message": gettext("Only Microsoft 365 has a group search.")}
         )
     try:
-        return list(pipeline.provider_for(source).search_groups(query.strip(), limit=GROUP_SEARCH_LIMIT))
+        return list(pipeline.new_provider(source).search_groups(query.strip(), limit=GROUP_SEARCH_LIMIT))
     except ProviderError as error:
         raise _provider_problem(error, Connection.MICROSOFT365) from error
 
@@ -390,6 +451,8 @@ def choose_group(*, source: CalendarSource, group_id: str, user: Any) -> Connect
     """
     group_id = group_id.strip()
     connection = Connection.MICROSOFT365
+    if source.removed_at is not None:  # disconnected meanwhile (another tab): connect again first
+        raise _nothing_to_test()
     if not group_id:
         result = ConnectionTestResult.failed(
             ConnectionProblem(ConnectionErrorCode.GROUP_NOT_FOUND, {"group": "", "system": "Microsoft 365"})
@@ -452,18 +515,49 @@ def save_google(*, customer: Customer, user: Any, admin_subject: str, group: str
     group = group.strip().lower()
     _require_email(admin_subject, "admin_subject", gettext("The administrator's address is not an e-mail address."))
     _require_email(group, "group", gettext("The group's address is not an e-mail address."))
+    domain = _domain(admin_subject)
+    if _domain(group) != domain:  # one Workspace: the delegation is authorised per domain
+        message = gettext("The group's address must be in the administrator's domain (%(domain)s).") % {
+            "domain": domain
+        }
+        raise ConnectionProblem(ConnectionErrorCode.INVALID_INPUT, {"message": message}, field="group")
     if _service_account_info() is None:
         raise ConnectionProblem(ConnectionErrorCode.NOT_CONFIGURED, {"system": "Google Workspace"})
+    values = {"admin_subject": admin_subject, "group": group}
+    # Nettsoft's one service account is delegated in every customer's domain: a domain another customer holds
+    # is refused, or a customer could read another's calendars by typing its addresses (docs/operations.md).
+    if _google_domain_taken(customer, domain):
+        result = ConnectionTestResult.failed(
+            ConnectionProblem(ConnectionErrorCode.GOOGLE_DOMAIN_TAKEN, {"domain": domain}, field="admin_subject")
+        )
+        _audit_test(customer, Connection.GOOGLE, user, result, extra=values)
+        raise result.problem()
     existing = _first_source(customer, CalendarSource.Kind.GOOGLE)
+    # A key of its own, from before, is no longer used once Nettsoft's service account passed the test (a
+    # failing test saves nothing: the source keeps its key and goes on working with it).
     candidate = _unsaved_copy(
         existing or CalendarSource(customer=customer, kind=CalendarSource.Kind.GOOGLE),
         uses_nettsoft_app=True,
-        secret_encrypted="",  # a key of its own, from before, is no longer used: not kept either
+        secret_encrypted="",
         admin_subject=admin_subject,
         activation_group=group,
     )
-    values = {"admin_subject": admin_subject, "group": group}
     return _save_tested_source(customer, user, Connection.GOOGLE, existing, candidate, values)
+
+
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2].casefold()
+
+
+def _google_domain_taken(customer: Customer, domain: str) -> bool:
+    """Whether another customer's (not disconnected) Google source acts as, or reads a group of, `domain`."""
+    suffix = f"@{domain}"
+    return (
+        CalendarSource.objects.filter(kind=CalendarSource.Kind.GOOGLE, removed_at__isnull=True)
+        .filter(Q(admin_subject__iendswith=suffix) | Q(activation_group__iendswith=suffix))
+        .exclude(customer=customer)
+        .exists()
+    )
 
 
 # --- Exchange on-premises ---------------------------------------------------------------------------------------
@@ -479,20 +573,7 @@ def save_ews(
     Bad input raises ConnectionProblem with `field`; a failing test raises ConnectionProblem with its code,
     nothing saved but the audit; on success the source is saved and active and the first sync queued."""
     endpoint, username, group = endpoint.strip(), username.strip(), group.strip().lower()
-    try:
-        URLValidator(schemes=["https", "http"])(endpoint)
-        if urlsplit(endpoint).scheme != "https" and urlsplit(endpoint).hostname not in _LOOPBACK:
-            raise ValidationError("the password would travel unencrypted")
-    except ValidationError:
-        raise ConnectionProblem(
-            ConnectionErrorCode.INVALID_INPUT,
-            {
-                "message": gettext(
-                    "The EWS address must be an https address like https://mail.firma.no/EWS/Exchange.asmx."
-                )
-            },
-            field="endpoint",
-        ) from None
+    _check_endpoint(endpoint)
     # exchangelib opens the service account's own mailbox by its address to expand the group: not DOMAIN\user
     _require_email(
         username,
@@ -517,6 +598,39 @@ def save_ews(
         candidate.set_secret(password)
     values = {"endpoint": endpoint, "username": username, "group": group}
     return _save_tested_source(customer, user, Connection.EWS, existing, candidate, values)
+
+
+def _check_endpoint(endpoint: str) -> None:
+    """The EWS address must be https and reach the internet: Kalender Push sends the service account's password
+    there and reports what answers, so a loopback, link-local or private address (our own network) is refused.
+    A lab (EWS_ALLOW_PRIVATE_ENDPOINTS: DEBUG/DEVTOOLS) may use one, and plain http on loopback (a simulator)."""
+    allow_private = settings.EWS_ALLOW_PRIVATE_ENDPOINTS
+    try:
+        URLValidator(schemes=["https", "http"])(endpoint)
+    except ValidationError:
+        _bad_endpoint(gettext("The EWS address must be an https address like https://mail.firma.no/EWS/Exchange.asmx."))
+    parts = urlsplit(endpoint)
+    host = parts.hostname or ""
+    try:
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, parts.port or 443, proto=socket.IPPROTO_TCP)}
+    except (OSError, UnicodeError, ValueError):
+        _bad_endpoint(gettext("The server name in the EWS address (%(host)s) was not found.") % {"host": host})
+    ips = [ipaddress.ip_address(address.split("%")[0]) for address in addresses]
+    loopback = bool(ips) and all(ip.is_loopback for ip in ips)
+    if parts.scheme != "https" and not (allow_private and loopback):
+        _bad_endpoint(gettext("The EWS address must be an https address like https://mail.firma.no/EWS/Exchange.asmx."))
+    if not allow_private and any(not ip.is_global or ip.is_multicast for ip in ips):
+        _bad_endpoint(
+            gettext(
+                "The EWS address %(host)s leads to an internal network address: give the address your Exchange "
+                "server has on the internet."
+            )
+            % {"host": host}
+        )
+
+
+def _bad_endpoint(message: str) -> NoReturn:
+    raise ConnectionProblem(ConnectionErrorCode.INVALID_INPUT, {"message": message}, field="endpoint")
 
 
 # --- Telenor MBN --------------------------------------------------------------------------------------------------
@@ -560,7 +674,8 @@ def save_mbn(
         client_secret_encrypted=existing.client_secret_encrypted if existing else "",
         username=username,
         password_encrypted=existing.password_encrypted if existing else "",
-        active=True,
+        active=existing.active if existing else True,  # staff switch it off when the service ends
+        removed_at=None,
     )
     if password:
         candidate.set_secrets(password=password)
@@ -589,7 +704,7 @@ def test_connection(
     connection. The result is stored on it and audited; nothing else changes. Raises ConnectionProblem
     (INVALID_INPUT) when there is nothing of that kind to test."""
     if connection == Connection.MBN:
-        mbn = MbnConnection.objects.filter(customer=customer).first()
+        mbn = MbnConnection.objects.filter(customer=customer, removed_at__isnull=True).first()
         if mbn is None:
             raise _nothing_to_test()
         result = _test_mbn(mbn)
@@ -599,8 +714,7 @@ def test_connection(
         return result
     if connection not in KIND_OF:
         raise _nothing_to_test()
-    sources = CalendarSource.objects.filter(customer=customer, kind=KIND_OF[Connection(connection)])
-    source = (sources.filter(pk=source_id) if source_id is not None else sources.order_by("pk")).first()
+    source = _saved_source(customer, connection, source_id)
     if source is None:
         raise _nothing_to_test()
     if not source.activation_group:
@@ -613,6 +727,68 @@ def test_connection(
         _record_test(source, result)
         _audit_test(customer, connection, user, result)
     return result
+
+
+# Not a test (pytest collects functions named test_* it finds imported in a test module).
+test_connection.__test__ = False  # type: ignore[attr-defined]
+
+
+def _saved_source(customer: Customer, connection: str, source_id: int | None) -> CalendarSource | None:
+    """The customer's connected source of that kind (`source_id`, or the first), None when there is none."""
+    if connection not in KIND_OF:
+        return None
+    sources = CalendarSource.objects.filter(
+        customer=customer, kind=KIND_OF[Connection(connection)], removed_at__isnull=True
+    )
+    return (sources.filter(pk=source_id) if source_id is not None else sources.order_by("pk")).first()
+
+
+def remove_connection(*, customer: Customer, connection: str, user: Any, source_id: int | None = None) -> None:
+    """Disconnect ("Koble fra"): a calendar source is deactivated and marked disconnected, and its users stopped
+    as when they leave the activation group (our absences removed from MBN, their subscriptions ended); its
+    tenant or domain is free again for whoever owns it. The MBN connection is marked disconnected: nothing is
+    pushed until it is saved again (absences already on MBN stay until they end). Audited as `removed`. Raises
+    ConnectionProblem(INVALID_INPUT) when nothing of that kind is connected."""
+    now = timezone.now()
+    if connection == Connection.MBN:
+        with transaction.atomic():
+            mbn = MbnConnection.objects.select_for_update().filter(customer=customer, removed_at__isnull=True).first()
+            if mbn is None:
+                raise _nothing_to_test()
+            MbnConnection.objects.filter(pk=mbn.pk).update(removed_at=now)
+            params = {"enterprise_id": mbn.enterprise_id}
+            _audit(customer=customer, connection=connection, action=Action.REMOVED, user=user, params=params)
+        return
+    with transaction.atomic():
+        source = _saved_source(customer, connection, source_id)
+        if source is None:
+            raise _nothing_to_test()
+        source.active = False
+        source.removed_at = now
+        source.save(update_fields=["active", "removed_at"])
+        for service_user in ServiceUser.objects.filter(customer=customer, active=True, calendar__source=source):
+            service_user.active = False  # one by one, so the history that billing reads records each change
+            service_user.save(update_fields=["active"])
+        _audit(
+            customer=customer,
+            connection=connection,
+            action=Action.REMOVED,
+            user=user,
+            params={"tenant": source.tenant_id, "group": source.activation_group},
+        )
+        update_service_states(customer=customer)  # their stops are queued after commit
+
+
+def removed_words(connection: str) -> str:
+    """What disconnecting did, in words for the one who clicked "Koble fra" (portal and admin)."""
+    if connection == Connection.MBN:
+        return gettext(
+            "Telenor MBN is disconnected: nothing more is sent there. Absences already sent stay until they end."
+        )
+    return gettext(
+        "Disconnected. Its users are being stopped and their absences removed from Telenor MBN; connect again "
+        "whenever you are ready."
+    )
 
 
 def _nothing_to_test() -> ConnectionProblem:
@@ -643,7 +819,7 @@ def _test_source(source: CalendarSource) -> ConnectionTestResult:
     group = source.activation_group
     stage = "group"
     try:
-        provider = pipeline.provider_for(source)
+        provider = pipeline.new_provider(source)
         group_name = group
         if connection == Connection.MICROSOFT365:
             found = provider.group(group)
@@ -790,7 +966,7 @@ def _people_to_match(customer: Customer) -> list[tuple[DirectoryUser, str]]:
     people: dict[str, DirectoryUser] = {}
     for source in CalendarSource.objects.filter(customer=customer, active=True).exclude(activation_group=""):
         try:
-            members = pipeline.provider_for(source).list_users(source.activation_group)
+            members = pipeline.new_provider(source).list_users(source.activation_group)
         except ProviderError:
             continue  # that source's own test says what is wrong
         for member in members:
@@ -804,7 +980,8 @@ def _people_to_match(customer: Customer) -> list[tuple[DirectoryUser, str]]:
 
 
 def _first_source(customer: Customer, kind: str) -> CalendarSource | None:
-    return CalendarSource.objects.filter(customer=customer, kind=kind).order_by("pk").first()
+    """The customer's (first, not disconnected) calendar source of that kind."""
+    return CalendarSource.objects.filter(customer=customer, kind=kind, removed_at__isnull=True).order_by("pk").first()
 
 
 def _unsaved_copy(source: CalendarSource, **changes: Any) -> CalendarSource:
@@ -856,8 +1033,7 @@ def _save_tested_source(
             _audit(customer=customer, connection=connection, action=Action.SAVED, user=user, params=dict(values))
             _record_test(candidate, result)
             queue_first_sync(source_id=candidate.pk)
-        elif existing is not None:
-            _record_test(existing, result)
+        # a failed edit leaves the saved connection as it was, its last test included: only the audit row
         _audit_test(customer, connection, user, result, extra=values)
     if not result.ok:
         raise result.problem()
@@ -891,13 +1067,13 @@ def _require_email(value: str, field_name: str, message: str) -> None:
 def customer_connections(*, customer: Customer) -> list[ConnectionStatus]:
     """The four connections of the customer, in the order microsoft365, google, ews, mbn, each with its state."""
     sources: dict[str, CalendarSource] = {}
-    for source in CalendarSource.objects.filter(customer=customer).order_by("pk"):
+    for source in CalendarSource.objects.filter(customer=customer, removed_at__isnull=True).order_by("pk"):
         sources.setdefault(_connection_of(source), source)
     statuses = []
     for connection in CONNECTIONS:
         label = str(Connection(connection).label)
         if connection == Connection.MBN:
-            mbn = MbnConnection.objects.filter(customer=customer).first()
+            mbn = MbnConnection.objects.filter(customer=customer, removed_at__isnull=True).first()
             statuses.append(_mbn_status(mbn, label))
             continue
         statuses.append(_source_status(sources.get(connection), connection, label))

@@ -188,6 +188,8 @@ class ConnectionErrorCode(models.TextChoices):
     TIMEOUT = "timeout", _("No answer in time")
     INVALID_INPUT = "invalid_input", _("Invalid input")
     REQUEST_FAILED = "request_failed", _("Request refused")
+    TENANT_TAKEN = "tenant_taken", _("Organisation connected to another customer")
+    GOOGLE_DOMAIN_TAKEN = "google_domain_taken", _("Google domain connected to another customer")
 
 
 _START_AGAIN = gettext_noop(
@@ -234,7 +236,7 @@ CONNECTION_WORDING: dict[ConnectionErrorCode, tuple[str, str]] = {
         ),
         gettext_noop(
             "Nothing was changed. Sign in to Microsoft with an administrator of the organisation already "
-            "connected, or ask Nettsoft to remove the old connection first."
+            "connected, or disconnect it first (“Disconnect” on its card) and connect again."
         ),
     ),
     ConnectionErrorCode.NOT_CONFIGURED: (
@@ -332,6 +334,17 @@ CONNECTION_WORDING: dict[ConnectionErrorCode, tuple[str, str]] = {
     ConnectionErrorCode.REQUEST_FAILED: (
         gettext_noop("%(system)s refused a request: %(detail)s"),
         gettext_noop("Try again; if the same answer comes back, send it to Nettsoft."),
+    ),
+    ConnectionErrorCode.TENANT_TAKEN: (
+        gettext_noop("The Microsoft 365 organisation %(tenant)s is already connected to another customer."),
+        gettext_noop(
+            "Nothing was saved. Check that you signed in to Microsoft with an administrator of your own "
+            "organisation; if it is yours, contact Nettsoft."
+        ),
+    ),
+    ConnectionErrorCode.GOOGLE_DOMAIN_TAKEN: (
+        gettext_noop("The Google Workspace domain %(domain)s is already connected to another customer."),
+        gettext_noop("Nothing was saved. Check the addresses; if the domain is yours, contact Nettsoft."),
     ),
 }
 

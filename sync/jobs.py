@@ -81,7 +81,7 @@ def refresh_group(*, source: CalendarSource) -> dict[str, int]:
     unmatched: list[int] = []
     renumbered: list[int] = []  # users whose absences moved off an old number: pushed again to the new one
     connection = getattr(customer, "mbn_connection", None)
-    if connection is not None and settings.MBN_BASE_URL:
+    if connection is not None and connection.removed_at is None and settings.MBN_BASE_URL:
         users = list(ServiceUser.objects.filter(customer=customer, active=True))
         manual = {str(u.pk): u.msisdn for u in users if u.msisdn_set_by_hand and u.msisdn}
         found = match_subscribers(

@@ -6,6 +6,7 @@ from collections import defaultdict
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -142,6 +143,13 @@ class CalendarSource(models.Model):
         _("connection test error parameters"), default=dict, blank=True, editable=False
     )
     test_details = models.JSONField(_("connection test details"), default=dict, blank=True, editable=False)
+    removed_at = models.DateTimeField(
+        _("disconnected"),
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_("Set when the customer disconnected it (“Koble fra”): inactive, its users stopped."),
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     # Not the secret, not even encrypted; not the sync bookkeeping either (written on every sync with
     # QuerySet.update, so a history diff would pin the sync's changes on whoever edits the source next);
@@ -161,6 +169,18 @@ class CalendarSource(models.Model):
         verbose_name = _("calendar source")
         verbose_name_plural = _("calendar sources")
         ordering = ["customer", "kind"]
+        constraints = [
+            # Nettsoft's app reaches every tenant that consented to it: one customer per tenant, or a customer
+            # could read another's groups and calendars by naming its tenant (sync.connections checks it first).
+            models.UniqueConstraint(
+                Lower("tenant_id"),
+                condition=Q(kind="graph", uses_nettsoft_app=True, removed_at__isnull=True) & ~Q(tenant_id=""),
+                name="sync_one_customer_per_nettsoft_graph_tenant",
+                violation_error_message=_(
+                    "Another customer is already connected to this Microsoft 365 organisation through Nettsoft's app."
+                ),
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.customer.name}: {self.get_kind_display()}"
@@ -210,6 +230,13 @@ class MbnConnection(models.Model):
         _("connection test error parameters"), default=dict, blank=True, editable=False
     )
     test_details = models.JSONField(_("connection test details"), default=dict, blank=True, editable=False)
+    removed_at = models.DateTimeField(
+        _("disconnected"),
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_("Set when the customer disconnected it (“Koble fra”): nothing is pushed until it is saved again."),
+    )
 
     class Meta:
         verbose_name = _("MBN connection")

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 from zoneinfo import ZoneInfo
@@ -191,7 +191,6 @@ class UserResult:
 # --- clients, built from the encrypted settings and kept per process (token caches, connections) ---
 
 
-@functools.lru_cache(maxsize=256)
 def _graph_provider(
     tenant_id: str,
     client_id: str,
@@ -238,13 +237,13 @@ def graph_credentials(source: CalendarSource) -> tuple[str, tuple[str, str, str]
     return settings.NETTSOFT_GRAPH_CLIENT_ID, ("secret", "", settings.NETTSOFT_GRAPH_CLIENT_SECRET)
 
 
-def provider_for(source: CalendarSource):  # type: ignore[no-untyped-def]
-    """The source's provider, kept per process (token caches, HTTP connections) per credentials and URL."""
+def _provider_recipe(source: CalendarSource) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    """How the source's provider is built: the builder and its (hashable) arguments — credentials and URLs."""
     customer_settings = getattr(source.customer, "settings", None)
     zone = customer_settings.timezone if customer_settings else "Europe/Oslo"
     if source.kind == CalendarSource.Kind.GRAPH:
         client_id, credential = graph_credentials(source)
-        return _graph_provider(
+        return _graph_provider, (
             source.tenant_id,
             client_id,
             credential,
@@ -254,12 +253,12 @@ def provider_for(source: CalendarSource):  # type: ignore[no-untyped-def]
             zone,
         )
     if source.kind == CalendarSource.Kind.EWS:
-        return _ews_provider(source.endpoint, source.username, source.secret_encrypted, zone)
+        return _ews_provider, (source.endpoint, source.username, source.secret_encrypted, zone)
     if source.uses_nettsoft_app:  # Nettsoft's service account: the key file named in the settings
         key = ("file", settings.NETTSOFT_GOOGLE_SERVICE_ACCOUNT_FILE)
     else:
         key = ("encrypted", source.secret_encrypted)
-    return _google_provider(
+    return _google_provider, (
         key,
         source.admin_subject,
         settings.GOOGLE_TOKEN_URL,
@@ -269,14 +268,25 @@ def provider_for(source: CalendarSource):  # type: ignore[no-untyped-def]
     )
 
 
-@functools.lru_cache(maxsize=256)
+def new_provider(source: CalendarSource):  # type: ignore[no-untyped-def]
+    """A provider for the source built now, with no token cache and no kept connections: a connection test must
+    really sign in (a revoked consent or a certificate rotated at the same path shows at once)."""
+    build, arguments = _provider_recipe(source)
+    return build(*arguments)
+
+
+def provider_for(source: CalendarSource):  # type: ignore[no-untyped-def]
+    """The source's provider, kept per process (token caches, HTTP connections) per credentials and URL."""
+    build, arguments = _provider_recipe(source)
+    return _KEPT_PROVIDERS[build](*arguments)
+
+
 def _ews_provider(endpoint: str, username: str, secret_token: str, zone: str):  # type: ignore[no-untyped-def]
 
     password = CalendarSource(secret_encrypted=secret_token).secret()
     return EwsProvider(endpoint, username, password, timezone=zone, max_connections=settings.EWS_MAX_CONNECTIONS)
 
 
-@functools.lru_cache(maxsize=256)
 def _google_provider(
     key: tuple[str, str], admin_subject: str, token_url: str, calendar_url: str, directory_url: str, zone: str
 ):  # type: ignore[no-untyped-def]
@@ -295,6 +305,12 @@ def _google_provider(
         directory_base_url=directory_url,
         timezone=zone,
     )
+
+
+# The sync's providers, kept per process and per recipe (`provider_for`); connection tests build their own.
+_KEPT_PROVIDERS: dict[Callable[..., Any], Callable[..., Any]] = {
+    build: functools.lru_cache(maxsize=256)(build) for build in (_graph_provider, _ews_provider, _google_provider)
+}
 
 
 @functools.lru_cache(maxsize=256)
@@ -934,7 +950,8 @@ def _reconcile_user(  # type: ignore[no-untyped-def]
     wanted = reconcile.wanted_absences(user_key=service_user.pk, absences=absences)
     if reconcile.unchanged(wanted, stored):
         return None
-    if not service_user.msisdn or not hasattr(service_user.customer, "mbn_connection"):
+    connection = getattr(service_user.customer, "mbn_connection", None)
+    if not service_user.msisdn or connection is None or connection.removed_at is not None:
         # Nothing to push to, and nothing failed: no sync record, no error; the portal and admin show the
         # user as not connected to MBN (from the number and the connection themselves).
         CalendarUser.objects.filter(pk=user.pk).update(changed_at=None, last_error_at=None, **NO_ERROR)

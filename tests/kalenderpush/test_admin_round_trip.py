@@ -23,7 +23,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from django_q.models import OrmQ, Task
 
 from customers.models import Contact
-from sync.models import PushedAbsence, SyncRun
+from sync.models import ConnectionEvent, PushedAbsence, SyncRun
 from tests.factories import make_calendar_source
 from tests.portal.conftest import make_tenant
 from tests.round_trip import changed_fields, database_rows, post_back, post_forms, vary_from_the_defaults
@@ -58,6 +58,14 @@ def every_admin_table(settings, admin_user):  # type: ignore[no-untyped-def]
         end=now + dt.timedelta(hours=1),
         reason="Møte",
         diversion="none",
+    )
+    ConnectionEvent.objects.create(
+        customer=customer,
+        connection=ConnectionEvent.Connection.MBN,
+        action=ConnectionEvent.Action.TEST_FAILED,
+        error_code="mbn_login_failed",
+        params={"username": "api"},
+        actor=admin_user,
     )
     accountants, _created = Group.objects.get_or_create(name="Accountants")
     accountants.permissions.set(Permission.objects.filter(codename__in=["view_invoice", "view_creditnote"]))

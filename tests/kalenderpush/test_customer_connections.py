@@ -5,7 +5,7 @@ import re
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 from django.test import Client
 from django.urls import reverse
 
@@ -92,3 +92,26 @@ def test_a_portal_login_cannot_open_the_staff_page(customer):
 
 def test_an_unknown_customer_is_not_found(admin_client):
     assert admin_client.get(reverse("admin:customers_customer_connections", args=[999999])).status_code == 404
+
+
+def test_staff_disconnect_a_connection_after_a_confirmation(admin_client, admin_user, customer):
+    html = admin_client.get(_url(customer)).content.decode()
+    assert html.count('<details class="disconnect">') == 2  # Microsoft 365 and MBN are connected
+    assert f'action="{_url(customer, "customers_customer_connections_remove")}"' in html
+
+    response = admin_client.post(_url(customer, "customers_customer_connections_remove"), {"connection": "mbn"})
+
+    assert response.status_code == 302
+    assert MbnConnection.objects.get(customer=customer).removed_at is not None
+    event = ConnectionEvent.objects.get(customer=customer, action="removed")
+    assert (event.connection, event.actor) == ("mbn", admin_user)
+    html = admin_client.get(_url(customer)).content.decode()
+    assert 'id="mbn" data-state="not_connected"' in html
+
+
+def test_disconnecting_needs_the_change_permission(client, customer):
+    viewer = get_user_model().objects.create_user(username="les", password="x", is_staff=True)
+    viewer.user_permissions.add(*Permission.objects.filter(codename="view_customer"))
+    client.force_login(viewer)
+    client.post(_url(customer, "customers_customer_connections_remove"), {"connection": "mbn"})
+    assert MbnConnection.objects.get(customer=customer).removed_at is None

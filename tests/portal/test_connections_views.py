@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone, translation
 
+from portal.views import _details_sentence
 from sync.connections import STATE_LABELS, ConnectionErrorCode, describe_connection_error, google_setup_info
 from sync.models import CalendarSource, ConnectionEvent, ConsentRequest, MbnConnection
 from tests.factories import make_calendar_source
@@ -20,7 +21,7 @@ from tests.factories import make_calendar_source
 pytestmark = pytest.mark.django_db
 
 PAGES = ["connections", "google_connection", "exchange_connection", "mbn_connection", "microsoft_callback"]
-ACTIONS = ["connection_test", "microsoft_connect"]
+ACTIONS = ["connection_test", "connection_remove", "microsoft_connect"]
 NETTSOFT_APP = "6f1c2d3e-0000-4000-8000-00000000beef"
 
 
@@ -452,3 +453,54 @@ def test_a_failing_consented_source_offers_to_give_access_again(ours):
         what = describe_connection_error(ConnectionErrorCode.TOKEN_REFUSED, {"system": "Microsoft 365"})[0]
     assert what in microsoft
     assert nb("Give access again") in microsoft and f'action="{reverse("portal:microsoft_connect")}"' in microsoft
+
+
+# --- disconnecting, and numbers written the Norwegian way ---------------------------------------------------
+
+
+def test_a_connection_is_disconnected_from_its_card_after_a_confirmation(ours):
+    source = ours.graph_source
+    CalendarSource.objects.filter(pk=source.pk).update(activation_group="g", active=True)
+    html = _page(ours.admin, "connections")
+    card = re.search(r'<section class="card connection" id="microsoft365".*?</section>', html, re.S)[0]  # type: ignore[index]
+    confirm = re.search(r'<details class="disconnect">.*?</details>', card, re.S)[0]  # type: ignore[index]
+    assert f"<summary>{nb('Disconnect…')}</summary>" in confirm  # the button only shows after opening it
+    assert f'action="{reverse("portal:connection_remove")}"' in confirm and f'value="{source.pk}"' in confirm
+
+    assert ours.admin.get(reverse("portal:connection_remove")).status_code == 405  # a POST, with the CSRF token
+    response = ours.admin.post(
+        reverse("portal:connection_remove"), {"connection": "microsoft365", "source": source.pk}, follow=True
+    )
+
+    source.refresh_from_db()
+    assert (source.active, source.removed_at is not None) == (False, True)
+    assert ConnectionEvent.objects.filter(customer=ours.customer, action="removed").count() == 1
+    html = response.content.decode()
+    assert (
+        nb(
+            "Disconnected. Its users are being stopped and their absences removed from Telenor MBN; connect again "
+            "whenever you are ready."
+        )
+        in html
+    )
+    assert 'id="microsoft365" aria-labelledby="microsoft365-h" data-state="not_connected"' in html
+
+
+def test_disconnecting_what_is_not_connected_says_so(ours):
+    response = ours.admin.post(reverse("portal:connection_remove"), {"connection": "ews"}, follow=True)
+    assert nb("Nothing of this kind is connected yet.") in response.content.decode()
+
+
+def test_member_counts_are_written_the_norwegian_way(ours):
+    source = ours.graph_source
+    CalendarSource.objects.filter(pk=source.pk).update(
+        activation_group="g",
+        active=True,
+        tested_at=timezone.now(),
+        test_ok=True,
+        test_details={"group_name": "Alle ansatte", "members": 1234},
+    )
+    html = _page(ours.admin, "connections")
+    assert "(1\xa0234 medlemmer)" in html
+    with translation.override("nb"):
+        assert _details_sentence({"group_name": "Alle", "members": 1234}) == "Gruppen «Alle» har 1\xa0234 medlemmer."

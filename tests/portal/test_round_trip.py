@@ -29,8 +29,8 @@ PAGES = sorted(
 # Saving settings or a user's overrides queues a resync by design: the calendars are marked as changed.
 RESYNC_MARK = ["sync.CalendarUser.changed_at"]
 # Buttons that start something rather than save what the page shows: "Test again" records a test by design,
-# "Connect Microsoft 365" starts a consent (sign-out is the third).
-ACTIONS = {"logout", "connection_test", "microsoft_connect"}
+# "Connect Microsoft 365" starts a consent, "Disconnect" (behind its confirmation) disconnects (sign-out is the fourth).
+ACTIONS = {"logout", "connection_test", "connection_remove", "microsoft_connect"}
 
 
 @pytest.fixture
