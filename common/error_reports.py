@@ -26,7 +26,7 @@ _SENSITIVE_KEY = re.compile(
     r"body|e-?mail|mail|msisdn|mobile|phone|client[-_]?state|dsn|(?:^|[-_])key$",
     re.IGNORECASE,
 )
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_EMAIL = re.compile(r"[\w.+-]+(?:@|%40)[\w-]+(?:\.[\w-]+)+", re.IGNORECASE)  # also URL-encoded, as in a path
 _MSISDN = re.compile(r"\+\d{8,15}\b")  # a mobile number as we store them (+4791234567)
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[\w\-.~+/=]+")
 _FERNET = re.compile(r"gAAAAA[\w\-=]{20,}")  # a Fernet token (our encrypted secrets) in a message or a query

@@ -178,6 +178,8 @@ STORAGES = {
 }
 
 # --- Security (production values apply whenever DEBUG is off) -------------------------------------
+# `make release` fails on any deployment warning; a check an installation deliberately waives is named here.
+SILENCED_SYSTEM_CHECKS = env.list("SILENCED_SYSTEM_CHECKS", default=[])
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=8 * 3600)
 SESSION_COOKIE_SAMESITE = "Lax"

@@ -42,7 +42,7 @@ stop_all() {
 }
 
 on_signal() {
-    trap - INT TERM
+    trap '' INT TERM  # a second Ctrl-C while stopping must not leave the others running
     echo "supervise: stopping ${names[*]}…"
     stop_all
     echo "supervise: stopped"
@@ -58,6 +58,6 @@ for i in "${!pids[@]}"; do
         break
     fi
 done
-trap - INT TERM
+trap '' INT TERM  # stopping goes on whatever signal comes now
 stop_all
 exit $((status == 0 ? 1 : status))

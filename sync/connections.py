@@ -683,7 +683,16 @@ def save_mbn(
     params = {"enterprise_id": enterprise_id, "username": username}
     with transaction.atomic():
         if result.ok:
-            candidate.save()
+            if existing is not None:  # the locked row's secrets stay unless new ones were typed (a key rotation
+                saved = MbnConnection.objects.select_for_update().get(pk=existing.pk)  # may have re-encrypted them)
+                for name in ("enterprise_id", "username", "active", "removed_at"):
+                    setattr(saved, name, getattr(candidate, name))
+                if candidate.password_encrypted != existing.password_encrypted:
+                    saved.password_encrypted = candidate.password_encrypted
+                saved.save()
+                candidate = saved
+            else:
+                candidate.save()
             _audit(customer=customer, connection=Connection.MBN, action=Action.SAVED, user=user, params=params)
             _record_test(candidate, result)
             for source in CalendarSource.objects.filter(customer=customer, active=True).exclude(activation_group=""):
@@ -1023,8 +1032,10 @@ def _save_tested_source(
                 candidate.save()
             else:
                 source = CalendarSource.objects.select_for_update().get(pk=existing.pk)
-                for name in ("endpoint", "username", "admin_subject", "secret_encrypted", "uses_nettsoft_app"):
+                for name in ("endpoint", "username", "admin_subject", "uses_nettsoft_app"):
                     setattr(source, name, getattr(candidate, name))
+                if candidate.secret_encrypted != existing.secret_encrypted:  # a new secret was typed; otherwise the
+                    source.secret_encrypted = candidate.secret_encrypted  # locked row's (perhaps re-encrypted) stays
                 source.activation_group = candidate.activation_group
                 source.active = True
                 source.last_error, source.last_error_code, source.last_error_params = "", "", {}

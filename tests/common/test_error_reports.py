@@ -122,3 +122,11 @@ def test_breadcrumbs_lose_sql_parameters_query_strings_and_addresses():
     assert crumb == {"category": "httplib", "data": {"url": "https://mbn/x", "status_code": 429}}
     logged = scrub_breadcrumb({"category": "sync", "message": "read ola@kunde.no with Bearer eyJabc.def"})
     assert logged == {"category": "sync", "message": "read [e-mail] with Bearer [Filtered]"}
+
+
+def test_an_address_url_encoded_in_a_path_is_scrubbed_too():
+    url = "https://admin.googleapis.com/admin/directory/v1/groups/alle%40kunde.no/members"
+    crumb = scrub_breadcrumb({"category": "httplib", "data": {"url": url, "status_code": 404}})
+    assert crumb["data"]["url"] == "https://admin.googleapis.com/admin/directory/v1/groups/[e-mail]/members"
+    refused = scrub_breadcrumb({"category": "sync", "message": f"<HttpError 404 when requesting {url}?alt=json>"})
+    assert "kunde.no" not in refused["message"]

@@ -91,6 +91,8 @@ def production_env(*, port: int, tmp_path: Path, sims: Any) -> dict[str, str]:
         "SECURE_SSL_REDIRECT": "false",
         "SESSION_COOKIE_SECURE": "false",
         "CSRF_COOKIE_SECURE": "false",
+        # what those three switches set off, and `make release` would otherwise refuse
+        "SILENCED_SYSTEM_CHECKS": "security.W008,security.W012,security.W016",
         "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
         "WEB_CONCURRENCY": "2",
         "Q_WORKERS": "1",

@@ -569,3 +569,22 @@ def test_old_consent_states_are_forgotten_by_the_daily_clean_up(sims, customer, 
 
     assert "1 old consent state(s) deleted" in answer
     assert ConsentRequest.objects.count() == 1 and fresh
+
+
+def test_saving_mbn_while_the_key_is_rotated_keeps_the_rotated_password(sims, customer, admin, onboarding, monkeypatch):
+    """A key rotation that re-encrypts the stored password while the connection test runs: saving the form
+    (password left blank) must not write back the token read before, which only the old key reads."""
+    mbn = {"enterprise_id": "fjellheim", "username": "api@fjellheim-konsult.no"}
+    connections.save_mbn(customer=customer, user=admin, password=onboarding["mbn"]["password"], **mbn)
+    tested = connections._test_mbn
+
+    def rotated_meanwhile(candidate):
+        result = tested(candidate)
+        row = MbnConnection.objects.get(customer=customer)
+        MbnConnection.objects.filter(pk=row.pk).update(password_encrypted=row.password_encrypted + "-rotated")
+        return result
+
+    monkeypatch.setattr(connections, "_test_mbn", rotated_meanwhile)
+    connections.save_mbn(customer=customer, user=admin, password="", **mbn)
+
+    assert MbnConnection.objects.get(customer=customer).password_encrypted.endswith("-rotated")
