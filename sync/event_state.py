@@ -51,9 +51,10 @@ def catalogue_key(catalogue: Catalogue) -> str:
     return hashlib.sha1(repr(catalogue.profiles).encode(), usedforsecurity=False).hexdigest()[:16]
 
 
-def settled_key(*, rules: RuleSettings, catalogue: str, msisdn: str, connected: bool) -> str:
-    """What the engine's result depends on beside the events: settings, catalogue, MBN number and connection."""
-    text = f"{rules!r}|{catalogue}|{msisdn}|{connected}"
+def settled_key(*, rules: RuleSettings, catalogue: str, msisdn: str, mbn: str) -> str:
+    """What the engine's result and where it goes depend on beside the events: settings, catalogue, MBN number and
+    the MBN enterprise (`mbn`, "" when none is connected)."""
+    text = f"{rules!r}|{catalogue}|{msisdn}|{mbn}"
     return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:16]
 
 

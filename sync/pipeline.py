@@ -668,7 +668,7 @@ def _sync_served(
             rules=rules,
             catalogue=key,
             msisdn=service_user.msisdn,
-            connected=hasattr(service_user.customer, "mbn_connection"),
+            mbn=_mbn_target(service_user),
         )
         full = changes.full or head is None
         if (
@@ -689,8 +689,9 @@ def _sync_served(
         else:
             try:
                 known = event_state.decode(user.event_state, catalogue).events
-            except event_state.StateUnusable:  # its header was fine, its events are not: read in full next time
-                known, cursor = {}, ""
+            except event_state.StateUnusable:  # its header was fine, its events are not: never run the engine
+                calendars[user.pk] = _Calendar([], None, "", False, False)  # on a guess; read in full next time
+                continue
             stored = event_state.apply(known, changed=changes.events, removed=changes.removed, catalogue=catalogue)
             window_end = head.window_end if head is not None else end + READ_MARGIN
         stored = event_state.current(stored, now)
@@ -778,8 +779,10 @@ def _sync_served(
                 results.append(result)
             continue
         # Stored after the push: a crash before it leaves the old cursor, whose changes come again next time. A
-        # near-term pass (`limit`) left the rest unpushed: not settled, so the engine runs again for the full pass.
-        _store_read(user, calendar, now, settled=limit is None and (not result or not result.error))
+        # near-term pass (`limit`) left the rest unpushed: not settled, so the engine runs again for the full pass
+        # (unless nothing could be pushed at all: then a number or a connection arriving changes the settled key).
+        whole = limit is None or (result is not None and bool(result.not_pushed))
+        _store_read(user, calendar, now, settled=whole and (not result or not result.error))
         if earlier is not None:  # one result for the user: both parts
             results[earlier] = results[earlier] if result is None else _both(results[earlier], result)
             continue
@@ -1093,9 +1096,16 @@ class _Paced:
         return paced
 
 
+def _mbn_target(service_user: ServiceUser) -> str:
+    """The MBN enterprise the user's absences go to, "" when none (no connection, or it was disconnected)."""
+    connection = getattr(service_user.customer, "mbn_connection", None)
+    return connection.enterprise_id if connection is not None and connection.removed_at is None else ""
+
+
 def _finish(user: CalendarUser, run: SyncRun, result: UserResult) -> UserResult:
     finished = timezone.now()
     run.finished_at = finished
+    first_record = run.pk is None  # one count per sync record, as the records are counted
     if run.pk is None:
         run.created, run.updated, run.deleted = result.created, result.updated, result.deleted
         run.mbn_requests = result.mbn_requests
@@ -1108,7 +1118,8 @@ def _finish(user: CalendarUser, run: SyncRun, result: UserResult) -> UserResult:
         run.latency_ms = int((finished - changed_at).total_seconds() * 1000)
         metrics.CHANGE_TO_MBN_SECONDS.labels(provider=user.source.kind).observe(run.latency_ms / 1000)
     run.save()
-    metrics.count_sync_run(provider=user.source.kind, error_code=result.error_code)
+    if first_record:
+        metrics.count_sync_run(provider=user.source.kind, error_code=result.error_code)
     CalendarUser.objects.filter(pk=user.pk).update(
         last_synced_at=finished,
         changed_at=None,

@@ -281,3 +281,39 @@ def test_a_failed_push_is_pushed_again_although_the_calendar_did_not_change_agai
     pipeline.sync_users(calendar_user_ids=ids, now=later)
     expected = [*calendar(), Event("nytt", local(10, 10), local(10, 11), subject="Kunde &Eks")]
     assert mbn_state(sims, kari) == engine_state(kari, expected, later)
+
+
+def test_a_change_made_while_mbn_was_disconnected_reaches_mbn_once_it_is_connected_again(sims):
+    from django.utils import timezone
+
+    from sync.models import MbnConnection
+
+    users, ids = wire(sims, "graph")
+    pipeline.sync_users(calendar_user_ids=ids, now=NOW)
+    kari = users[0]
+    MbnConnection.objects.filter(customer=kari.customer).update(removed_at=timezone.now())
+    trip = Event("tur", local(10, 8), local(10, 16), subject="Messe &For")
+    put(sims, "graph", kari, trip)
+    pipeline.sync_users(calendar_user_ids=ids, now=NOW + dt.timedelta(minutes=5))  # read, nothing to push to
+    MbnConnection.objects.filter(customer=kari.customer).update(removed_at=None)
+
+    pipeline.sync_users(calendar_user_ids=ids, now=NOW + dt.timedelta(minutes=10))  # no calendar change since
+
+    assert mbn_state(sims, kari) == engine_state(kari, [*calendar(), trip], NOW + dt.timedelta(minutes=10))
+
+
+def test_stored_events_that_cannot_be_read_are_never_taken_for_an_empty_calendar(sims):
+    users, ids = wire(sims, "graph")
+    pipeline.sync_users(calendar_user_ids=ids, now=NOW)
+    kari = users[0]
+    calendar_user = CalendarUser.objects.get(pk=ids[0])
+    damaged = dict(calendar_user.event_state)
+    damaged["e"] = "not a list of events"
+    CalendarUser.objects.filter(pk=ids[0]).update(event_state=damaged)
+    put(sims, "graph", kari, Event("nytt", local(10, 10), local(10, 11), subject="Kunde &Eks-"))
+    before = mbn_state(sims, kari)
+
+    pipeline.sync_users(calendar_user_ids=ids, now=NOW + dt.timedelta(minutes=5))
+
+    assert mbn_state(sims, kari) == before  # nothing deleted on a guess
+    assert CalendarUser.objects.get(pk=ids[0]).delta_cursor == ""  # the next sync reads the calendar in full
