@@ -88,7 +88,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--profile-steady",
             type=Path,
-            help="write a cProfile of the sync threads during the steady no-change sweep to this file (pstats)",
+            help="write a cProfile (CPU time) of the sync threads in the steady no-change sweep to FILE (pstats)",
         )
         parser.add_argument(
             "--no-stream",
@@ -500,7 +500,7 @@ class Command(BaseCommand):
             if profiles is not None:
                 import cProfile
 
-                profile = cProfile.Profile()
+                profile = cProfile.Profile(time.thread_time)  # CPU, not time spent waiting
                 profile.enable()
             try:
                 queued = [(batch, 0)]
