@@ -516,7 +516,7 @@ class Command(BaseCommand):
                     if queued:
                         time.sleep(BUSY_RETRY_SECONDS if outcome.retry_in is None else outcome.retry_in)
             finally:
-                if profile is not None:
+                if profile is not None and profiles is not None:
                     profile.disable()
                     profiles.append(profile)
                 close_old_connections()
