@@ -287,6 +287,11 @@ class CalendarUser(models.Model):
     delta_cursor = models.TextField(_("delta cursor"), blank=True, editable=False)
     event_state = models.JSONField(_("stored calendar state"), null=True, blank=True, editable=False)
     full_read_at = models.DateTimeField(_("last full read"), null=True, blank=True, editable=False)
+    # EWS streaming (`sync.streaming`): the listener's heartbeat for a mailbox it holds a live subscription for
+    # (`streamed_until`, refreshed in bulk), and since when that subscription has run. While the heartbeat is fresh
+    # and the calendar was read after `streamed_since`, the sweep does not poll it (`sync.pipeline.streamed`).
+    streamed_since = models.DateTimeField(_("streamed since"), null=True, blank=True, editable=False)
+    streamed_until = models.DateTimeField(_("streamed until"), null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("calendar user")

@@ -31,7 +31,7 @@ from sync import event_state, reconcile
 from sync.errors import NO_ERROR, SyncErrorCode, SyncFailure, failure_of
 from sync.mbn import Diversion, MbnAbsence, MbnClient, MbnConflict, MbnError, MbnNotFound, MbnThrottled, MbnUnavailable
 from sync.models import CalendarSource, CalendarUser, MbnConnection, PushedAbsence, SyncRun
-from sync.providers.base import ProviderError, TemporaryError, Throttled
+from sync.providers.base import CalendarChanges, ChangeReads, ProviderError, TemporaryError, Throttled
 from sync.providers.ews import EwsProvider
 from sync.providers.google import GoogleProvider
 from sync.providers.graph import GraphProvider
@@ -590,6 +590,24 @@ def full_read_due(*, calendar_user_id: int, full_read_at: dt.datetime | None, no
     return now >= slot
 
 
+def streamed(*, user: CalendarUser, now: dt.datetime) -> bool:
+    """Whether the sweep may leave this calendar unread: the EWS listener (`sync.streaming`) holds a live streaming
+    subscription for the mailbox (its heartbeat `streamed_until` is fresh), the calendar was synced after that
+    subscription began (so every change since the stored cursor is either read or notified), and no notified change
+    waits (`changed_at`). Microsoft's guidance for EWS: streaming notifications paired with SyncFolderItems when
+    notified and after a reconnect, not polling every mailbox. The cursor stays where it is: the next read (a
+    notification, a lapsed heartbeat, the daily full read) gets everything since."""
+    return (
+        user.source.kind == CalendarSource.Kind.EWS
+        and user.changed_at is None
+        and user.streamed_until is not None
+        and user.streamed_until > now
+        and user.streamed_since is not None
+        and user.last_synced_at is not None
+        and user.last_synced_at >= user.streamed_since
+    )
+
+
 @dataclass
 class _Calendar:
     """One user's calendar after the read: the events for the engine, what to store, and whether to run it."""
@@ -642,11 +660,17 @@ def _sync_served(
     key = event_state.catalogue_key(catalogue)
     cursors: dict[str, str | None] = {}
     heads: dict[int, event_state.StoredHeader | None] = {}
+    unpolled: dict[str, CalendarChanges] = {}  # streamed mailboxes: no read, "nothing changed" at the same cursor
     for user in users:
-        cursors[user.provider_user_id], heads[user.pk] = _cursor_for(user, now, end, key)
+        cursor, heads[user.pk] = _cursor_for(user, now, end, key)
+        if cursor is not None and streamed(user=user, now=now):
+            unpolled[user.provider_user_id] = CalendarChanges((), frozenset(), cursor, False)
+        else:
+            cursors[user.provider_user_id] = cursor
 
     try:
-        reads = provider_for(source).read_changes(cursors, start, end + READ_MARGIN)
+        reads = provider_for(source).read_changes(cursors, start, end + READ_MARGIN) if cursors else ChangeReads()
+        reads.update(unpolled)
     except (Throttled, TemporaryError) as error:
         _record_retry(users, now, failure_of(error), source=source)
         raise RetryLater.because_of(error, [u.pk for u in users]) from error
@@ -717,6 +741,7 @@ def _sync_served(
     results: list[UserResult] = []
     unchanged: list[int] = []
     quiet: list[CalendarUser] = []
+    streamed_quiet: list[int] = []
     retry: list[RetryLater] = []
     read_retry: list[RetryLater] = []
     # Near-term first within the batch too: users never synced get what starts within FIRST_DAY pushed first, all
@@ -738,8 +763,11 @@ def _sync_served(
             continue
         user_events = calendar.events
         if not calendar.run_engine:
-            user.delta_cursor = calendar.cursor
-            quiet.append(user)
+            if user.provider_user_id in unpolled:  # not read: the cursor and a notified change stay as they are
+                streamed_quiet.append(user.pk)
+            else:
+                user.delta_cursor = calendar.cursor
+                quiet.append(user)
             results.append(UserResult(user.pk, 0))
             continue
         if rest:  # what MBN holds after the first part
@@ -796,6 +824,10 @@ def _sync_served(
     if unchanged:  # nothing to push: no sync record, one UPDATE for all of them
         CalendarUser.objects.filter(pk__in=unchanged).update(
             last_synced_at=timezone.now(), changed_at=None, last_error_at=None, **NO_ERROR
+        )
+    if streamed_quiet:  # `changed_at` left alone: a notification that came meanwhile still has its sync read
+        CalendarUser.objects.filter(pk__in=streamed_quiet).update(
+            last_synced_at=timezone.now(), last_error_at=None, **NO_ERROR
         )
     went_through = any(  # a calendar went all the way to MBN (a manual absence in the way aside)
         not result.error or result.error_code == SyncErrorCode.MBN_CONFLICT_MANUAL_ABSENCE for result in results

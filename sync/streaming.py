@@ -10,13 +10,20 @@ safety net for anything missed while no connection was open.
 
 Where the state lives: subscription ids only in this process's memory. A streaming subscription carries no
 watermark to resume from and lives only while a connection serves it, so a restarted listener subscribes again
-rather than reusing stored ids, and the database is not written for it. Errors stay where they belong: a mailbox
-that cannot be subscribed (outside the impersonation scope, missing) is logged and tried again later while the
-others stream; a server or service-account error holds back that source's groups for the back-off.
+rather than reusing stored ids. The database holds a heartbeat per streamed calendar (`CalendarUser.streamed_until`,
+written for every live subscription at each refresh in a few bulk UPDATEs, and `streamed_since`, when its
+subscription began): while it is fresh the sweep does not poll that mailbox (`sync.pipeline.streamed`), as
+Microsoft's guidance pairs streaming notifications with SyncFolderItems when notified rather than polling. A
+subscription Exchange dropped clears its heartbeat at once; a listener that stops clears all of its own. Errors
+stay where they belong: a mailbox that cannot be subscribed (outside the impersonation scope, missing) is logged and
+tried again later while the others stream; a server or service-account error holds back that source's groups for the
+back-off.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import logging
 import threading
 import time
@@ -24,10 +31,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from django.db import close_old_connections
+from django.utils import timezone
 
 from common.backoff import backoff_seconds
 from customers.models import served_customer
-from sync.models import CalendarSource
+from sync.models import CalendarSource, CalendarUser
 from sync.providers.base import AuthError, ProviderError, Throttled
 from sync.providers.ews import Affinity, EwsProvider, NotificationStream, SubscriptionsLost
 from sync.services import queue_syncs, served_calendars
@@ -42,6 +50,8 @@ RESUBSCRIBE_SECONDS = 300.0  # a mailbox that could not be subscribed is tried a
 # credentials in the source start its streams again at the next refresh.
 AUTH_RETRY_SECONDS = 900.0
 QUEUE_ATTEMPTS = 5  # tries to queue a notified sync while the database is busy (1, 2, 4, 8 s apart)
+HEARTBEAT_REFRESHES = 3  # a heartbeat holds for this many refreshes: one missed refresh does not make the sweep poll
+HEARTBEAT_CHUNK = 500  # calendar ids per heartbeat UPDATE
 STREAM_SESSIONS = 64  # HTTP sessions per Exchange server for the listener (one per open connection, plus subscribes)
 
 
@@ -59,6 +69,24 @@ def _queue_changed(calendar_user_ids: Iterable[int]) -> None:
     queue_syncs(calendar_user_ids=set(calendar_user_ids))
 
 
+def _lapsed(calendar_user_ids: Iterable[int]) -> None:
+    """Subscriptions Exchange dropped: their heartbeats end now (the sweep polls those mailboxes again until their
+    new subscriptions have a heartbeat and a read after them), and their syncs are queued."""
+    close_old_connections()
+    ids = set(calendar_user_ids)
+    CalendarUser.objects.filter(pk__in=ids).update(streamed_until=None)
+    queue_syncs(calendar_user_ids=ids)
+
+
+def clear_heartbeats(calendar_user_ids: Iterable[int]) -> int:
+    """End the heartbeats of these calendars (the listener stops): the sweep polls their mailboxes again."""
+    ids = list(calendar_user_ids)
+    return sum(
+        CalendarUser.objects.filter(pk__in=ids[i : i + HEARTBEAT_CHUNK]).update(streamed_until=None)
+        for i in range(0, len(ids), HEARTBEAT_CHUNK)
+    )
+
+
 class GroupStream:
     """Up to GROUP_SIZE mailboxes of one source on one GetStreamingEvents connection, run by its own thread."""
 
@@ -70,9 +98,12 @@ class GroupStream:
         *,
         connection_minutes: int = DEFAULT_CONNECTION_MINUTES,
         on_change: Callable[[set[int]], None] = _queue_changed,
+        on_lapse: Callable[[set[int]], None] | None = None,
         name: str = "",
     ) -> None:
         self.provider = provider
+        # users whose subscription Exchange dropped; by default their heartbeats end and their syncs are queued
+        self._on_lapse = on_lapse or (_lapsed if on_change is _queue_changed else on_change)
         self.affinity = Affinity(anchor)
         self.connection_minutes = connection_minutes
         self._on_change = on_change
@@ -80,6 +111,7 @@ class GroupStream:
         self._wanted = {user.mailbox.casefold(): user for user in users}
         self._generation = 0  # counts changes of `_wanted`: a connection opened for an older one is closed
         self._subscribed: dict[str, tuple[str, StreamedUser]] = {}  # mailbox → (subscription id, user)
+        self._since: dict[str, dt.datetime] = {}  # mailbox → when its subscription was made (no change before it)
         self._retry_at: dict[str, float] = {}  # mailbox → when to try subscribing it again
         self._stream: NotificationStream | None = None
         self._stopping = threading.Event()
@@ -97,6 +129,17 @@ class GroupStream:
 
     def start(self) -> None:
         self._thread.start()
+
+    def live(self) -> list[tuple[int, dt.datetime]]:
+        """(calendar id, subscribed since) of every mailbox with a subscription a connection serves right now."""
+        with self._lock:
+            if self._stream is None or self._stopping.is_set() or not self._thread.is_alive():
+                return []
+            return [
+                (user.calendar_user_id, self._since[mailbox])
+                for mailbox, (_id, user) in list(self._subscribed.items())
+                if mailbox in self._since
+            ]
 
     def set_users(self, users: Iterable[StreamedUser]) -> None:
         """The group's mailboxes from now on: leavers are unsubscribed and newcomers subscribed, on a new connection."""
@@ -174,6 +217,7 @@ class GroupStream:
             subscription_id, _user = self._subscribed.pop(mailbox)
             self._unsubscribe(mailbox, subscription_id)
         now = time.monotonic()
+        made: list[str] = []
         for mailbox, user in sorted(wanted.items()):
             if self._stopping.is_set():
                 return generation
@@ -189,6 +233,13 @@ class GroupStream:
                 continue
             self._retry_at.pop(mailbox, None)
             self._subscribed[mailbox] = (subscription_id, user)
+            made.append(mailbox)
+        since = timezone.now()  # after every Subscribe of the round: each change from here on is notified
+        with self._lock:
+            for mailbox in made:
+                self._since[mailbox] = since
+            for mailbox in [m for m in self._since if m not in self._subscribed]:
+                del self._since[mailbox]
         return generation
 
     def _stream_once(self, generation: int) -> bool:
@@ -213,12 +264,12 @@ class GroupStream:
                 self._stream = None
         return True
 
-    def _hand_over(self, calendar_user_ids: set[int]) -> None:
+    def _hand_over(self, calendar_user_ids: set[int], to: Callable[[set[int]], None] | None = None) -> None:
         """Queue the syncs; the database being busy or away for a moment is retried with the back-off (the
         connection waits meanwhile), and a change that still cannot be queued is left to the sweep."""
         for attempt in range(QUEUE_ATTEMPTS):
             try:
-                self._on_change(calendar_user_ids)
+                (to or self._on_change)(calendar_user_ids)
                 return
             except Exception:
                 if attempt + 1 == QUEUE_ATTEMPTS or self._stopping.is_set():
@@ -233,10 +284,12 @@ class GroupStream:
         the subscription was gone were not notified)."""
         lost = set(subscription_ids)
         users = [user for subscription_id, user in self._subscribed.values() if subscription_id in lost]
-        self._subscribed = {m: entry for m, entry in self._subscribed.items() if entry[0] not in lost}
+        with self._lock:  # no heartbeat for them from here on (`live`)
+            self._subscribed = {m: entry for m, entry in self._subscribed.items() if entry[0] not in lost}
+            self._since = {m: since for m, since in self._since.items() if m in self._subscribed}
         logger.info("Exchange dropped %d subscription(s) of %s's group; subscribing again", len(users), self.anchor)
         if users:
-            self._hand_over({user.calendar_user_id for user in users})
+            self._hand_over({user.calendar_user_id for user in users}, self._on_lapse)
 
     def _unsubscribe(self, mailbox: str, subscription_id: str) -> None:
         try:
@@ -245,6 +298,8 @@ class GroupStream:
             logger.info("the streaming subscription of %s could not be ended: %s", mailbox, error)
 
     def _unsubscribe_all(self) -> None:
+        with self._lock:
+            self._since.clear()
         for mailbox, (subscription_id, _user) in list(self._subscribed.items()):
             self._unsubscribe(mailbox, subscription_id)
         self._subscribed.clear()
@@ -272,13 +327,16 @@ class EwsListener:
         connection_minutes: int = DEFAULT_CONNECTION_MINUTES,
         refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
         on_change: Callable[[set[int]], None] = _queue_changed,
+        on_lapse: Callable[[set[int]], None] | None = None,
     ) -> None:
         if not 1 <= connection_minutes <= 30:
             raise ValueError("the connection timeout must be 1 to 30 minutes (Exchange's GetStreamingEvents range)")
         self.connection_minutes = connection_minutes
         self.refresh_seconds = refresh_seconds
         self._on_change = on_change
+        self._on_lapse = on_lapse
         self._sources: dict[int, _SourceStreams] = {}
+        self._beating: dict[int, dt.datetime] = {}  # calendar id → the `streamed_since` last written for it
 
     def groups(self) -> list[GroupStream]:
         return [group for streams in self._sources.values() for group in streams.groups]
@@ -294,6 +352,9 @@ class EwsListener:
                 stopping.wait(self.refresh_seconds)
         finally:
             self.stop()
+            with contextlib.suppress(Exception):  # the database away: the heartbeats lapse by themselves
+                clear_heartbeats(self._beating)
+                self._beating = {}
 
     def refresh(self) -> None:
         """Start, change or stop streams to match the active EWS sources and their served calendars."""
@@ -307,6 +368,30 @@ class EwsListener:
             self._stop_source(source_id)
         for source in sources.values():
             self._refresh_source(source)
+        self.heartbeat()
+
+    def heartbeat(self) -> int:
+        """Write the heartbeat of every live subscription (`CalendarUser.streamed_until`, valid for
+        HEARTBEAT_REFRESHES refreshes) in bulk, and `streamed_since` where a subscription is new; the heartbeats of
+        calendars no longer streamed end. Returns how many calendars are streamed."""
+        now = timezone.now()
+        until = now + dt.timedelta(seconds=HEARTBEAT_REFRESHES * max(self.refresh_seconds, 1.0))
+        live = dict(pair for group in self.groups() for pair in group.live())
+        new_since: dict[dt.datetime, list[int]] = {}
+        for pk, since in live.items():
+            if self._beating.get(pk) != since:
+                new_since.setdefault(since, []).append(pk)
+        for since, ids in new_since.items():  # with the heartbeat in the same UPDATE: never a new since, old beat
+            for i in range(0, len(ids), HEARTBEAT_CHUNK):
+                CalendarUser.objects.filter(pk__in=ids[i : i + HEARTBEAT_CHUNK]).update(
+                    streamed_since=since, streamed_until=until
+                )
+        renewed = [pk for pk in live if self._beating.get(pk) == live[pk]]
+        for i in range(0, len(renewed), HEARTBEAT_CHUNK):
+            CalendarUser.objects.filter(pk__in=renewed[i : i + HEARTBEAT_CHUNK]).update(streamed_until=until)
+        clear_heartbeats(pk for pk in self._beating if pk not in live)
+        self._beating = live
+        return len(live)
 
     def _refresh_source(self, source: CalendarSource) -> None:
         settings = getattr(source.customer, "settings", None)
@@ -344,6 +429,7 @@ class EwsListener:
                 members,
                 connection_minutes=self.connection_minutes,
                 on_change=self._on_change,
+                on_lapse=self._on_lapse,
                 name=f"ews-stream-{source.pk}-{members[0].mailbox}",
             )
             current.groups.append(group)

@@ -340,3 +340,35 @@ def test_a_user_who_joins_is_subscribed_at_the_next_refresh(sims, exchange, list
     assert len(running.groups()) == 1, "the group had room: the newcomer joined it"
     _put(sims, newcomer, _meeting("første"))
     assert _changed(changes) == {calendar.pk}
+
+
+def test_the_heartbeat_marks_live_subscriptions_renews_them_and_ends_with_them(sims, exchange, listener, changes):
+    from django.utils import timezone
+
+    _source, users, ids = exchange
+    running = listener(connection_minutes=1, refresh_seconds=60)
+    assert sims.ews.wait_for_streams(1)
+    before = timezone.now()
+    assert _until(lambda: running.heartbeat() == 3)
+    rows = {row.pk: row for row in CalendarUser.objects.filter(pk__in=ids)}
+    assert all(
+        row.streamed_until is not None and row.streamed_until >= before + dt.timedelta(minutes=2)
+        for row in rows.values()
+    )
+    since = {pk: row.streamed_since for pk, row in rows.items()}
+    assert all(value is not None and value <= before for value in since.values())
+
+    assert sims.ews.expire_subscriptions(users[0].email) == 1  # Exchange dropped one: it is synced and made again
+    assert _changed(changes) == {ids[0]}
+    assert _until(lambda: len(sims.ews.subscriptions(users[0].email)) == 1)
+    assert sims.ews.wait_for_streams(1)
+    assert _until(
+        lambda: running.heartbeat() == 3 and CalendarUser.objects.get(pk=ids[0]).streamed_since != since[ids[0]]
+    )
+    renewed = CalendarUser.objects.get(pk=ids[0]).streamed_since
+    assert renewed is not None and renewed > since[ids[0]]  # the sweep polls it once more, after the new subscription
+    assert CalendarUser.objects.get(pk=ids[1]).streamed_since == since[ids[1]]
+
+    running.stop()
+    assert running.heartbeat() == 0
+    assert not CalendarUser.objects.filter(pk__in=ids, streamed_until__isnull=False).exists()

@@ -71,6 +71,10 @@ class Command(BaseCommand):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._wanted: dict[int, tuple[int, list[Any]]] = {}  # `_verify`'s engine answers, per user
+        self._listener: Any = None  # `stream_ews`'s listener for the EWS sources (`_start_listener`)
+        self._streamed = 0  # EWS mailboxes it streams
+        self._notified: set[int] = set()
+        self._profiles: list[Any] | None = None
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--users", type=int, default=100)
@@ -81,6 +85,16 @@ class Command(BaseCommand):
         parser.add_argument("--dump", type=Path, help="directory for per-user events and MBN state")
         parser.add_argument("--seed", type=int, default=2026)
         parser.add_argument("--mbn-rate", type=int, default=20, help="MBN requests per second per enterprise")
+        parser.add_argument(
+            "--profile-steady",
+            type=Path,
+            help="write a cProfile (CPU time) of the sync threads in the steady no-change sweep to FILE (pstats)",
+        )
+        parser.add_argument(
+            "--no-stream",
+            action="store_true",
+            help="run no EWS streaming listener: the sweep polls every Exchange mailbox (as before `stream_ews`)",
+        )
         parser.add_argument(
             "--simulators",
             choices=("process", "thread"),
@@ -183,11 +197,21 @@ class Command(BaseCommand):
             latency = options["latency_ms"]
             build_s = time.perf_counter() - clock
             initial = self._cycle(sims, batches, now, concurrency, latency, "initial sync")
+            # production's `stream_ews` listener for the EWS sources, subscribed before the sweeps below
+            clock = time.perf_counter()
+            self._listener = None if options["no_stream"] else self._start_listener(shares["ews"])
+            listen_s = time.perf_counter() - clock
             self._forget_change_cursors(built)  # today's full read, whatever the sweep does
             noop = self._cycle(sims, batches, now, concurrency, latency, "no-change cycle")
             # the sweep once everyone is synced: what `sync.jobs.sweep` queues for each source, round-robin
             sweep = self._sweep_batches(built)
+            self._profiles = [] if options["profile_steady"] else None
             still = self._cycle(sims, sweep, now, concurrency, latency, "steady: no change")
+            if self._profiles:
+                import pstats
+
+                pstats.Stats(*self._profiles).dump_stats(str(options["profile_steady"]))
+            self._profiles = None
             clock = time.perf_counter()
             still["mismatches"] = sum(
                 self._verify(sims, customer, users, calendars, now, None) for _kind, customer, users in built
@@ -205,6 +229,8 @@ class Command(BaseCommand):
             changed_batches = [
                 [pk] for pk in CalendarUser.objects.filter(service_user__in=changed_users).values_list("pk", flat=True)
             ]
+            # what `queue_syncs` marks for a notified change (the listener's notifications of them are dropped)
+            CalendarUser.objects.filter(pk__in=[pk for (pk,) in changed_batches]).update(changed_at=timezone.now())
             incremental = {
                 **self._cycle(sims, changed_batches, now, concurrency, latency, "1 % changed"),
                 "changed_users": len(changed),
@@ -217,9 +243,13 @@ class Command(BaseCommand):
                 )
                 calendars[user.pk] = calendars[user.pk] + extra
                 demo.put_events(sims, kind, user, extra)
+            # the EWS changes come as notifications, each queueing its user's sync (`queue_syncs`), besides the sweep
+            notified = self._notified_of([user for kind, user in moved if kind == "ews"])
+            queued = [[pk] for pk in notified] + sweep
             swept = {
-                **self._cycle(sims, sweep, now, concurrency, latency, "steady: 1 % changed"),
+                **self._cycle(sims, queued, now, concurrency, latency, "steady: 1 % changed"),
                 "changed_users": len(moved),
+                "notified_users": len(notified),
             }
             clock = time.perf_counter()
             mismatches = sum(
@@ -229,6 +259,8 @@ class Command(BaseCommand):
             verify_s += time.perf_counter() - clock
             swept["mismatches"] = mismatches
         finally:
+            if self._listener is not None:
+                self._listener.stop()
             ids = [customer.pk for _kind, customer, _users in built]
             Subscription.objects.filter(customer_id__in=ids).delete()  # the pending ones demo wiring made
             Customer.objects.filter(pk__in=ids).delete()
@@ -253,8 +285,59 @@ class Command(BaseCommand):
             "simulators": options["simulators"],
             # the simulators' process: every scripted calendar and what MBN holds (the same as above in "thread")
             "simulators_peak_rss_mb": sims.peak_rss_mb(),
-            "setup_s": {"build": round(build_s, 1), "verify": round(verify_s, 1)},
+            "setup_s": {"build": round(build_s, 1), "verify": round(verify_s, 1), "listener": round(listen_s, 1)},
+            "ews_streamed": self._streamed,
         }
+
+    def _start_listener(self, mailboxes: int):  # type: ignore[no-untyped-def]
+        """`stream_ews`'s listener in this process (its CPU counted in the cycles'), once every EWS mailbox has a
+        live subscription and a heartbeat. Notified calendars are kept for `_notified_of`."""
+        import threading
+
+        from sync.streaming import EwsListener
+
+        if not mailboxes:
+            return None
+        # Production runs the listener as its own process. Here it shares this process with the sync, and exchangelib
+        # keeps one session pool per server and account, made by whoever comes first: let it be the listener's (its
+        # open connections each hold a session), shared by the sync's providers made afresh after it.
+        from exchangelib.protocol import close_connections
+
+        pipeline._ews_provider.cache_clear()
+        close_connections()
+        lock = threading.Lock()
+
+        def notified(ids: set[int]) -> None:
+            with lock:
+                self._notified |= ids
+
+        listener = EwsListener(on_change=notified)
+        listener.refresh()
+        deadline = time.monotonic() + 600
+        progress = ProgressBar("EWS streams", stream=sys.stderr)
+        while (streamed := listener.heartbeat()) < mailboxes:
+            progress(streamed, mailboxes)
+            if time.monotonic() > deadline:
+                listener.stop()
+                raise CommandError(f"only {streamed} of {mailboxes} EWS mailboxes streamed after 600 s")
+            time.sleep(1.0)
+        progress(streamed, mailboxes)
+        self._streamed = streamed
+        return listener
+
+    def _notified_of(self, users: list[ServiceUser]) -> list[int]:
+        """The calendars of these EWS users once the listener was notified of their change (at most 60 s), marked
+        changed as `queue_syncs` marks them; without a listener none (the sweep polls them)."""
+        if self._listener is None or not users:
+            return []
+        wanted = set(CalendarUser.objects.filter(service_user__in=users).values_list("pk", flat=True))
+        deadline = time.monotonic() + 60
+        while not wanted <= self._notified and time.monotonic() < deadline:
+            time.sleep(0.1)
+        found = sorted(wanted & self._notified)
+        self._notified -= wanted
+        CalendarUser.objects.filter(pk__in=found).update(changed_at=timezone.now())
+        return found
 
     def _forget_change_cursors(self, built: list[tuple[str, Customer, list[ServiceUser]]]) -> None:
         """Where the calendars are read incrementally (a stored change cursor per user), forget the cursors so
@@ -408,9 +491,17 @@ class Command(BaseCommand):
         progress = ProgressBar(label, stream=sys.stderr)
         done = 0
 
+        profiles = self._profiles
+
         def run(batch: list[int]) -> None:
             """One batch as the Celery task and the q2 job run it (`run_sync_attempt`): users held up by a
             throttled or failing service come back after its back-off, users another sync holds after a pause."""
+            profile = None
+            if profiles is not None:
+                import cProfile
+
+                profile = cProfile.Profile(time.thread_time)  # CPU, not time spent waiting
+                profile.enable()
             try:
                 queued = [(batch, 0)]
                 while queued:
@@ -425,9 +516,14 @@ class Command(BaseCommand):
                     if queued:
                         time.sleep(BUSY_RETRY_SECONDS if outcome.retry_in is None else outcome.retry_in)
             finally:
+                if profile is not None and profiles is not None:
+                    profile.disable()
+                    profiles.append(profile)
                 close_old_connections()
 
         started = time.perf_counter()
+        if self._listener is not None:  # its bulk heartbeat, as each refresh writes it
+            self._listener.heartbeat()
         if self._q2:
             from django_q.models import Schedule, Task
 
