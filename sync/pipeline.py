@@ -308,9 +308,15 @@ def _google_provider(
 
 
 # The sync's providers, kept per process and per recipe (`provider_for`); connection tests build their own.
-_KEPT_PROVIDERS: dict[Callable[..., Any], Callable[..., Any]] = {
+_KEPT_PROVIDERS: dict[Callable[..., Any], Any] = {
     build: functools.lru_cache(maxsize=256)(build) for build in (_graph_provider, _ews_provider, _google_provider)
 }
+
+
+def forget_providers() -> None:
+    """Drop the providers this process keeps: the next sync builds them afresh (token caches, connections)."""
+    for kept in _KEPT_PROVIDERS.values():
+        kept.cache_clear()
 
 
 @functools.lru_cache(maxsize=256)

@@ -303,7 +303,7 @@ class Command(BaseCommand):
         # open connections each hold a session), shared by the sync's providers made afresh after it.
         from exchangelib.protocol import close_connections
 
-        pipeline._ews_provider.cache_clear()
+        pipeline.forget_providers()
         close_connections()
         lock = threading.Lock()
 
