@@ -91,9 +91,11 @@ class Command(BaseCommand):
             help="write a cProfile (CPU time) of the sync threads in the steady no-change sweep to FILE (pstats)",
         )
         parser.add_argument(
-            "--no-stream",
+            "--stream",
             action="store_true",
-            help="run no EWS streaming listener: the sweep polls every Exchange mailbox (as before `stream_ews`)",
+            help="also run the EWS streaming listener in this process, so the sweep leaves streamed Exchange mailboxes "
+            "out; off by default: its open connections share exchangelib's session pool with the sync's 32 threads, "
+            "which runs dry beyond ~1 000 users (the production listener is a process of its own)",
         )
         parser.add_argument(
             "--simulators",
@@ -199,7 +201,7 @@ class Command(BaseCommand):
             initial = self._cycle(sims, batches, now, concurrency, latency, "initial sync")
             # production's `stream_ews` listener for the EWS sources, subscribed before the sweeps below
             clock = time.perf_counter()
-            self._listener = None if options["no_stream"] else self._start_listener(shares["ews"])
+            self._listener = self._start_listener(shares["ews"]) if options["stream"] else None
             listen_s = time.perf_counter() - clock
             self._forget_change_cursors(built)  # today's full read, whatever the sweep does
             noop = self._cycle(sims, batches, now, concurrency, latency, "no-change cycle")
