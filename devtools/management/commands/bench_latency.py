@@ -141,7 +141,7 @@ class Command(BaseCommand):
                 ProgressBar("initial sync (simulators without latency)", stream=sys.stderr),
             )
             subscribing = time.perf_counter()
-            subscriptions = self._subscribe([s for s in fleet.sources if s.kind != CalendarSource.Kind.EWS])
+            subscriptions = self._subscribe(sims, [s for s in fleet.sources if s.kind != CalendarSource.Kind.EWS])
             streamed = "ews" in providers
             subscribe_s = time.perf_counter() - subscribing
             # a new Google channel posts a "sync" message: let those deliveries finish before the clock starts
@@ -292,15 +292,20 @@ class Command(BaseCommand):
             "process": "in this process" if worker == "inprocess" else "manage.py stream_ews",
         }
 
-    def _subscribe(self, sources: list[CalendarSource]) -> int:
+    def _subscribe(self, sims, sources: list[CalendarSource]) -> int:  # type: ignore[no-untyped-def]
         def subscribe(source: CalendarSource) -> int:
             try:
                 return jobs.ensure_subscriptions(source=source)
             finally:
                 close_old_connections()
 
-        if workers.in_memory_database():  # the webhook handshakes share this thread's connection: one at a time
-            return sum(jobs.ensure_subscriptions(source=source) for source in sources)
+        if workers.in_memory_database():  # the webhooks share this thread's connection: one at a time
+            made = 0
+            for source in sources:
+                made += jobs.ensure_subscriptions(source=source)
+                # a new Google channel posts a "sync" message: answered before this thread queries again
+                sims.google.flush_notifications(timeout=30)
+            return made
         with ThreadPoolExecutor(max_workers=4) as pool:
             return sum(pool.map(subscribe, sources))
 

@@ -44,6 +44,14 @@ PROVIDERS = ("graph", "ews", "google")
 OSLO = ZoneInfo("Europe/Oslo")
 
 
+def _answered(sims) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the app has answered every notification the simulators queued. With the in-memory test
+    database the app's request threads share this thread's connection, so this thread must not query while
+    a webhook runs (a concurrent request's transaction could swallow this thread's writes)."""
+    if not (sims.graph.flush_notifications(timeout=30) and sims.google.flush_notifications(timeout=30)):
+        raise CommandError("the simulators' notifications were not answered within 30 seconds")
+
+
 class Command(BaseCommand):
     help = "Runs the service lifecycle (leavers, an ended customer, the purge) against the simulators (JSON)."
 
@@ -87,6 +95,7 @@ class Command(BaseCommand):
             for kind, customer, source, users in built:
                 jobs.refresh_group(source=source)
                 jobs.ensure_subscriptions(source=source)
+                _answered(sims)  # a new Google channel posts its "sync" message
                 for user in users:
                     demo.put_events(
                         sims,
@@ -104,11 +113,8 @@ class Command(BaseCommand):
                         tomorrow.replace(hour=11).isoformat(),
                         tomorrow.replace(hour=12).isoformat(),
                     )
+                _answered(sims)  # the change notifications of the events just put
                 jobs.sweep(source=source)
-                # the app shares this thread's in-memory test database: its webhooks must be answered before
-                # this thread queries again
-                sims.graph.flush_notifications()
-                sims.google.flush_notifications()
             demo.run_queued_jobs()
             everyone = [(customer, user) for _kind, customer, _source, users in built for user in users]
             manual_before = sum(len(self._absences(sims, customer, user, ours=False)) for customer, user in everyone)
