@@ -278,6 +278,9 @@ SYNC_HORIZON_DAYS = env.int("SYNC_HORIZON_DAYS", default=14)
 PURGE_AFTER_DAYS = env.int("PURGE_AFTER_DAYS", default=90)
 # A user's sync lock: a sync whose worker died blocks the user's next sync for at most this long.
 SYNC_LOCK_SECONDS = env.int("SYNC_LOCK_SECONDS", default=120)
+# A calendar with live change notifications (Graph, Google) is still read once in this many minutes by the sweep,
+# at a minute of its own: the safety net for a lost notification (`sync.pipeline.pushed_read_due`).
+SYNC_PUSHED_READ_MINUTES = env.int("SYNC_PUSHED_READ_MINUTES", default=60)
 # Each process spaces its MBN calls to stay under the enterprise's limit (MBN: 20 requests/s).
 MBN_REQUESTS_PER_SECOND = env.float("MBN_REQUESTS_PER_SECOND", default=18.0)
 # Where processes share that pace: Redis (the broker's, by default) so that all workers together stay

@@ -156,6 +156,7 @@ def ensure_subscriptions(*, source: CalendarSource, now: dt.datetime | None = No
                     lost.append(user.pk)
             if not user.subscription_id:
                 user.client_state = secrets.token_urlsafe(24)
+                user.push_since = timezone.now()  # changes from now on are notified; the last read came before
                 user.subscription_id, user.subscription_expires = provider.subscribe(
                     user.provider_user_id, url, user.client_state, expires, lifecycle
                 )
@@ -168,7 +169,7 @@ def ensure_subscriptions(*, source: CalendarSource, now: dt.datetime | None = No
             CalendarUser.objects.filter(pk=user.pk).update(**failure.on_calendar(), last_error_at=now)
             failures.append(error)
             continue
-        user.save(update_fields=["subscription_id", "subscription_expires", "client_state"])
+        user.save(update_fields=["subscription_id", "subscription_expires", "client_state", "push_since"])
         changed += 1
     if lost:  # notifications may have been missed while the subscription was gone: read the calendars in full
         queue_syncs(calendar_user_ids=lost)
@@ -213,10 +214,11 @@ def unsubscribe(*, source: CalendarSource, subscription_id: str) -> None:
 
 
 def sweep(*, source: CalendarSource, now: dt.datetime | None = None) -> int:
-    """Queue a sync of every served user of the source (catches anything a webhook missed), and of every user
-    still being stopped (a stop that gave up after its retries is tried again)."""
+    """Queue a sync of the source's served users that are due one (`pipeline.sweep_calendars`: every user without
+    live change notifications, the notified ones at their hourly or daily read, catching what a notification
+    missed), and of every user still being stopped (a stop that gave up after its retries is tried again)."""
     now = now or timezone.now()
-    served = served_calendars().filter(source=source).values_list("pk", flat=True)
+    served = pipeline.sweep_calendars(source=source, now=now)
     ids = sorted({*served, *stopping_calendars().filter(source=source).values_list("pk", flat=True)})
     run = SyncRun.objects.create(kind=SyncRun.Kind.CYCLE, source=source, started_at=now)
     for chunk, first_day in sync_passes(calendar_user_ids=ids, batch=BATCH):

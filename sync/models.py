@@ -292,6 +292,13 @@ class CalendarUser(models.Model):
     # and the calendar was read after `streamed_since`, the sweep does not poll it (`sync.pipeline.streamed`).
     streamed_since = models.DateTimeField(_("streamed since"), null=True, blank=True, editable=False)
     streamed_until = models.DateTimeField(_("streamed until"), null=True, blank=True, editable=False)
+    # Change notifications (a Graph subscription, a Google watch channel): since when the current one has run. While
+    # it is live and the calendar was read after this, the sweep reads the calendar only at its hourly slot
+    # (`sync.pipeline.sweep_reads`): the notifications say what changed, the hourly read catches one that was lost.
+    push_since = models.DateTimeField(_("notified since"), null=True, blank=True, editable=False)
+    # When time alone changes the engine's answer for the stored events (an event entering the horizon): the sweep
+    # takes the user then, whatever the notifications say (`sync.event_state.due_after`).
+    recompute_at = models.DateTimeField(_("recompute at"), null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("calendar user")

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.utils import timezone
 
 from common import metrics
@@ -565,6 +565,7 @@ def stop_user(*, calendar_user: CalendarUser, now: dt.datetime) -> UserResult:
             delta_cursor="",  # served again one day, the calendar is read in full
             event_state=None,
             full_read_at=None,
+            recompute_at=None,
             **NO_ERROR,
         )
         stopped: dict[str, Any] = {"stopped_at": timezone.now()}
@@ -581,13 +582,23 @@ FULL_READ_GAP = dt.timedelta(hours=12)  # the least time between two scheduled f
 _DAY_SECONDS = 24 * 3600
 
 
+READ_GROUP = 20  # neighbouring calendars by id that share their read times: one batch (`sync_passes`)
+
+
+def read_slot(calendar_user_id: int) -> int:
+    """The hash that places a calendar's scheduled reads (`full_read_due`, `pushed_read_due`) in time. Calendars
+    numbered together (a customer's users are mostly added together) share it in groups of READ_GROUP, so a sweep
+    reads them in whole batches rather than one or two of each source at a time; the groups spread evenly."""
+    return zlib.crc32(str(calendar_user_id // READ_GROUP).encode())
+
+
 def full_read_due(*, calendar_user_id: int, full_read_at: dt.datetime | None, now: dt.datetime) -> bool:
-    """Whether the user's daily full read is due: at the user's own second of the UTC day (from a hash of the id,
-    so the reads spread over the whole day), the first such moment at least FULL_READ_GAP after the last full
+    """Whether the user's daily full read is due: at the user's own second of the UTC day (`read_slot`, so the reads
+    spread over the whole day), the first such moment at least FULL_READ_GAP after the last full
     read. A full read catches whatever the increments missed and moves the read window with the horizon."""
     if full_read_at is None:
         return True
-    offset = zlib.crc32(str(calendar_user_id).encode()) % _DAY_SECONDS
+    offset = read_slot(calendar_user_id) % _DAY_SECONDS
     earliest = full_read_at + FULL_READ_GAP
     day = dt.datetime.combine(earliest.astimezone(dt.UTC).date(), dt.time(), dt.UTC)
     slot = day + dt.timedelta(seconds=offset)
@@ -606,12 +617,105 @@ def streamed(*, user: CalendarUser, now: dt.datetime) -> bool:
     return (
         user.source.kind == CalendarSource.Kind.EWS
         and user.changed_at is None
-        and user.streamed_until is not None
-        and user.streamed_until > now
-        and user.streamed_since is not None
-        and user.last_synced_at is not None
-        and user.last_synced_at >= user.streamed_since
+        and _live_since_read(user.streamed_since, user.streamed_until, user.last_synced_at, now)
     )
+
+
+def _live_since_read(
+    since: dt.datetime | None, until: dt.datetime | None, last_synced_at: dt.datetime | None, now: dt.datetime
+) -> bool:
+    """A push (an EWS stream, a subscription) live now, which began before the calendar's last read."""
+    return (
+        until is not None
+        and until > now
+        and since is not None
+        and last_synced_at is not None
+        and last_synced_at >= since
+    )
+
+
+def pushed_read_due(*, calendar_user_id: int, last_synced_at: dt.datetime, now: dt.datetime) -> bool:
+    """Whether a calendar with live change notifications is due its safety read: once every
+    SYNC_PUSHED_READ_MINUTES, at the user's own second of that period (`read_slot`, so the reads spread evenly
+    over the sweeps), the first such moment after the last sync. Catches a notification that was lost:
+    Google's are best effort, Graph gives up on an unreachable endpoint after its retries."""
+    period = settings.SYNC_PUSHED_READ_MINUTES * 60
+    offset = read_slot(calendar_user_id) % period
+    return (now.timestamp() - offset) // period > (last_synced_at.timestamp() - offset) // period
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    """What the sweep decides on, read for every served user of a source in one query (`sweep_calendars`)."""
+
+    pk: int
+    kind: str
+    last_synced_at: dt.datetime | None
+    changed_at: dt.datetime | None
+    mbn_unsure: bool
+    failing: bool
+    no_cursor: bool
+    full_read_at: dt.datetime | None
+    recompute_at: dt.datetime | None
+    subscribed: bool
+    subscription_expires: dt.datetime | None
+    push_since: dt.datetime | None
+    streamed_since: dt.datetime | None
+    streamed_until: dt.datetime | None
+
+
+def sweep_reads(row: SweepRow, now: dt.datetime) -> bool:
+    """Whether the periodic sweep syncs this calendar now. Always when it was never synced, a change was notified
+    and waits, the last sync failed, MBN's state is unsure, there is no change cursor, its daily full read is due
+    (`full_read_due`) or time alone changes its result (`recompute_at`). Otherwise a calendar whose changes are
+    pushed to us is left to its notifications: an Exchange mailbox the listener streams (`streamed`) until its next
+    daily read, a Graph or Google calendar with a live subscription once an hour (`pushed_read_due`); both only if
+    the calendar was read after the push began, so nothing from before it is missed. The rest is read every sweep."""
+    if (
+        row.last_synced_at is None
+        or row.changed_at is not None
+        or row.mbn_unsure
+        or row.failing
+        or row.no_cursor
+        or (row.recompute_at is not None and row.recompute_at <= now)
+        or full_read_due(calendar_user_id=row.pk, full_read_at=row.full_read_at, now=now)
+    ):
+        return True
+    if row.kind == CalendarSource.Kind.EWS:  # `streamed`, on the row
+        return not _live_since_read(row.streamed_since, row.streamed_until, row.last_synced_at, now)
+    if _live_since_read(row.push_since, row.subscription_expires, row.last_synced_at, now) and row.subscribed:
+        return pushed_read_due(calendar_user_id=row.pk, last_synced_at=row.last_synced_at, now=now)
+    return True
+
+
+def sweep_calendars(*, source: CalendarSource, now: dt.datetime) -> list[int]:
+    """The served calendars of the source that the sweep syncs now (`sweep_reads`), in one query."""
+    rows = (
+        served_calendars()
+        .filter(source=source)
+        .annotate(
+            failing=ExpressionWrapper(~Q(last_error_code=""), output_field=BooleanField()),
+            no_cursor=ExpressionWrapper(Q(delta_cursor=""), output_field=BooleanField()),
+            subscribed=ExpressionWrapper(~Q(subscription_id=""), output_field=BooleanField()),
+        )
+        .values_list(
+            "pk",
+            "last_synced_at",
+            "changed_at",
+            "mbn_unsure",
+            "failing",
+            "no_cursor",
+            "full_read_at",
+            "recompute_at",
+            "subscribed",
+            "subscription_expires",
+            "push_since",
+            "streamed_since",
+            "streamed_until",
+        )
+    )
+    kind = source.kind
+    return [row[0] for row in rows if sweep_reads(SweepRow(row[0], kind, *row[1:]), now)]
 
 
 @dataclass
@@ -867,7 +971,11 @@ def _store_read(user: CalendarUser, calendar: _Calendar, now: dt.datetime, *, se
     assert state is not None  # only calendars the engine ran for are stored whole
     if settled:
         state = event_state.CalendarState(state.catalogue, state.window_end, state.events, calendar.settled, state.due)
-    fields: dict[str, Any] = {"delta_cursor": calendar.cursor, "event_state": event_state.encode(state)}
+    fields: dict[str, Any] = {
+        "delta_cursor": calendar.cursor,
+        "event_state": event_state.encode(state),
+        "recompute_at": state.due,
+    }
     if calendar.full:
         fields["full_read_at"] = now
     CalendarUser.objects.filter(pk=user.pk).update(**fields)

@@ -34,10 +34,13 @@ def test_bench_sync_reports_no_mismatch_and_a_silent_no_change_cycle(tmp_path):
     assert figures["noop"]["mbn_requests"] == 0
     assert figures["initial"]["mbn_requests"] > 0
     assert figures["incremental"]["changed_users"] == 1
-    # the steady sweep (what sync.jobs.sweep queues), with no change and after another 1 % changed
+    # the steady sweep (what sync.jobs.sweep queues), with no change and after another 1 % changed: the 5 Graph and
+    # Google users have change subscriptions and are read at their hourly minute only; the 3 Exchange mailboxes are
+    # not streamed (no --stream) and are read by every sweep
+    assert figures["subscriptions"] == 5
     still, swept = figures["steady"]["no_change"], figures["steady"]["changed"]
     assert (still["mbn_requests"], still["mismatches"]) == (0, 0)
-    assert still["calendar_requests"] > 0 and still["users"] == 8
+    assert still["calendar_requests"] > 0 and 3 <= still["users"] <= 8
     assert swept["changed_users"] == 1 and swept["mbn_requests"] > 0 and swept["mismatches"] == 0
     for cycle in (figures["initial"], figures["noop"], still, swept):
         assert cycle["cpu_s"] >= 0 and cycle["wall_s"] > 0

@@ -30,6 +30,7 @@ import random
 import resource
 import sys
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections, connection
 from django.test.utils import override_settings
 from django.utils import timezone
+from django_q.models import OrmQ
 
 from common.progress import ProgressBar
 from common.queue import celery_takes_sync_work, enqueue_now
@@ -47,14 +49,19 @@ from customers.models import Customer, ServiceUser, Subscription
 from customers.services import ensure_customer_settings
 from customers.validators import org_numbers_from
 from devtools import demo
-from sync import pipeline
+from devtools.benchmarking import workers as bench_workers
+from sync import jobs, pipeline
 from sync.attempt import BUSY_RETRY_SECONDS, run_sync_attempt
-from sync.models import CalendarUser, PushedAbsence
+from sync.models import CalendarSource, CalendarUser, PushedAbsence
 from sync.rules import compute_absences
 from sync.services import catalogue_from_database, rule_settings_for, sync_passes
 from sync.work import SYNC_USERS
 
 BATCH = 20
+# the periodic sweep's interval (a source's default `sweep_minutes`): the steady cycles are the sweep that long after
+# the one before
+SWEEP = dt.timedelta(minutes=CalendarSource._meta.get_field("sweep_minutes").get_default())
+Batches = list[list[int]]
 PROVIDERS = ("graph", "ews", "google")
 
 
@@ -75,6 +82,9 @@ class Command(BaseCommand):
         self._streamed = 0  # EWS mailboxes it streams
         self._notified: set[int] = set()
         self._profiles: list[Any] | None = None
+        self._sims: Any = None
+        self._push = False  # Graph and Google change notifications to the app (`--no-push` turns them off)
+        self._first_task = 0  # the q2 queue's last task before the run: what the webhooks queue after it is dropped
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--users", type=int, default=100)
@@ -96,6 +106,13 @@ class Command(BaseCommand):
             help="also run the EWS streaming listener in this process, so the sweep leaves streamed Exchange mailboxes "
             "out; off by default: its open connections share exchangelib's session pool with the sync's 32 threads, "
             "which runs dry beyond ~1 000 users (the production listener is a process of its own)",
+        )
+        parser.add_argument(
+            "--no-push",
+            action="store_true",
+            help="no Graph subscriptions or Google watch channels (the app is not served): the sweep reads every "
+            "Graph and Google calendar, as without notifications; always so with --celery-workers or --q2-workers, "
+            "whose workers would run the notified syncs themselves",
         )
         parser.add_argument(
             "--simulators",
@@ -151,10 +168,19 @@ class Command(BaseCommand):
                     workers = self._start_q2(sims, options)
                 else:
                     workers = []
+                self._sims = sims
+                self._push = not (options["no_push"] or options["celery_workers"] or options["q2_workers"])
+                self._first_task = OrmQ.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
                 try:
-                    result = self._run(sims, options)
+                    with contextlib.ExitStack() as stack:
+                        if self._push:  # the webhooks the subscriptions point at
+                            sims.graph.allow_http_webhooks_on_loopback()  # plain http on 127.0.0.1
+                            app_url = stack.enter_context(bench_workers.serve_app())
+                            stack.enter_context(override_settings(PUBLIC_BASE_URL=app_url))
+                        result = self._run(sims, options)
                 finally:
                     self._stop_workers(workers)
+                    OrmQ.objects.filter(pk__gt=self._first_task).delete()
         self.stdout.write(json.dumps(result))
 
     def _run(self, sims, options: dict[str, Any]) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -203,12 +229,20 @@ class Command(BaseCommand):
             clock = time.perf_counter()
             self._listener = self._start_listener(shares["ews"]) if options["stream"] else None
             listen_s = time.perf_counter() - clock
+            # Graph subscriptions and Google watch channels, answered by the app on a real HTTP server
+            clock = time.perf_counter()
+            subscribed = self._subscribe(sims, built, latency) if self._push else 0
+            subscribe_s = time.perf_counter() - clock
             self._forget_change_cursors(built)  # today's full read, whatever the sweep does
             noop = self._cycle(sims, batches, now, concurrency, latency, "no-change cycle")
-            # the sweep once everyone is synced: what `sync.jobs.sweep` queues for each source, round-robin
-            sweep = self._sweep_batches(built)
+            # The sweep once everyone is synced, as it runs SWEEP after the previous one in steady state: what
+            # `sync.jobs.sweep` picks for each source (`pipeline.sweep_calendars`, its CPU in the cycle's),
+            # round-robin over the sources.
+            self._as_if_swept_before(built)
             self._profiles = [] if options["profile_steady"] else None
-            still = self._cycle(sims, sweep, now, concurrency, latency, "steady: no change")
+            still = self._cycle(
+                sims, lambda: self._sweep_batches(built), now, concurrency, latency, "steady: no change"
+            )
             if self._profiles:
                 import pstats
 
@@ -227,11 +261,13 @@ class Command(BaseCommand):
                 )
                 calendars[user.pk] = calendars[user.pk] + extra
                 demo.put_events(sims, kind, user, extra)
+            # what `queue_syncs` marks for a notified change (the notifications' own marks and queued syncs are
+            # dropped: this cycle syncs exactly these users)
+            self._notified_of([])
             changed_users = [user for _kind, user in changed]
             changed_batches = [
                 [pk] for pk in CalendarUser.objects.filter(service_user__in=changed_users).values_list("pk", flat=True)
             ]
-            # what `queue_syncs` marks for a notified change (the listener's notifications of them are dropped)
             CalendarUser.objects.filter(pk__in=[pk for (pk,) in changed_batches]).update(changed_at=timezone.now())
             incremental = {
                 **self._cycle(sims, changed_batches, now, concurrency, latency, "1 % changed"),
@@ -239,17 +275,25 @@ class Command(BaseCommand):
             }
             unchanged = [pair for pair in everyone if pair not in changed]
             moved = rng.sample(unchanged, min(len(unchanged), max(1, count // 100)))
-            for kind, user in moved:
-                extra = demo.as_provider_can_hold(
-                    kind, demo.scripted_events(rng=rng, start=now, days=3, count=2, prefix=f"{user.pk}-steady-")
-                )
-                calendars[user.pk] = calendars[user.pk] + extra
-                demo.put_events(sims, kind, user, extra)
-            # the EWS changes come as notifications, each queueing its user's sync (`queue_syncs`), besides the sweep
-            notified = self._notified_of([user for kind, user in moved if kind == "ews"])
-            queued = [[pk] for pk in notified] + sweep
+            notified: list[int] = []
+
+            def change() -> list[list[int]]:
+                """The changes (inside the cycle: the webhooks they cause run in this process) and the syncs their
+                notifications queue (`queue_syncs`), which run before the sweep that follows."""
+                for kind, user in moved:
+                    extra = demo.as_provider_can_hold(
+                        kind, demo.scripted_events(rng=rng, start=now, days=3, count=2, prefix=f"{user.pk}-steady-")
+                    )
+                    calendars[user.pk] = calendars[user.pk] + extra
+                    demo.put_events(sims, kind, user, extra)
+                notified.extend(self._notified_of([user for kind, user in moved]))
+                return [[pk] for pk in notified]
+
+            self._as_if_swept_before(built)
             swept = {
-                **self._cycle(sims, queued, now, concurrency, latency, "steady: 1 % changed"),
+                **self._cycle(
+                    sims, (change, lambda: self._sweep_batches(built)), now, concurrency, latency, "steady: 1 % changed"
+                ),
                 "changed_users": len(moved),
                 "notified_users": len(notified),
             }
@@ -287,8 +331,14 @@ class Command(BaseCommand):
             "simulators": options["simulators"],
             # the simulators' process: every scripted calendar and what MBN holds (the same as above in "thread")
             "simulators_peak_rss_mb": sims.peak_rss_mb(),
-            "setup_s": {"build": round(build_s, 1), "verify": round(verify_s, 1), "listener": round(listen_s, 1)},
+            "setup_s": {
+                "build": round(build_s, 1),
+                "verify": round(verify_s, 1),
+                "listener": round(listen_s, 1),
+                "subscribe": round(subscribe_s, 1),
+            },
             "ews_streamed": self._streamed,
+            "subscriptions": subscribed,
         }
 
     def _start_listener(self, mailboxes: int):  # type: ignore[no-untyped-def]
@@ -328,18 +378,109 @@ class Command(BaseCommand):
         return listener
 
     def _notified_of(self, users: list[ServiceUser]) -> list[int]:
-        """The calendars of these EWS users once the listener was notified of their change (at most 60 s), marked
-        changed as `queue_syncs` marks them; without a listener none (the sweep polls them)."""
-        if self._listener is None or not users:
-            return []
+        """The calendars among these users' that were notified of their change: Graph's and Google's through the
+        app's webhooks (which mark them changed, `queue_syncs`), Exchange's through the listener (at most 60 s
+        each), marked changed as `queue_syncs` marks them. The syncs the webhooks queued are dropped: the cycle
+        runs them. Without push (`--no-push`, workers in other processes) and without a listener, none."""
+        if self._push:
+            if not (self._sims.graph.flush_notifications(60) and self._sims.google.flush_notifications(60)):
+                raise CommandError("the app did not answer the simulators' notifications within 60 s")
+            OrmQ.objects.filter(pk__gt=self._first_task).delete()
         wanted = set(CalendarUser.objects.filter(service_user__in=users).values_list("pk", flat=True))
-        deadline = time.monotonic() + 60
-        while not wanted <= self._notified and time.monotonic() < deadline:
-            time.sleep(0.1)
-        found = sorted(wanted & self._notified)
-        self._notified -= wanted
-        CalendarUser.objects.filter(pk__in=found).update(changed_at=timezone.now())
-        return found
+        found: set[int] = set()
+        if self._push:
+            found |= set(
+                CalendarUser.objects.filter(pk__in=wanted, changed_at__isnull=False).values_list("pk", flat=True)
+            )
+        ews = set(
+            CalendarUser.objects.filter(pk__in=wanted, source__kind=CalendarSource.Kind.EWS).values_list(
+                "pk", flat=True
+            )
+        )
+        if self._listener is not None and ews:
+            deadline = time.monotonic() + 60
+            while not ews <= self._notified and time.monotonic() < deadline:
+                time.sleep(0.1)
+            streamed = ews & self._notified
+            self._notified -= ews
+            CalendarUser.objects.filter(pk__in=streamed).update(changed_at=timezone.now())
+            found |= streamed
+        return sorted(found)
+
+    def _subscribe(self, sims, built: list[tuple[str, Customer, list[ServiceUser]]], latency_ms: int) -> int:  # type: ignore[no-untyped-def]
+        """Change notifications for every Graph and Google user, as the renewal job makes them
+        (`jobs.ensure_subscriptions`): Graph checks the webhook with its validation handshake, Google posts a
+        "sync" message to each new channel. Setup, not a measured cycle: without the simulators' latency, 8 sources
+        at a time (one at a time on the in-memory test database, whose connection the app's threads share)."""
+        sources = list(
+            CalendarSource.objects.filter(customer__in=[c for kind, c, _u in built if kind != "ews"]).select_related(
+                "customer"
+            )
+        )
+        progress = ProgressBar("change subscriptions", stream=sys.stderr)
+
+        def subscribe(source: CalendarSource) -> int:
+            try:
+                made = jobs.ensure_subscriptions(source=source)
+                if bench_workers.in_memory_database():  # answered before this thread queries again
+                    sims.google.flush_notifications(60)
+                return made
+            finally:
+                if not bench_workers.in_memory_database():
+                    close_old_connections()
+
+        for service in ("login", "graph", "google"):
+            sims.set_latency(service, 0)
+        made = 0
+        try:
+            if bench_workers.in_memory_database():
+                for done, source in enumerate(sources, 1):
+                    made += subscribe(source)
+                    progress(done, len(sources))
+            else:
+                with ThreadPoolExecutor(max_workers=8) as pool:
+                    for done, count in enumerate(pool.map(subscribe, sources), 1):
+                        made += count
+                        progress(done, len(sources))
+            if not (sims.graph.flush_notifications(60) and sims.google.flush_notifications(60)):
+                raise CommandError("the app did not answer the simulators' notifications within 60 s")
+        finally:
+            for service in ("login", "graph", "google"):
+                sims.set_latency(service, latency_ms)
+        OrmQ.objects.filter(pk__gt=self._first_task).delete()  # none is expected: no calendar changed
+        return made
+
+    def _as_if_swept_before(self, built: list[tuple[str, Customer, list[ServiceUser]]]) -> None:
+        """Set every user's times to what they are in steady state when the next sweep comes SWEEP after the last
+        one: the last read at the user's hourly minute (`pipeline.pushed_read_due`) and the last full read at
+        their second of the day (`pipeline.full_read_due`), as the sweeps before would have left them, and their
+        notifications (subscription, stream) older than both. So a sweep now reads the pushed users whose hourly
+        or daily read falls in the last SWEEP, as every sweep of a day does, instead of the none (or all) that
+        the minutes since the initial sync would give."""
+        now = timezone.now().timestamp()
+        period = django_settings.SYNC_PUSHED_READ_MINUTES * 60
+        day = 24 * 3600
+        before = now - SWEEP.total_seconds()
+        long_ago = timezone.now() - dt.timedelta(hours=2)
+
+        def last(offset: int, every: int) -> dt.datetime:
+            at = (before - offset) // every * every + offset
+            return dt.datetime.fromtimestamp(at, tz=dt.UTC)
+
+        users = [user for _kind, _customer, group in built for user in group]
+        rows = []
+        for pk, streamed_since, push_since in CalendarUser.objects.filter(service_user__in=users).values_list(
+            "pk", "streamed_since", "push_since"
+        ):
+            hashed = pipeline.read_slot(pk)
+            row = CalendarUser(
+                pk=pk, last_synced_at=last(hashed % period, period), full_read_at=last(hashed % day, day)
+            )
+            row.streamed_since = long_ago if streamed_since else None
+            row.push_since = long_ago if push_since else None
+            rows.append(row)
+        fields = ["last_synced_at", "full_read_at", "streamed_since", "push_since"]
+        CalendarUser.objects.bulk_update(rows, fields, batch_size=500)
 
     def _forget_change_cursors(self, built: list[tuple[str, Customer, list[ServiceUser]]]) -> None:
         """Where the calendars are read incrementally (a stored change cursor per user), forget the cursors so
@@ -349,11 +490,13 @@ class Command(BaseCommand):
             CalendarUser.objects.filter(service_user__in=users).update(delta_cursor="")  # type: ignore[misc]
 
     def _sweep_batches(self, built: list[tuple[str, Customer, list[ServiceUser]]]) -> list[list[int]]:
-        """The batches the periodic sweep queues (`sync.services.sync_passes`, 20 users of one source each),
-        alternating between the customers as the sweeps of many sources would."""
+        """The batches the periodic sweep queues: the users it picks (`pipeline.sweep_calendars`) in the batches
+        `sync.services.sync_passes` makes (20 users of one source each), alternating between the customers as the
+        sweeps of many sources would."""
+        now = timezone.now()
         per_source = []
-        for _kind, _customer, users in built:
-            ids = CalendarUser.objects.filter(service_user__in=users).values_list("pk", flat=True)
+        for source in CalendarSource.objects.filter(customer__in=[customer for _kind, customer, _users in built]):
+            ids = pipeline.sweep_calendars(source=source, now=now)
             per_source.append([batch for batch, _first_day in sync_passes(calendar_user_ids=ids, batch=BATCH)])
         return [batch for group in itertools.zip_longest(*per_source) for batch in group if batch]
 
@@ -482,14 +625,53 @@ class Command(BaseCommand):
                     os.killpg(worker.pid, signal.SIGKILL)
 
     def _cycle(  # type: ignore[no-untyped-def]
-        self, sims, batches: list[list[int]], now: dt.datetime, concurrency: int, latency_ms: int, label: str
+        self,
+        sims,
+        work: Batches | Callable[[], Batches] | Sequence[Callable[[], Batches]],
+        now: dt.datetime,
+        concurrency: int,
+        latency_ms: int,
+        label: str,
     ) -> dict[str, Any]:
-        """One sync of every batch; efficiency = (requests × latency ÷ concurrency) ÷ wall time."""
+        """One sync of every batch; efficiency = (requests × latency ÷ concurrency) ÷ wall time. `work` is the
+        batches, or what finds them (its CPU and time counted in the cycle's), or several such phases, each
+        synced before the next is found."""
         sims.reset_counters()
         absences_before = PushedAbsence.objects.count()
         cpu_before = time.process_time()
         sims_cpu_before = sims.cpu_seconds() if self._remote else None
-        users = sum(len(batch) for batch in batches)
+        started = time.perf_counter()
+        phases = [work] if isinstance(work, list) or callable(work) else list(work)
+        users = 0
+        for phase in phases:
+            batches = phase() if callable(phase) else phase
+            users += sum(len(batch) for batch in batches)
+            self._sync_batches(batches, now, concurrency, label)
+        wall = time.perf_counter() - started
+        cpu = time.process_time() - cpu_before
+        sims_cpu = None if sims_cpu_before is None else sims.cpu_seconds() - sims_cpu_before
+        by_service = {name: sims.requests(name) for name in ("login", "graph", "ews", "google", "mbn")}
+
+        calendar_requests = sum(n for name, n in by_service.items() if name != "mbn")
+        created = max(PushedAbsence.objects.count() - absences_before, 0)
+        total = calendar_requests + by_service["mbn"]
+        return {
+            "wall_s": round(wall, 3),
+            "cpu_s": round(cpu, 2),
+            "simulators_cpu_s": None if sims_cpu is None else round(sims_cpu, 2),
+            "users": users,
+            "requests": by_service,
+            "calendar_requests": calendar_requests,
+            "calendar_requests_per_user": round(calendar_requests / users, 3) if users else 0,
+            "mbn_requests": by_service["mbn"],
+            "absences_created": created,
+            "mbn_requests_per_absence_created": round(by_service["mbn"] / created, 3) if created else None,
+            "requests_per_second": round(total / wall, 1) if wall else 0,
+            "efficiency": round(total * latency_ms / 1000 / concurrency / wall, 3) if wall and latency_ms else None,
+        }
+
+    def _sync_batches(self, batches: Batches, now: dt.datetime, concurrency: int, label: str) -> None:
+        """Sync every batch on the chosen runner and wait until all are done."""
         progress = ProgressBar(label, stream=sys.stderr)
         done = 0
 
@@ -523,7 +705,6 @@ class Command(BaseCommand):
                     profiles.append(profile)
                 close_old_connections()
 
-        started = time.perf_counter()
         if self._listener is not None:  # its bulk heartbeat, as each refresh writes it
             self._listener.heartbeat()
         if self._q2:
@@ -567,28 +748,6 @@ class Command(BaseCommand):
                 for _ in pool.map(run, batches):
                     done += 1
                     progress(done, len(batches))
-        wall = time.perf_counter() - started
-        cpu = time.process_time() - cpu_before
-        sims_cpu = None if sims_cpu_before is None else sims.cpu_seconds() - sims_cpu_before
-        by_service = {name: sims.requests(name) for name in ("login", "graph", "ews", "google", "mbn")}
-
-        calendar_requests = sum(n for name, n in by_service.items() if name != "mbn")
-        created = max(PushedAbsence.objects.count() - absences_before, 0)
-        total = calendar_requests + by_service["mbn"]
-        return {
-            "wall_s": round(wall, 3),
-            "cpu_s": round(cpu, 2),
-            "simulators_cpu_s": None if sims_cpu is None else round(sims_cpu, 2),
-            "users": users,
-            "requests": by_service,
-            "calendar_requests": calendar_requests,
-            "calendar_requests_per_user": round(calendar_requests / users, 3) if users else 0,
-            "mbn_requests": by_service["mbn"],
-            "absences_created": created,
-            "mbn_requests_per_absence_created": round(by_service["mbn"] / created, 3) if created else None,
-            "requests_per_second": round(total / wall, 1) if wall else 0,
-            "efficiency": round(total * latency_ms / 1000 / concurrency / wall, 3) if wall and latency_ms else None,
-        }
 
     def _verify(
         self,
