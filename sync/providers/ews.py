@@ -402,6 +402,15 @@ class EwsProvider:
         with suppress(KeyError):
             del Protocol[self._config]  # type: ignore[attr-defined]
 
+    def reserve_sessions(self, sessions: int) -> None:
+        """Let exchangelib's session pool for this server and account grow to at least `sessions` HTTP sessions.
+        exchangelib keeps one pool per server and account, shared by every provider with them, capped at the size
+        its first user asked for (`max_connections`); a request that finds no session waits for one without end.
+        Never lowers the cap; sessions are still made only when needed."""
+        protocol = Protocol(config=self._config)
+        if protocol.max_connections < sessions:
+            protocol.max_connections = sessions
+
     def _account(self, smtp: str) -> Account:
         key = smtp.casefold()
         with self._lock:

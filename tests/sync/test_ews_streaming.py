@@ -373,3 +373,37 @@ def test_the_heartbeat_marks_live_subscriptions_renews_them_and_ends_with_them(s
     running.stop()
     assert running.heartbeat() == 0
     assert not CalendarUser.objects.filter(pk__in=ids, streamed_until__isnull=False).exists()
+
+
+def test_a_source_with_more_groups_than_the_listeners_sessions_streams_every_group(
+    sims, exchange, listener, monkeypatch
+):
+    from sync import streaming
+
+    monkeypatch.setattr(streaming, "GROUP_SIZE", 1)  # three groups, each on a connection of its own
+    monkeypatch.setattr(streaming, "STREAM_SESSIONS", 1)  # a pool made for one connection
+    monkeypatch.setattr(streaming, "STREAM_SPARE_SESSIONS", 0)
+    _source, users, _ids = exchange
+    running = listener(connection_minutes=1)
+    assert sims.ews.wait_for_streams(3), "the account's pool grew with its groups: no connection waits for a session"
+    assert len(running.groups()) == 3 and len(sims.ews.subscriptions()) == 3
+
+
+def test_stopping_the_listener_waits_for_the_slowest_connection_once_not_once_per_source(sims, listener):
+    # a closed connection's thread sits in its read until the next message: at most one keep-alive period
+    sims.ews.set_keepalive_seconds(2.0)
+    accounts = set()
+    for index in range(3):
+        customer = make_customer(name=f"Kunde {index} AS")
+        user = ServiceUser.objects.create(customer=customer, email=f"ansatt@kunde{index}.no", name="Ansatt")
+        source = demo.wire_ews_customer(sims=sims, customer=customer, users=[user], enterprise_id=f"kunde{index}")
+        accounts.add(source.username)
+    running = listener(connection_minutes=1)
+    assert sims.ews.wait_for_streams(3)
+    assert len(accounts) == 3 and accounts <= set(sims.ews.service_accounts()), "each customer has its own account"
+    time.sleep(1.0)  # half-way to the next keep-alive: one source after the other would wait 1 s, then 2 s, ...
+
+    started = time.monotonic()
+    running.stop()
+    assert time.monotonic() - started < 2.0, "the three sources stopped together, within one keep-alive period"
+    assert sims.ews.subscriptions() == [] and running.groups() == []
