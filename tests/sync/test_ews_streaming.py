@@ -383,7 +383,7 @@ def test_a_source_with_more_groups_than_the_listeners_sessions_streams_every_gro
     monkeypatch.setattr(streaming, "GROUP_SIZE", 1)  # three groups, each on a connection of its own
     monkeypatch.setattr(streaming, "STREAM_SESSIONS", 1)  # a pool made for one connection
     monkeypatch.setattr(streaming, "STREAM_SPARE_SESSIONS", 0)
-    _source, users, _ids = exchange
+    _source, _users, _ids = exchange
     running = listener(connection_minutes=1)
     assert sims.ews.wait_for_streams(3), "the account's pool grew with its groups: no connection waits for a session"
     assert len(running.groups()) == 3 and len(sims.ews.subscriptions()) == 3
