@@ -132,11 +132,14 @@ def wire_ews_customer(
     enterprise_id: str,  # type: ignore[no-untyped-def]
     mbn_rate_per_second: int = 20,
 ) -> CalendarSource:
-    """The same for an Exchange on-premises customer: mailboxes and a distribution group in the EWS simulator."""
-    username, password = "svc-ews@firma.no", "ews-secret"
-    sims.ews.set_credentials(username, password)
+    """The same for an Exchange on-premises customer: mailboxes, a distribution group and the customer's own service
+    account (`ews_service_account`, allowed to impersonate its users' mailboxes) in the EWS simulator. Each customer
+    has its own, as each has its own Exchange organisation: exchangelib keeps one session pool per server and account,
+    so customers sharing one account would share one pool (the listener's streams and the syncs would run it dry)."""
+    username, password = ews_service_account(customer)
     for user in users:
         sims.ews.add_mailbox(user.email, user.name or user.email)
+    sims.ews.add_service_account(username, password, [user.email for user in users])
     group = f"kalenderpush@{customer.org_number}.example"
     sims.ews.add_group(group, [u.email for u in users])
     wire_mbn(sims, customer, users, enterprise_id, mbn_rate_per_second)
@@ -149,6 +152,11 @@ def wire_ews_customer(
     source.save()
     _calendar_users(source, users, lambda user: user.email)
     return source
+
+
+def ews_service_account(customer: Customer) -> tuple[str, str]:
+    """(user name, password) of the customer's Exchange service account in the EWS simulator."""
+    return f"svc-ews@{customer.org_number}.example", f"ews-secret-{customer.org_number}"
 
 
 def wire_mbn(sims, customer: Customer, users: Sequence[ServiceUser], enterprise_id: str, rate: int) -> None:  # type: ignore[no-untyped-def]

@@ -1,6 +1,8 @@
 """Exchange on-premises look-alike: the EWS SOAP endpoint (`POST /EWS/Exchange.asmx`) as exchangelib 5.6.0 uses it.
 
-Speaks exactly the minimal shapes verified in shared/spec/simulators/ews/: Basic auth, `ExchangeImpersonation`
+Speaks exactly the minimal shapes verified in shared/spec/simulators/ews/: Basic auth of one or more service
+accounts (`set_credentials`, `add_service_account`: each its own password and the mailboxes it may impersonate, as
+each customer's own Exchange organisation would have it), `ExchangeImpersonation`
 (one calendar per mailbox), `GetFolder` (root, calendar), `FindItem` with `CalendarView` (series expanded into
 occurrences; all-day items midnight-to-midnight in the mailbox zone with `StartTimeZone`/`EndTimeZone`, timed
 items in UTC) and `ExpandDL`. Faults come from the base's switches: "503" is an HTTP 503, "429" is EWS's own
@@ -94,6 +96,18 @@ class Mailbox:
 
 
 @dataclass(frozen=True)
+class ServiceAccount:
+    """A service account Basic auth accepts, and the mailboxes its ApplicationImpersonation role covers."""
+
+    username: str
+    password: str
+    mailboxes: frozenset[str] | None  # casefolded addresses; None: every mailbox
+
+    def may_impersonate(self, email: str) -> bool:
+        return self.mailboxes is None or email.casefold() in self.mailboxes
+
+
+@dataclass(frozen=True)
 class DistributionGroup:
     email: str
     name: str
@@ -160,8 +174,9 @@ class EwsSimulator(SimServer):
 
     def __init__(self, username: str = "svc-ews@firma.no", password: str = "secret") -> None:
         super().__init__()
-        self._username = username
-        self._password = password
+        self._accounts: dict[str, ServiceAccount] = {}  # casefolded user name → account
+        self._first_account = ""  # the account `credentials()` gives (the one `set_credentials` or __init__ set)
+        self.set_credentials(username, password)
         self._impersonation_allowed = True
         self._impersonation_scope: frozenset[str] | None = None
         self._unavailable: dict[str, str] = {}
@@ -195,23 +210,55 @@ class EwsSimulator(SimServer):
     # --- scripting -----------------------------------------------------------------------------------------------
 
     def set_credentials(self, username: str, password: str) -> None:
-        """The one service account Basic auth accepts."""
+        """The one service account Basic auth accepts, allowed to impersonate every mailbox (any other accounts,
+        `add_service_account`'s, are removed)."""
         with self.lock:
-            self._username, self._password = username, password
+            self._accounts = {username.casefold(): ServiceAccount(username, password, None)}
+            self._first_account = username.casefold()
+
+    def add_service_account(self, username: str, password: str, mailboxes: Iterable[str] | None = None) -> None:
+        """One more service account Basic auth accepts (or new password and mailboxes for a known one), beside the
+        others: each Exchange organisation's own. It may impersonate `mailboxes` only (None: every mailbox); any
+        other is ErrorImpersonateUserDenied, as from a management scope leaving it out."""
+        scope = None if mailboxes is None else frozenset(e.casefold() for e in mailboxes)
+        with self.lock:
+            self._accounts[username.casefold()] = ServiceAccount(username, password, scope)
+
+    def allow_impersonation(self, username: str, emails: Iterable[str]) -> None:
+        """More mailboxes `username` may impersonate (a mailbox created in its organisation later)."""
+        with self.lock:
+            account = self._accounts[username.casefold()]
+            if account.mailboxes is not None:
+                more = frozenset(e.casefold() for e in emails)
+                self._accounts[username.casefold()] = ServiceAccount(
+                    account.username, account.password, account.mailboxes | more
+                )
+
+    def remove_service_account(self, username: str) -> None:
+        """Basic auth no longer accepts `username` (HTTP 401, as for a disabled account)."""
+        with self.lock:
+            self._accounts.pop(username.casefold(), None)
 
     def credentials(self) -> tuple[str, str]:
-        """(user name, password) of the service account Basic auth accepts."""
+        """(user name, password) of the service account `set_credentials` (or the constructor) set."""
         with self.lock:
-            return self._username, self._password
+            account = self._accounts.get(self._first_account) or next(iter(self._accounts.values()))
+            return account.username, account.password
+
+    def service_accounts(self) -> list[str]:
+        """The user names Basic auth accepts."""
+        with self.lock:
+            return [account.username for account in self._accounts.values()]
 
     def set_impersonation_allowed(self, allowed: bool) -> None:
-        """False: the service account lacks the ApplicationImpersonation role (ErrorImpersonateUserDenied)."""
+        """False: the service accounts lack the ApplicationImpersonation role (ErrorImpersonateUserDenied)."""
         with self.lock:
             self._impersonation_allowed = allowed
 
     def set_impersonation_scope(self, emails: Iterable[str] | None) -> None:
-        """The mailboxes the ApplicationImpersonation role's management scope covers (None: all of them). Any other
-        mailbox is refused with ErrorImpersonateUserDenied, the same answer as a missing role."""
+        """The mailboxes the ApplicationImpersonation role's management scope covers (None: all of them), for every
+        service account besides its own mailboxes. Any other mailbox is refused with ErrorImpersonateUserDenied, the
+        same answer as a missing role."""
         with self.lock:
             self._impersonation_scope = None if emails is None else frozenset(e.casefold() for e in emails)
 
@@ -419,11 +466,12 @@ class EwsSimulator(SimServer):
         return Reply(status, message.encode(), "text/plain; charset=utf-8", dict(headers or {}))
 
     def _soap(self, request: Request, _match: object) -> Reply:
+        given = request.basic_credentials()
         with self.lock:
-            credentials = (self._username, self._password)
+            account = self._accounts.get(given[0].casefold()) if given else None
             impersonation_allowed = self._impersonation_allowed
             scope = self._impersonation_scope
-        if request.basic_credentials() != credentials:
+        if given is None or account is None or given[1] != account.password:
             raise HttpError(401, "ErrorUnauthorized", "Unauthorized")
         try:
             root = ET.fromstring(request.body)
@@ -446,7 +494,9 @@ class EwsSimulator(SimServer):
         if mailbox is None or (impersonated is not None and impersonated.casefold() not in self._mailboxes):
             raise HttpError(500, "ErrorNonExistentMailbox", f"No mailbox with address {impersonated or target}.")
         if impersonated is not None and (
-            not impersonation_allowed or (scope is not None and impersonated.casefold() not in scope)
+            not impersonation_allowed
+            or (scope is not None and impersonated.casefold() not in scope)
+            or not account.may_impersonate(impersonated)
         ):
             raise HttpError(
                 500, "ErrorImpersonateUserDenied", "The account does not have permission to impersonate the user."

@@ -19,6 +19,7 @@ no error message quotes an event.
 from __future__ import annotations
 
 import datetime as dt
+import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -322,11 +323,25 @@ class NotificationStream:
         return self._closed.is_set()
 
     def close(self) -> None:
-        """End the connection now (safe from any thread; the iterating thread sees the end of the stream)."""
+        """End the connection now (safe from any thread; the iterating thread sees the end of the stream and gives
+        the HTTP session back). The socket is shut down rather than closed: closing the response from here waited
+        for the reading thread's buffer lock, that is for Exchange's next message or keep-alive, so stopping N
+        streams one after the other took N keep-alive periods."""
         self._closed.set()
         self._service.closing = True
-        with suppress(Exception):
-            self._service.stop_streaming()
+        _interrupt(getattr(self._service, "_streaming_response", None))
+
+
+def _interrupt(response: Any) -> None:
+    """Wake a thread blocked reading this streamed HTTP response: shut its socket down (no lock taken)."""
+    raw = getattr(response, "raw", None)
+    sock = getattr(getattr(raw, "_connection", None), "sock", None)
+    if sock is None:  # urllib3 hands the connection over to the response body's file object
+        buffered = getattr(getattr(raw, "_fp", None), "fp", None)
+        sock = getattr(getattr(buffered, "raw", None), "_sock", None)
+    if sock is not None:
+        with suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 # --- the provider -------------------------------------------------------------------------------------------------
@@ -401,6 +416,15 @@ class EwsProvider:
             protocol.close()
         with suppress(KeyError):
             del Protocol[self._config]  # type: ignore[attr-defined]
+
+    def reserve_sessions(self, sessions: int) -> None:
+        """Let exchangelib's session pool for this server and account grow to at least `sessions` HTTP sessions.
+        exchangelib keeps one pool per server and account, shared by every provider with them, capped at the size
+        its first user asked for (`max_connections`); a request that finds no session waits for one without end.
+        Never lowers the cap; sessions are still made only when needed."""
+        protocol = Protocol(config=self._config)
+        if protocol.max_connections < sessions:
+            protocol.max_connections = sessions
 
     def _account(self, smtp: str) -> Account:
         key = smtp.casefold()

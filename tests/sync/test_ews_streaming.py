@@ -225,7 +225,7 @@ def test_stream_ews_refuses_a_connection_timeout_exchange_does_not_allow():
         call_command("stream_ews", "--connection-minutes", "45")
 
 
-def _get_streaming_events(sims, mailbox: str, ids: list[str], minutes: int, chunked: bool = True) -> list[str]:  # type: ignore[no-untyped-def]
+def _get_streaming_events(sims, source, mailbox: str, ids: list[str], minutes: int, chunked: bool = True) -> list[str]:  # type: ignore[no-untyped-def]
     """A raw GetStreamingEvents as exchangelib sends it; the chunks of the answer as they arrived."""
     import requests
 
@@ -241,7 +241,7 @@ def _get_streaming_events(sims, mailbox: str, ids: list[str], minutes: int, chun
         "</m:GetStreamingEvents></s:Body></s:Envelope>"
     )
     with requests.post(
-        sims.ews_url, data=body.encode(), auth=("svc-ews@firma.no", "ews-secret"), stream=True, timeout=10
+        sims.ews_url, data=body.encode(), auth=(source.username, source.secret()), stream=True, timeout=10
     ) as answer:
         assert answer.status_code == 200
         assert (answer.headers.get("Transfer-Encoding") == "chunked") is chunked
@@ -253,8 +253,8 @@ def test_the_simulator_streams_notifications_keep_alives_and_closed_as_exchange_
 
     from sync.providers.ews import Affinity, EwsProvider
 
-    _source, users, _ids = exchange
-    provider = EwsProvider(sims.ews_url, "svc-ews@firma.no", "ews-secret")
+    source, users, _ids = exchange
+    provider = EwsProvider(sims.ews_url, source.username, source.secret())
     affinity = Affinity(users[0].email)
     subscription = provider.subscribe_streaming(users[0].email, affinity=affinity)
     assert affinity.cookie, "the answer sets the affinity cookie the group's next requests carry"
@@ -263,7 +263,7 @@ def test_the_simulator_streams_notifications_keep_alives_and_closed_as_exchange_
     threading.Timer(0.25, _put, (sims, users[0], _meeting("nytt"))).start()
 
     started = time.monotonic()
-    chunks = _get_streaming_events(sims, users[0].email, [subscription], minutes=1)
+    chunks = _get_streaming_events(sims, source, users[0].email, [subscription], minutes=1)
 
     assert 0.5 < time.monotonic() - started < 3, "open until the connection timeout"
     assert all(chunk.count("<s:Envelope") == 1 for chunk in chunks), "one SOAP envelope per message"
@@ -274,10 +274,10 @@ def test_the_simulator_streams_notifications_keep_alives_and_closed_as_exchange_
     assert '<t:ItemId Id="nytt"' in notification and "<t:ParentFolderId" in notification
     assert "<m:ConnectionStatus>Closed</m:ConnectionStatus>" in chunks[-1]
 
-    (unknown,) = _get_streaming_events(sims, users[0].email, ["finnes-ikke"], minutes=1)
+    (unknown,) = _get_streaming_events(sims, source, users[0].email, ["finnes-ikke"], minutes=1)
     assert "<m:ResponseCode>ErrorSubscriptionNotFound</m:ResponseCode>" in unknown
     assert "<m:ErrorSubscriptionIds><m:SubscriptionId>finnes-ikke</m:SubscriptionId>" in unknown
-    (too_long,) = _get_streaming_events(sims, users[0].email, [subscription], minutes=31, chunked=False)
+    (too_long,) = _get_streaming_events(sims, source, users[0].email, [subscription], minutes=31, chunked=False)
     assert "ErrorInvalidArgument" in too_long
 
 
@@ -285,7 +285,7 @@ def test_a_refused_password_holds_back_the_source_until_its_credentials_change(
     sims, exchange, listener, changes, caplog
 ):
     source, users, ids = exchange
-    sims.ews.set_credentials("svc-ews@firma.no", "nytt-passord")
+    sims.ews.add_service_account(source.username, "nytt-passord", [user.email for user in users])
     running = listener(connection_minutes=1)
     assert _until(lambda: "refused the service account" in caplog.text)
     tries = sims.ews.operation_count("Subscribe")
@@ -332,6 +332,7 @@ def test_a_user_who_joins_is_subscribed_at_the_next_refresh(sims, exchange, list
         customer=source.customer, email="ny@lokal.no", name="Ny Ansatt", msisdn="+4793999999"
     )
     sims.ews.add_mailbox(newcomer.email, newcomer.name)
+    sims.ews.allow_impersonation(source.username, [newcomer.email])  # a new mailbox in the customer's organisation
     calendar = CalendarUser.objects.create(service_user=newcomer, source=source, provider_user_id=newcomer.email)
 
     running.refresh()
@@ -372,3 +373,37 @@ def test_the_heartbeat_marks_live_subscriptions_renews_them_and_ends_with_them(s
     running.stop()
     assert running.heartbeat() == 0
     assert not CalendarUser.objects.filter(pk__in=ids, streamed_until__isnull=False).exists()
+
+
+def test_a_source_with_more_groups_than_the_listeners_sessions_streams_every_group(
+    sims, exchange, listener, monkeypatch
+):
+    from sync import streaming
+
+    monkeypatch.setattr(streaming, "GROUP_SIZE", 1)  # three groups, each on a connection of its own
+    monkeypatch.setattr(streaming, "STREAM_SESSIONS", 1)  # a pool made for one connection
+    monkeypatch.setattr(streaming, "STREAM_SPARE_SESSIONS", 0)
+    _source, _users, _ids = exchange
+    running = listener(connection_minutes=1)
+    assert sims.ews.wait_for_streams(3), "the account's pool grew with its groups: no connection waits for a session"
+    assert len(running.groups()) == 3 and len(sims.ews.subscriptions()) == 3
+
+
+def test_stopping_the_listener_waits_for_the_slowest_connection_once_not_once_per_source(sims, listener):
+    # a closed connection's thread sits in its read until the next message: at most one keep-alive period
+    sims.ews.set_keepalive_seconds(2.0)
+    accounts = set()
+    for index in range(3):
+        customer = make_customer(name=f"Kunde {index} AS")
+        user = ServiceUser.objects.create(customer=customer, email=f"ansatt@kunde{index}.no", name="Ansatt")
+        source = demo.wire_ews_customer(sims=sims, customer=customer, users=[user], enterprise_id=f"kunde{index}")
+        accounts.add(source.username)
+    running = listener(connection_minutes=1)
+    assert sims.ews.wait_for_streams(3)
+    assert len(accounts) == 3 and accounts <= set(sims.ews.service_accounts()), "each customer has its own account"
+    time.sleep(1.0)  # half-way to the next keep-alive: one source after the other would wait 1 s, then 2 s, ...
+
+    started = time.monotonic()
+    running.stop()
+    assert time.monotonic() - started < 2.0, "the three sources stopped together, within one keep-alive period"
+    assert sims.ews.subscriptions() == [] and running.groups() == []

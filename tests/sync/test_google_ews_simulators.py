@@ -112,3 +112,30 @@ def test_a_spent_ews_budget_refuses_everything_until_the_back_off_has_passed(ews
         assert "kari@firma.no" in provider.read_events(["kari@firma.no"], *WINDOW), "a fresh budget after the wait"
     finally:
         provider.close()
+
+
+def test_each_ews_service_account_has_its_own_password_and_mailboxes(ews: EwsSimulator) -> None:
+    from sync.providers.base import AuthError, PermissionMissing
+
+    ews.add_service_account("svc-ews@kunde-b.example", "passord-b", ["kari@firma.no"])
+    assert ews.service_accounts() == ["svc-ews@firma.no", "svc-ews@kunde-b.example"]
+    assert ews.credentials() == ("svc-ews@firma.no", "secret"), "the first account, as set_credentials made it"
+    first = EwsProvider(ews.url, "svc-ews@firma.no", "secret", timeout=5.0)
+    second = EwsProvider(ews.url, "svc-ews@kunde-b.example", "passord-b", timeout=5.0)
+    wrong = EwsProvider(ews.url, "svc-ews@kunde-b.example", "secret", timeout=5.0)
+    try:
+        assert set(first.read_events(["ola@firma.no", "kari@firma.no"], *WINDOW)) == {"ola@firma.no", "kari@firma.no"}
+        reads = second.read_events(["ola@firma.no", "kari@firma.no"], *WINDOW)
+        assert set(reads) == {"kari@firma.no"}, "an account impersonates only the mailboxes it was given"
+        assert isinstance(reads.failures["ola@firma.no"], PermissionMissing)
+        with pytest.raises(AuthError):  # another account's password is a 401, as on the wire today
+            wrong.read_events(["kari@firma.no"], *WINDOW)
+        ews.allow_impersonation("svc-ews@kunde-b.example", ["ola@firma.no"])
+        assert "ola@firma.no" in second.read_events(["ola@firma.no"], *WINDOW)
+        ews.set_credentials("svc-ews@firma.no", "nytt")  # one account again, as before several existed
+        assert ews.service_accounts() == ["svc-ews@firma.no"]
+        answer = requests.post(ews.url, data=b"<x/>", auth=("svc-ews@kunde-b.example", "passord-b"), timeout=5)
+        assert answer.status_code == 401 and answer.headers["WWW-Authenticate"] == 'Basic realm="EWS"'
+    finally:
+        for provider in (first, second, wrong):
+            provider.close()
