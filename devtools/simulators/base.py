@@ -250,6 +250,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Connection", "close")
         self.end_headers()
+        self.wfile.flush()  # the status line and headers now, not with the first chunk (a keep-alive may be 30 s off)
         self.close_connection = True
         try:
             for chunk in stream:

@@ -35,13 +35,13 @@ def test_bench_sync_reports_no_mismatch_and_a_silent_no_change_cycle(tmp_path):
     assert figures["initial"]["mbn_requests"] > 0
     assert figures["incremental"]["changed_users"] == 1
     # the steady sweep (what sync.jobs.sweep queues), with no change and after another 1 % changed: the 5 Graph and
-    # Google users have change subscriptions and are read at their hourly minute only; the 3 Exchange mailboxes are
-    # not streamed (no --stream) and are read by every sweep
-    assert figures["subscriptions"] == 5
+    # Google users have change subscriptions and the 3 Exchange mailboxes are streamed by the listener, so the sweep
+    # reads them only at their hourly (daily) minute; the changed user's notification queues its sync
+    assert (figures["subscriptions"], figures["ews_streamed"]) == (5, 3)
     still, swept = figures["steady"]["no_change"], figures["steady"]["changed"]
     assert (still["mbn_requests"], still["mismatches"]) == (0, 0)
-    assert still["calendar_requests"] > 0 and 3 <= still["users"] <= 8
-    assert swept["changed_users"] == 1 and swept["mbn_requests"] > 0 and swept["mismatches"] == 0
+    assert swept["changed_users"] == 1 and swept["notified_users"] == 1
+    assert swept["mbn_requests"] > 0 and swept["mismatches"] == 0
     for cycle in (figures["initial"], figures["noop"], still, swept):
         assert cycle["cpu_s"] >= 0 and cycle["wall_s"] > 0
         assert cycle["simulators_cpu_s"] >= 0  # they run in their own process by default

@@ -22,6 +22,7 @@ engine's answer for their calendar at the end; `steady.no_change.mismatches` the
 events) and `<user>.mbn.json` (what the MBN simulator holds). The benchmark's rows are deleted afterwards.
 """
 
+import argparse
 import contextlib
 import datetime as dt
 import itertools
@@ -102,10 +103,11 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--stream",
-            action="store_true",
-            help="also run the EWS streaming listener in this process, so the sweep leaves streamed Exchange mailboxes "
-            "out; off by default: its open connections share exchangelib's session pool with the sync's 32 threads, "
-            "which runs dry beyond ~1 000 users (the production listener is a process of its own)",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="run the EWS streaming listener (`stream_ews`'s) in this process from before the no-change cycle on, "
+            "its CPU counted in every cycle, so the sweep leaves streamed Exchange mailboxes to their notifications "
+            "(default); --no-stream: every sweep polls every Exchange mailbox, as without the listener",
         )
         parser.add_argument(
             "--no-push",
