@@ -213,8 +213,11 @@ def current(events: Mapping[str, Event], now: dt.datetime) -> dict[str, Event]:
 def due_after(
     events: Iterable[Event], window_end: dt.datetime, horizon: dt.timedelta, zone: dt.tzinfo
 ) -> dt.datetime | None:
-    """When time alone changes the engine's result: the first event reaching past the window's end enters (or
-    grows inside) the horizon when `now + horizon` passes its start. None when every event ends inside it.
+    """When time alone changes the engine's result: the first event starting past the window's end enters the
+    horizon when `now + horizon` passes its start. None when no event starts past it. An event already inside
+    the horizon and reaching past its end (its absence cut at the horizon) is not due each time the horizon moves
+    on: it grows with the next run of the engine (a change, at the latest the daily full read), so its absence's
+    far end is never more than a day short of the horizon and MBN is not asked to stretch it every sweep.
     All-day events run from midnight to midnight in `zone`, the customer's (the engine's office calendar)."""
-    starts = [_utc_start(event, zone) for event in events if _utc_end(event, zone) > window_end]
+    starts = [start for event in events if (start := _utc_start(event, zone)) >= window_end]
     return min(starts) - horizon if starts else None

@@ -104,3 +104,8 @@ def test_time_alone_changes_the_result_when_an_event_reaches_past_the_horizon() 
     all_day = Event("ferie", day, day + dt.timedelta(days=1), all_day=True)
     midnight = dt.datetime.combine(day, dt.time(), OSLO)
     assert event_state.due_after([all_day], end, horizon, OSLO) == (midnight - horizon).astimezone(dt.UTC)
+    # a holiday across the horizon's end: cut at the horizon, and stretched by the next engine run (at the latest
+    # the daily full read), not by every sweep
+    across = Event("tur", end - dt.timedelta(days=1), end + dt.timedelta(days=5))
+    assert event_state.due_after([inside, across], end, horizon, OSLO) is None
+    assert event_state.due_after([across, beyond], end, horizon, OSLO) == (beyond_start - horizon).astimezone(dt.UTC)
