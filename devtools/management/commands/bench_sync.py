@@ -647,6 +647,8 @@ class Command(BaseCommand):
         phases = [work] if isinstance(work, list) or callable(work) else list(work)
         users = 0
         for phase in phases:
+            if self._listener is not None:  # its bulk heartbeat, as its refresh writes it every minute in production
+                self._listener.heartbeat()
             batches = phase() if callable(phase) else phase
             users += sum(len(batch) for batch in batches)
             self._sync_batches(batches, now, concurrency, label)
@@ -708,8 +710,6 @@ class Command(BaseCommand):
                     profiles.append(profile)
                 close_old_connections()
 
-        if self._listener is not None:  # its bulk heartbeat, as each refresh writes it
-            self._listener.heartbeat()
         if self._q2:
             from django_q.models import Schedule, Task
 
